@@ -1,0 +1,105 @@
+"""The WSGI application: middleware, error rendering and the v2 routes."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from typing import Any
+
+import falcon
+
+from amphorae.api import context as ctx_mod
+from amphorae.api import versions
+from amphorae.common import errors
+
+LOG = logging.getLogger(__name__)
+
+# Resource modules under amphorae.api.v2, each with ROUTES = [(path, resource), ...].
+LBAAS_MODULES = (
+    "loadbalancers", "listeners", "pools", "members", "healthmonitors", "l7policies",
+    "l7rules", "quotas", "providers", "flavors", "flavorprofiles", "availabilityzones",
+    "availabilityzoneprofiles",
+)
+OCTAVIA_MODULES = ("amphorae",)
+PUBLIC_PATHS = {"/", "/v2", "/v2.0"}
+
+
+class RequestMiddleware:
+    """Request id, content negotiation, the `.json` suffix and the caller's context."""
+
+    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        request_id = "req-" + str(uuid.uuid4())
+        req.context.request_id = request_id
+        resp.set_header("x-openstack-request-id", request_id)
+        if req.path.endswith(".json"):
+            req.path = req.path[: -len(".json")]
+        accept = req.get_header("Accept")
+        if accept and not (req.client_accepts("application/json")):
+            raise NotAcceptable(request_id)
+        req.context.auth = ctx_mod.from_headers(req.headers, request_id)
+
+
+class NotAcceptable(Exception):
+    def __init__(self, request_id: str) -> None:
+        self.request_id = request_id
+
+
+def _not_acceptable(req: falcon.Request, resp: falcon.Response, ex: NotAcceptable,
+                    params: dict[str, Any]) -> None:
+    resp.status = 406
+    resp.media = {"errors": [{"status": 406, "title": "Not Acceptable",
+                              "detail": "Only content type application/json is accepted.",
+                              "request_id": ex.request_id}]}
+
+
+def _api_error(req: falcon.Request, resp: falcon.Response, ex: errors.APIError,
+               params: dict[str, Any]) -> None:
+    resp.status = ex.status
+    resp.media = errors.fault_body(ex.status, ex.message)
+
+
+def _http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError,
+                params: dict[str, Any]) -> None:
+    status = ex.status_code
+    message = ex.description or ex.title or "Error"
+    if status == 404:
+        message = "The resource could not be found."
+    elif status == 405:
+        message = "Method not allowed."
+    resp.status = status
+    resp.media = errors.fault_body(status, message)
+    for name, value in (ex.headers or {}).items():
+        resp.set_header(name, value)
+
+
+def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
+                params: dict[str, Any]) -> None:
+    LOG.exception("Unexpected error serving %s %s", req.method, req.path)
+    resp.status = 500
+    resp.media = errors.fault_body(500, "Internal Server Error")
+
+
+def _add_routes(app: falcon.App) -> None:
+    import importlib
+
+    versions.add_routes(app)
+    for version in ("/v2", "/v2.0"):
+        for prefix, modules in (("/lbaas", LBAAS_MODULES), ("", LBAAS_MODULES),
+                                ("/octavia", OCTAVIA_MODULES)):
+            for name in modules:
+                module = importlib.import_module(f"amphorae.api.v2.{name}")
+                for path, resource in module.ROUTES:
+                    app.add_route(version + prefix + path, resource)
+
+
+def create_app() -> falcon.App:
+    app = falcon.App(middleware=[RequestMiddleware()])
+    app.req_options.strip_url_path_trailing_slash = True
+    app.req_options.auto_parse_qs_csv = False
+    app.resp_options.default_media_type = "application/json"
+    app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(falcon.HTTPError, _http_error)
+    app.add_error_handler(errors.APIError, _api_error)
+    app.add_error_handler(NotAcceptable, _not_acceptable)
+    _add_routes(app)
+    return app

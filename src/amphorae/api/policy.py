@@ -1,0 +1,104 @@
+"""Authorization through oslo.policy with Octavia's rule names and default rules."""
+
+from __future__ import annotations
+
+import functools
+
+from oslo_policy import policy
+
+from amphorae.api.context import RequestContext
+from amphorae.common import config, errors
+
+PREFIX = "os_load-balancer_api"
+
+BASE_RULES = [
+    ("context_is_admin", "role:admin"),
+    ("load-balancer:admin", "is_admin:True or role:admin"),
+    ("load-balancer:global_observer", "role:admin"),
+    ("load-balancer:member_and_owner", "role:member and project_id:%(project_id)s"),
+    ("load-balancer:observer_and_owner", "role:reader and project_id:%(project_id)s"),
+    ("load-balancer:quota-admin", "role:admin"),
+    ("service", "role:service"),
+    ("load-balancer:read",
+     "rule:load-balancer:observer_and_owner or rule:load-balancer:global_observer or "
+     "rule:load-balancer:member_and_owner or rule:load-balancer:admin"),
+    ("load-balancer:read-global",
+     "rule:load-balancer:global_observer or rule:load-balancer:admin"),
+    ("load-balancer:write",
+     "rule:load-balancer:member_and_owner or rule:load-balancer:admin"),
+    ("load-balancer:read-quota",
+     "rule:load-balancer:observer_and_owner or rule:load-balancer:global_observer or "
+     "rule:load-balancer:member_and_owner or rule:load-balancer:quota-admin or "
+     "rule:load-balancer:admin"),
+    ("load-balancer:read-quota-global",
+     "rule:load-balancer:global_observer or rule:load-balancer:quota-admin or "
+     "rule:load-balancer:admin"),
+    ("load-balancer:write-quota",
+     "rule:load-balancer:quota-admin or rule:load-balancer:admin"),
+]
+
+_READ, _GLOBAL, _WRITE, _ADMIN = ("rule:load-balancer:read", "rule:load-balancer:read-global",
+                                  "rule:load-balancer:write", "rule:load-balancer:admin")
+_CRUD = {"get_all": _READ, "get_all-global": _GLOBAL, "post": _WRITE, "get_one": _READ,
+         "put": _WRITE, "delete": _WRITE}
+
+API_RULES: dict[str, dict[str, str]] = {
+    "loadbalancer": {**_CRUD, "get_stats": _READ, "get_status": _READ,
+                     "put_failover": _ADMIN, "post:vip_sg_ids": _WRITE,
+                     "put:vip_sg_ids": _WRITE},
+    "listener": {**_CRUD, "get_stats": _READ},
+    "pool": dict(_CRUD),
+    "healthmonitor": dict(_CRUD),
+    "l7policy": dict(_CRUD),
+    "member": {"get_all": f"{_READ} or rule:service", "post": _WRITE, "get_one": _READ,
+               "put": _WRITE, "delete": _WRITE},
+    "l7rule": {"get_all": _READ, "post": _WRITE, "get_one": _READ, "put": _WRITE,
+               "delete": _WRITE},
+    "quota": {"get_all": "rule:load-balancer:read-quota",
+              "get_all-global": "rule:load-balancer:read-quota-global",
+              "get_one": "rule:load-balancer:read-quota",
+              "put": "rule:load-balancer:write-quota",
+              "delete": "rule:load-balancer:write-quota",
+              "get_defaults": "rule:load-balancer:read-quota"},
+    "amphora": {"get_all": _ADMIN, "get_one": _ADMIN, "delete": _ADMIN, "put_config": _ADMIN,
+                "put_failover": _ADMIN, "get_stats": _ADMIN},
+    "provider": {"get_all": _READ},
+    "provider-flavor": {"get_all": _ADMIN},
+    "provider-availability-zone": {"get_all": _ADMIN},
+    "flavor": {"get_all": _READ, "post": _ADMIN, "get_one": _READ, "put": _ADMIN,
+               "delete": _ADMIN},
+    "flavor-profile": {k: _ADMIN for k in ("get_all", "post", "get_one", "put", "delete")},
+    "availability-zone": {"get_all": _READ, "post": _ADMIN, "get_one": _READ, "put": _ADMIN,
+                          "delete": _ADMIN},
+    "availability-zone-profile": {k: _ADMIN
+                                  for k in ("get_all", "post", "get_one", "put", "delete")},
+}
+
+
+def default_rules() -> list[policy.RuleDefault]:
+    rules = [policy.RuleDefault(name, check) for name, check in BASE_RULES]
+    for resource, actions in API_RULES.items():
+        for action, check in actions.items():
+            rules.append(policy.RuleDefault(f"{PREFIX}:{resource}:{action}", check))
+    return rules
+
+
+@functools.cache
+def enforcer() -> policy.Enforcer:
+    enf = policy.Enforcer(config.CONF)
+    enf.register_defaults(default_rules())
+    enf.load_rules()
+    return enf
+
+
+def check(ctx: RequestContext, resource: str, action: str,
+          project_id: str | None = None) -> bool:
+    target = {"project_id": project_id if project_id is not None else ctx.project_id}
+    return bool(enforcer().enforce(f"{PREFIX}:{resource}:{action}", target,
+                                   ctx.policy_creds()))
+
+
+def authorize(ctx: RequestContext, resource: str, action: str,
+              project_id: str | None = None) -> None:
+    if not check(ctx, resource, action, project_id):
+        raise errors.PolicyForbidden()

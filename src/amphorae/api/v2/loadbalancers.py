@@ -1,0 +1,479 @@
+"""/v2/lbaas/loadbalancers: create (also the fully populated graph), show, list, update,
+delete (with cascade), status tree, stats and failover."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import falcon
+from pydantic import Field
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session, selectinload
+
+from amphorae.api import body, listing, policy
+from amphorae.api import types as t
+from amphorae.api.v2 import common
+from amphorae.common import config, errors
+from amphorae.common import constants as c
+from amphorae.db import engine as db
+from amphorae.db import models as m
+from amphorae.drivers import network
+
+RESOURCE = "loadbalancer"
+NAME = "Load Balancer"
+
+
+class AdditionalVipIn(t.Schema):
+    subnet_id: t.UUID
+    ip_address: t.IPAddress | None = None
+    port_id: t.UUID | None = None
+
+
+class Create(t.Schema):
+    name: t.Name | None = None
+    description: t.Description | None = None
+    admin_state_up: t.AdminState = True
+    vip_address: t.IPAddress | None = None
+    vip_port_id: t.UUID | None = None
+    vip_subnet_id: t.UUID | None = None
+    vip_network_id: t.UUID | None = None
+    vip_qos_policy_id: t.UUID | None = None
+    vip_sg_ids: list[t.UUID] | None = None
+    additional_vips: list[AdditionalVipIn] = Field(default_factory=list)
+    project_id: t.ProjectId | None = None
+    tenant_id: t.ProjectId | None = None
+    provider: t.Annotated[t.StrictStr, Field(max_length=64)] | None = None
+    flavor_id: t.UUID | None = None
+    availability_zone: t.Name | None = None
+    tags: t.Tags | None = None
+    listeners: list[dict[str, Any]] = Field(default_factory=list)
+    pools: list[dict[str, Any]] = Field(default_factory=list)
+
+
+class Update(t.Schema):
+    name: t.Name | None = None
+    description: t.Description | None = None
+    admin_state_up: t.AdminState = True
+    vip_qos_policy_id: t.UUID | None = None
+    vip_sg_ids: list[t.UUID] | None = None
+    tags: t.Tags | None = None
+
+
+COLLECTION = listing.Collection(
+    model=m.LoadBalancer, key="loadbalancers", links_key="loadbalancers_links",
+    columns={
+        "id": m.LoadBalancer.id, "name": m.LoadBalancer.name,
+        "description": m.LoadBalancer.description, "project_id": m.LoadBalancer.project_id,
+        "provisioning_status": m.LoadBalancer.provisioning_status,
+        "operating_status": m.LoadBalancer.operating_status,
+        "admin_state_up": m.LoadBalancer.enabled, "provider": m.LoadBalancer.provider,
+        "flavor_id": m.LoadBalancer.flavor_id, "topology": m.LoadBalancer.topology,
+        "availability_zone": m.LoadBalancer.availability_zone,
+        "created_at": m.LoadBalancer.created_at, "updated_at": m.LoadBalancer.updated_at,
+        "vip_address": m.Vip.ip_address, "vip_port_id": m.Vip.port_id,
+        "vip_subnet_id": m.Vip.subnet_id, "vip_network_id": m.Vip.network_id,
+        "vip_qos_policy_id": m.Vip.qos_policy_id,
+    },
+    joins={k: m.LoadBalancer.vip for k in (
+        "vip_address", "vip_port_id", "vip_subnet_id", "vip_network_id", "vip_qos_policy_id")},
+    extra_params=frozenset({"project_id"}),
+)
+
+LOAD_OPTIONS = (
+    selectinload(m.LoadBalancer.listeners).load_only(m.Listener.id),
+    selectinload(m.LoadBalancer.pools).load_only(m.Pool.id),
+)
+
+
+def view(lb: m.LoadBalancer) -> dict[str, Any]:
+    vip = lb.vip
+    out = common.base_view(lb)
+    out.update(
+        vip_address=vip.ip_address if vip else None,
+        vip_port_id=vip.port_id if vip else None,
+        vip_subnet_id=vip.subnet_id if vip else None,
+        vip_network_id=vip.network_id if vip else None,
+        vip_qos_policy_id=vip.qos_policy_id if vip else None,
+        vip_vnic_type=vip.vnic_type if vip else c.VNIC_NORMAL,
+        vip_sg_ids=[sg.sg_id for sg in lb.vip_security_groups],
+        additional_vips=[{"subnet_id": a.subnet_id, "ip_address": a.ip_address,
+                          "port_id": a.port_id} for a in lb.additional_vips],
+        listeners=common.ids(lb.listeners),
+        pools=common.ids(lb.pools),
+        provider=lb.provider or c.PROVIDER_OCTAVIA,
+        flavor_id=lb.flavor_id,
+        availability_zone=lb.availability_zone,
+    )
+    return out
+
+
+def load(session: Session, lb_id: str) -> m.LoadBalancer:
+    lb = session.scalars(select(m.LoadBalancer).where(m.LoadBalancer.id == lb_id)
+                         .options(*LOAD_OPTIONS)).first()
+    if lb is None or lb.provisioning_status == c.DELETED:
+        raise errors.NotFound(resource=NAME, id=lb_id)
+    return lb
+
+
+def load_authorized(req: falcon.Request, session: Session, lb_id: str,
+                    action: str) -> m.LoadBalancer:
+    lb = load(session, lb_id)
+    common.authorize_object(common.context(req), RESOURCE, action, lb.project_id,
+                            errors.NotFound(resource=NAME, id=lb_id))
+    return lb
+
+
+# --- create ---------------------------------------------------------------------------
+
+
+def _provider_and_flavor(session: Session, data: Create) -> tuple[str, m.Flavor | None]:
+    flavor = None
+    if data.flavor_id:
+        flavor = session.get(m.Flavor, data.flavor_id)
+        if flavor is None or data.flavor_id == c.NIL_UUID:
+            raise errors.ValidationError(detail="Invalid flavor_id.")
+        if not flavor.enabled:
+            raise errors.DisabledOption(option="flavor", value=data.flavor_id)
+    provider = data.provider
+    if flavor is not None:
+        flavor_provider = flavor.flavor_profile.provider_name
+        if provider and provider != flavor_provider:
+            raise errors.BadRequest(
+                f"Flavor '{flavor.id}' is not compatible with provider '{provider}'")
+        provider = flavor_provider
+    provider = provider or config.CONF.api_settings.default_provider_driver
+    if provider not in config.CONF.api_settings.enabled_provider_drivers:
+        raise errors.BadRequest(f"Provider '{provider}' is not enabled.")
+    return provider, flavor
+
+
+def _availability_zone(session: Session, name: str | None) -> None:
+    if name is None:
+        return
+    az = session.get(m.AvailabilityZone, name)
+    if az is None:
+        raise errors.ValidationError(detail="Invalid availability zone.")
+    if not az.enabled:
+        raise errors.DisabledOption(option="availability_zone", value=name)
+
+
+def topology_for(flavor: m.Flavor | None) -> str:
+    if flavor is not None:
+        data = json.loads(flavor.flavor_profile.flavor_data or "{}")
+        if data.get("loadbalancer_topology"):
+            return str(data["loadbalancer_topology"])
+    return str(config.CONF.controller_worker.loadbalancer_topology)
+
+
+def _check_vip_options(data: Create) -> None:
+    conf = config.CONF.networking
+    given = {"vip_port_id": data.vip_port_id, "vip_network_id": data.vip_network_id,
+             "vip_subnet_id": data.vip_subnet_id}
+    allowed = {"vip_port_id": conf.allow_vip_port_id,
+               "vip_network_id": conf.allow_vip_network_id,
+               "vip_subnet_id": conf.allow_vip_subnet_id}
+    for name, value in given.items():
+        if value and not allowed[name]:
+            raise errors.ValidationError(
+                detail=f"VIP must contain one of: {', '.join(k for k, v in allowed.items() if v)}.")
+    if not any(given.values()):
+        raise errors.ValidationError(
+            detail=f"VIP must contain one of: {', '.join(k for k, v in allowed.items() if v)}.")
+
+
+def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
+    """Resolve the VIP's port/network/subnet and reserve its address."""
+    driver = network.get_driver()
+    owner = f"lb-{lb.id}"
+    if data.vip_port_id:
+        port = driver.get_port(session, data.vip_port_id)
+        if port is None:
+            raise errors.InvalidSubresource(resource="Port", id=data.vip_port_id)
+        if port.device_id:
+            raise errors.BadRequest(
+                f"Port {port.port_id} is already used by device {port.device_id}.")
+        if data.vip_subnet_id and data.vip_subnet_id != port.subnet_id:
+            raise errors.ValidationError(
+                detail=f"Port {port.port_id} has no address on subnet {data.vip_subnet_id}.")
+        if data.vip_address and data.vip_address != port.ip_address:
+            raise errors.ValidationError(
+                detail=f"VIP address {data.vip_address} is not on port {port.port_id}.")
+        port.device_id, port.device_owner = owner, "Octavia"
+        lb.vip = m.Vip(ip_address=port.ip_address, port_id=port.port_id,
+                       subnet_id=port.subnet_id, network_id=port.network_id,
+                       qos_policy_id=data.vip_qos_policy_id, octavia_owned=False)
+        return
+    subnet = None
+    if data.vip_subnet_id:
+        subnet = driver.get_subnet(data.vip_subnet_id)
+        if subnet is None:
+            raise errors.InvalidSubresource(resource="Subnet", id=data.vip_subnet_id)
+        if data.vip_network_id and subnet.network_id != data.vip_network_id:
+            raise errors.ValidationError(
+                detail=f"Subnet {subnet.id} is not on network {data.vip_network_id}.")
+    else:
+        net = driver.get_network(str(data.vip_network_id))
+        if net is None:
+            raise errors.InvalidSubresource(resource="Network", id=data.vip_network_id)
+        candidates = [s for s in net.subnets if data.vip_address is None
+                      or s.cidr.version == (6 if ":" in data.vip_address else 4)]
+        subnet = candidates[0] if candidates else None
+        if subnet is None:
+            raise errors.ValidationError(
+                detail=f"No subnet on network {net.id} fits the VIP address.")
+    _check_vip_network(subnet.network_id)
+    port = driver.allocate(session, subnet, owner, "Octavia", data.vip_address)
+    lb.vip = m.Vip(ip_address=port.ip_address, port_id=port.port_id, subnet_id=subnet.id,
+                   network_id=subnet.network_id, qos_policy_id=data.vip_qos_policy_id)
+    seen = {subnet.id}
+    for extra in data.additional_vips:
+        sub = driver.get_subnet(extra.subnet_id)
+        if sub is None:
+            raise errors.InvalidSubresource(resource="Subnet", id=extra.subnet_id)
+        if sub.id in seen:
+            raise errors.ValidationError(
+                detail="Duplicate VIP subnet(s) specified. Only one IP can be bound per subnet.")
+        if sub.network_id != subnet.network_id:
+            raise errors.ValidationError(
+                detail="All VIP subnets must belong to the same network.")
+        seen.add(sub.id)
+        extra_port = driver.allocate(session, sub, owner, "Octavia", extra.ip_address)
+        lb.additional_vips.append(m.AdditionalVip(
+            subnet_id=sub.id, network_id=sub.network_id, ip_address=extra_port.ip_address,
+            port_id=extra_port.port_id))
+
+
+def _check_vip_network(network_id: str) -> None:
+    conf = config.CONF.networking
+    if conf.valid_vip_networks and network_id not in conf.valid_vip_networks:
+        raise errors.ValidationError(detail=f"Supplied VIP network_id {network_id} is not allowed.")
+    if network_id in conf.denylist_vip_networks:
+        raise errors.ValidationError(detail=f"Supplied VIP network_id {network_id} is not allowed.")
+
+
+def create(session: Session, req: falcon.Request, data: Create) -> m.LoadBalancer:
+    ctx = common.context(req)
+    project = common.request_project(ctx, RESOURCE, data.project_id or data.tenant_id)
+    if data.vip_sg_ids is not None:
+        policy.authorize(ctx, RESOURCE, "post:vip_sg_ids", project)
+    _check_vip_options(data)
+    provider, flavor = _provider_and_flavor(session, data)
+    _availability_zone(session, data.availability_zone)
+    lb = m.LoadBalancer(
+        id=m.new_id(), project_id=project, name=data.name, description=data.description,
+        enabled=data.admin_state_up, provider=provider,
+        flavor_id=flavor.id if flavor else None, availability_zone=data.availability_zone,
+        topology=topology_for(flavor), provisioning_status=c.PENDING_CREATE,
+        operating_status=c.OFFLINE,
+    )
+    lb.tags = data.tags
+    lb.vip_security_groups = [m.VipSecurityGroup(sg_id=s) for s in
+                              dict.fromkeys(data.vip_sg_ids or [])]
+    session.add(lb)
+    build_vip(session, lb, data)
+    counts = {"load_balancer": 1}
+    if data.listeners or data.pools:
+        from amphorae.api.v2 import graph
+
+        counts.update(graph.build(session, ctx, lb, data.listeners, data.pools))
+    common.check_quota(session, project, counts)
+    common.enqueue(session, lb.id)
+    session.flush()
+    return lb
+
+
+# --- controllers ----------------------------------------------------------------------
+
+
+class LoadBalancers:
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        lp, where = common.scoped_list(req, RESOURCE, COLLECTION, m.LoadBalancer.project_id)
+        stmt = listing.query(COLLECTION, lp).where(
+            m.LoadBalancer.provisioning_status != c.DELETED).options(*LOAD_OPTIONS)
+        if where is not None:
+            stmt = stmt.where(where)
+        with db.session() as session:
+            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
+            common.send_list(resp, COLLECTION, lp, rows, links, view)
+
+    def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = body.parse(req, RESOURCE, Create)
+        with db.transaction() as session:
+            lb = create(session, req, data)
+            if data.listeners or data.pools:
+                from amphorae.api.v2 import graph
+
+                out = graph.view(lb)
+            else:
+                out = view(lb)
+        common.send(resp, {RESOURCE: out}, 201)
+
+
+class LoadBalancer:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
+        with db.session() as session:
+            lb = load_authorized(req, session, lb_id, "get_one")
+            common.send_one(resp, req, RESOURCE, view(lb))
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
+        data = body.parse(req, RESOURCE, Update)
+        given = data.given()
+        with db.transaction() as session:
+            lb = load_authorized(req, session, lb_id, "put")
+            if "vip_sg_ids" in given:
+                policy.authorize(common.context(req), RESOURCE, "put:vip_sg_ids", lb.project_id)
+            common.lock_load_balancer(session, lb_id, for_child=False)
+            if "name" in given:
+                lb.name = data.name
+            if "description" in given:
+                lb.description = data.description
+            if "admin_state_up" in given:
+                lb.enabled = data.admin_state_up
+            if "tags" in given:
+                lb.tags = data.tags
+            if "vip_qos_policy_id" in given:
+                lb.vip.qos_policy_id = data.vip_qos_policy_id
+            if "vip_sg_ids" in given:
+                lb.vip_security_groups = [m.VipSecurityGroup(sg_id=s) for s in
+                                          dict.fromkeys(data.vip_sg_ids or [])]
+            common.enqueue(session, lb_id)
+            session.flush()
+            out = view(lb)
+        common.send(resp, {RESOURCE: out})
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
+        cascade = str(req.params.get("cascade", "false")).lower() in listing.TRUE
+        with db.transaction() as session:
+            lb = load_authorized(req, session, lb_id, "delete")
+            common.lock_load_balancer(session, lb_id, for_child=False,
+                                      allowed=(c.ACTIVE, c.ERROR), new_status=c.PENDING_DELETE)
+            if (lb.listeners or lb.pools) and not cascade:
+                raise errors.ValidationError(
+                    detail=f"Cannot delete Load Balancer {lb_id} - it has children")
+            if cascade:
+                _mark_tree_deleting(session, lb_id)
+            common.enqueue(session, lb_id)
+        resp.status = 204
+
+
+def _mark_tree_deleting(session: Session, lb_id: str) -> None:
+    from sqlalchemy import update
+
+    for model in (m.Listener, m.Pool):
+        session.execute(update(model).where(model.load_balancer_id == lb_id)
+                        .values(provisioning_status=c.PENDING_DELETE))
+    pool_ids = select(m.Pool.id).where(m.Pool.load_balancer_id == lb_id).scalar_subquery()
+    listener_ids = select(m.Listener.id).where(
+        m.Listener.load_balancer_id == lb_id).scalar_subquery()
+    for model in (m.Member, m.HealthMonitor):
+        session.execute(update(model).where(model.pool_id.in_(pool_ids))
+                        .values(provisioning_status=c.PENDING_DELETE))
+    session.execute(update(m.L7Policy).where(m.L7Policy.listener_id.in_(listener_ids))
+                    .values(provisioning_status=c.PENDING_DELETE))
+    policy_ids = select(m.L7Policy.id).where(
+        m.L7Policy.listener_id.in_(listener_ids)).scalar_subquery()
+    session.execute(update(m.L7Rule).where(m.L7Rule.l7policy_id.in_(policy_ids))
+                    .values(provisioning_status=c.PENDING_DELETE))
+
+
+class Status:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
+        with db.session() as session:
+            lb = load_authorized(req, session, lb_id, "get_status")
+            resp.media = {"statuses": {"loadbalancer": status_tree(session, lb)}}
+
+
+def _status(obj: Any, *extra: str) -> dict[str, Any]:
+    out = {"id": obj.id, "name": obj.name or "",
+           "provisioning_status": obj.provisioning_status,
+           "operating_status": obj.operating_status}
+    for key in extra:
+        out[key] = getattr(obj, key)
+    return out
+
+
+def status_tree(session: Session, lb: m.LoadBalancer) -> dict[str, Any]:
+    listeners = session.scalars(
+        select(m.Listener).where(m.Listener.load_balancer_id == lb.id)
+        .order_by(m.Listener.created_at, m.Listener.id)
+        .options(selectinload(m.Listener.default_pool),
+                 selectinload(m.Listener.l7policies).selectinload(m.L7Policy.rules),
+                 selectinload(m.Listener.l7policies).selectinload(m.L7Policy.redirect_pool))
+    ).all()
+    pools = {p.id: p for p in session.scalars(
+        select(m.Pool).where(m.Pool.load_balancer_id == lb.id)
+        .options(selectinload(m.Pool.members), selectinload(m.Pool.health_monitor)))}
+    tree = _status(lb)
+    tree["listeners"] = []
+    for listener in listeners:
+        node = _status(listener)
+        node["pools"] = []
+        pool_ids = [listener.default_pool_id] if listener.default_pool_id else []
+        for pol in listener.l7policies:
+            if pol.enabled and pol.rules and pol.redirect_pool_id:
+                pool_ids.append(pol.redirect_pool_id)
+        for pool_id in dict.fromkeys(pool_ids):
+            pool = pools.get(pool_id)
+            if pool is None:
+                continue
+            pnode = _status(pool)
+            if pool.health_monitor is not None:
+                hm = pool.health_monitor
+                pnode["health_monitor"] = _status(hm, "type")
+            pnode["members"] = [_status(mb, "protocol_port") | {"address": mb.ip_address}
+                                for mb in sorted(pool.members,
+                                                 key=lambda x: (x.created_at, x.id))]
+            node["pools"].append(pnode)
+        tree["listeners"].append(node)
+    return tree
+
+
+STATS_FIELDS = ("bytes_in", "bytes_out", "active_connections", "total_connections",
+                "request_errors")
+
+
+def listener_stats(session: Session, listener_ids: Any) -> dict[str, int]:
+    """Counters summed over amphorae; active connections only from live amphorae."""
+    s = m.ListenerStatistics
+    live = select(m.Amphora.id).where(m.Amphora.status == c.ALLOCATED).scalar_subquery()
+    row = session.execute(
+        select(func.coalesce(func.sum(s.bytes_in), 0), func.coalesce(func.sum(s.bytes_out), 0),
+               func.coalesce(func.sum(s.total_connections), 0),
+               func.coalesce(func.sum(s.request_errors), 0))
+        .where(s.listener_id.in_(listener_ids))).one()
+    active = session.scalar(
+        select(func.coalesce(func.sum(s.active_connections), 0))
+        .where(s.listener_id.in_(listener_ids),
+               (s.amphora_id.in_(live)) | (s.amphora_id == s.listener_id))) or 0
+    return {"bytes_in": int(row[0]), "bytes_out": int(row[1]),
+            "active_connections": int(active), "total_connections": int(row[2]),
+            "request_errors": int(row[3])}
+
+
+class Stats:
+    def on_get(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
+        with db.session() as session:
+            lb = load_authorized(req, session, lb_id, "get_stats")
+            ids_q = select(m.Listener.id).where(m.Listener.load_balancer_id == lb.id)
+            resp.media = {"stats": listener_stats(session, ids_q.scalar_subquery())}
+
+
+class Failover:
+    def on_put(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
+        with db.transaction() as session:
+            lb = load_authorized(req, session, lb_id, "put_failover")
+            common.lock_load_balancer(session, lb.id, for_child=False,
+                                      allowed=(c.ACTIVE, c.ERROR))
+            common.enqueue(session, lb.id, c.JOB_FAILOVER_LB)
+        resp.status = 202
+
+
+ROUTES = [
+    ("/loadbalancers", LoadBalancers()),
+    ("/loadbalancers/{lb_id}", LoadBalancer()),
+    ("/loadbalancers/{lb_id}/status", Status()),
+    ("/loadbalancers/{lb_id}/statuses", Status()),
+    ("/loadbalancers/{lb_id}/stats", Stats()),
+    ("/loadbalancers/{lb_id}/failover", Failover()),
+]

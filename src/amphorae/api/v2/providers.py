@@ -1,0 +1,3 @@
+"""Placeholder until this resource lands."""
+
+ROUTES: list = []

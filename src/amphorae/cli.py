@@ -1,0 +1,97 @@
+"""The `amphorae` command: `api`, `up`, `db upgrade|current`, `config sample`."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+
+from amphorae.common import config
+
+COMMANDS = ("api", "up", "db", "config")
+
+
+def _setup_logging() -> None:
+    logging.basicConfig(
+        level=logging.DEBUG if config.CONF.debug else logging.INFO,
+        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+
+
+def _api(_args: argparse.Namespace) -> int:
+    from amphorae.api import server
+    from amphorae.db import engine, migrate
+
+    if config.database_url().startswith("sqlite"):
+        migrate.upgrade()
+        engine.dispose()
+    server.serve()
+    return 0
+
+
+def _up(args: argparse.Namespace) -> int:
+    conf = config.CONF.api_settings
+    print(f"amphorae: API on http://{conf.bind_host}:{conf.bind_port} "
+          f"(database {config.database_url()}, auth {conf.auth_strategy})")
+    print("Try: openstack --os-auth-type none --os-endpoint "
+          f"http://{conf.bind_host}:{conf.bind_port} loadbalancer provider list")
+    sys.stdout.flush()
+    return _api(args)
+
+
+def _db(args: argparse.Namespace) -> int:
+    from amphorae.db import migrate
+
+    if args.action == "upgrade":
+        migrate.upgrade(revision=args.revision)
+    else:
+        migrate.current()
+    return 0
+
+
+def _config(args: argparse.Namespace) -> int:
+    from amphorae.common import sample_config
+
+    sys.stdout.write(sample_config.render())
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    parser = argparse.ArgumentParser(prog="amphorae", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    sub.add_parser("api", help="serve the Octavia v2 API")
+    sub.add_parser("up", help="run the all-in-one service on the embedded default")
+    db = sub.add_parser("db", help="database schema")
+    db.add_argument("action", choices=["upgrade", "current"])
+    db.add_argument("revision", nargs="?", default="head")
+    cfg_p = sub.add_parser("config", help="configuration")
+    cfg_p.add_argument("action", choices=["sample"])
+    # oslo.config owns --config-file/--config-dir; argparse gets the rest.
+    ours, oslo_args = _split(argv)
+    args = parser.parse_args(ours)
+    config.load(oslo_args)
+    _setup_logging()
+    handler = {"api": _api, "up": _up, "db": _db, "config": _config}[args.command]
+    return handler(args)
+
+
+def _split(argv: list[str]) -> tuple[list[str], list[str]]:
+    ours: list[str] = []
+    oslo: list[str] = []
+    i = 0
+    while i < len(argv):
+        arg = argv[i]
+        if arg in ("--config-file", "--config-dir"):
+            oslo += argv[i:i + 2]
+            i += 2
+            continue
+        if arg.startswith(("--config-file=", "--config-dir=")):
+            oslo.append(arg)
+        else:
+            ours.append(arg)
+        i += 1
+    return ours, oslo
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,108 @@
+"""API errors with Octavia's status codes and faultstring templates."""
+
+from __future__ import annotations
+
+
+class APIError(Exception):
+    """An error the API answers with ``{"faultcode", "faultstring", "debuginfo"}``."""
+
+    status = 500
+    template = "An unknown exception occurred."
+
+    def __init__(self, message: str | None = None, **kwargs: object) -> None:
+        self.message = message if message is not None else self.template.format(**kwargs)
+        super().__init__(self.message)
+
+
+class BadRequest(APIError):
+    status = 400
+    template = "{detail}"
+
+
+class ValidationError(BadRequest):
+    template = "Validation failure: {detail}"
+
+
+class InvalidInput(BadRequest):
+    template = "Invalid input for field/attribute {field}. Value: '{value}'. {reason}"
+
+
+class UnknownAttribute(BadRequest):
+    template = "Unknown attribute for argument {argument}: {attribute}"
+
+
+class InvalidOption(BadRequest):
+    template = "{value} is not a valid option for {option}"
+
+
+class DisabledOption(BadRequest):
+    template = "The selected {option} is not allowed in this deployment: {value}"
+
+
+class InvalidFilterArgument(BadRequest):
+    template = "One or more arguments are either duplicate or invalid"
+
+
+class InvalidSubresource(BadRequest):
+    template = "{resource} {id} not found."
+
+
+class NotAuthorized(APIError):
+    status = 401
+    template = "Not authorized."
+
+
+class PolicyForbidden(APIError):
+    status = 403
+    template = "Policy does not allow this request to be performed."
+
+
+class QuotaExceeded(APIError):
+    status = 403
+    template = "Quota has been met for resources: {resource}"
+
+
+class NotFound(APIError):
+    status = 404
+    template = "{resource} {id} not found."
+
+
+class MethodNotAllowed(APIError):
+    status = 405
+    template = "Method not allowed."
+
+
+class Conflict(APIError):
+    status = 409
+    template = "{detail}"
+
+
+class ImmutableObject(Conflict):
+    template = "{resource} {id} is immutable and cannot be updated."
+
+
+class LBPendingState(Conflict):
+    template = "Invalid state {state} of loadbalancer resource {id}"
+
+
+class ProviderNotImplemented(APIError):
+    status = 501
+    template = "Provider '{provider}' does not support a requested action: {detail}"
+
+
+class ProviderUnsupportedOption(APIError):
+    status = 501
+    template = "Provider '{provider}' does not support a requested option: {detail}"
+
+
+class ProviderNotFound(APIError):
+    status = 501
+    template = "Provider '{provider}' was not found."
+
+
+def fault_body(status: int, message: str) -> dict[str, object]:
+    return {
+        "faultcode": "Client" if 400 <= status < 500 else "Server",
+        "faultstring": message,
+        "debuginfo": None,
+    }

@@ -1,0 +1,77 @@
+"""Engines and transactions for SQLite (WAL), PostgreSQL and MariaDB."""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import os
+from collections.abc import Iterator
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from amphorae.common import config
+
+
+@functools.cache
+def get_engine(url: str | None = None) -> Engine:
+    url = url or config.database_url()
+    if url.startswith("sqlite"):
+        return _sqlite_engine(url)
+    conf = config.CONF.database
+    return create_engine(url, pool_size=conf.max_pool_size, max_overflow=conf.max_overflow,
+                         pool_timeout=conf.pool_timeout, pool_pre_ping=True)
+
+
+def _sqlite_engine(url: str) -> Engine:
+    path = url.split(":///", 1)[-1]
+    if path and path != ":memory:":
+        os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    engine = create_engine(url, pool_size=20, max_overflow=20)
+    busy_ms = config.CONF.database.sqlite_busy_timeout
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_conn, _record):  # type: ignore[no-untyped-def]
+        # Let SQLAlchemy's "begin" event decide how each transaction starts.
+        dbapi_conn.isolation_level = None
+        cur = dbapi_conn.cursor()
+        cur.execute("PRAGMA journal_mode=WAL")
+        cur.execute("PRAGMA synchronous=NORMAL")
+        cur.execute("PRAGMA foreign_keys=ON")
+        cur.execute(f"PRAGMA busy_timeout={int(busy_ms)}")
+        cur.close()
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn):  # type: ignore[no-untyped-def]
+        # A writer takes the lock up front, so two writers never deadlock on upgrade.
+        immediate = conn.get_execution_options().get("sqlite_immediate")
+        conn.exec_driver_sql("BEGIN IMMEDIATE" if immediate else "BEGIN")
+
+    return engine
+
+
+@functools.cache
+def _makers(url: str | None) -> tuple[sessionmaker[Session], sessionmaker[Session]]:
+    engine = get_engine(url)
+    read = sessionmaker(bind=engine, expire_on_commit=False)
+    write = sessionmaker(bind=engine.execution_options(sqlite_immediate=True),
+                         expire_on_commit=False)
+    return read, write
+
+
+def session(write: bool = False, url: str | None = None) -> Session:
+    read_maker, write_maker = _makers(url)
+    return (write_maker if write else read_maker)()
+
+
+@contextlib.contextmanager
+def transaction(write: bool = True, url: str | None = None) -> Iterator[Session]:
+    """One unit of work: commits on success, rolls back on any exception."""
+    with session(write, url) as sess, sess.begin():
+        yield sess
+
+
+def dispose() -> None:
+    """Forget cached engines (tests switch databases)."""
+    _makers.cache_clear()
+    get_engine.cache_clear()

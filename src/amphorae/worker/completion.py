@@ -1,0 +1,88 @@
+"""What a successful reconcile writes: Octavia's final statuses for a load balancer tree.
+
+PENDING_CREATE/PENDING_UPDATE objects become ACTIVE, PENDING_DELETE children are removed,
+and a load balancer in PENDING_DELETE becomes DELETED (its row stays, hidden, until
+housekeeping purges it) with its VIP addresses released.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import delete, select, update
+from sqlalchemy.orm import Session
+
+from amphorae.common import constants as c
+from amphorae.db import models as m
+from amphorae.drivers import network
+
+
+def _tree_ids(session: Session, lb_id: str) -> dict[type, list[str]]:
+    listeners = list(session.scalars(select(m.Listener.id).where(
+        m.Listener.load_balancer_id == lb_id)))
+    pools = list(session.scalars(select(m.Pool.id).where(m.Pool.load_balancer_id == lb_id)))
+    policies = list(session.scalars(select(m.L7Policy.id).where(
+        m.L7Policy.listener_id.in_(listeners))))
+    return {
+        m.Listener: listeners,
+        m.Pool: pools,
+        m.Member: list(session.scalars(select(m.Member.id).where(m.Member.pool_id.in_(pools)))),
+        m.HealthMonitor: list(session.scalars(select(m.HealthMonitor.id).where(
+            m.HealthMonitor.pool_id.in_(pools)))),
+        m.L7Policy: policies,
+        m.L7Rule: list(session.scalars(select(m.L7Rule.id).where(
+            m.L7Rule.l7policy_id.in_(policies)))),
+    }
+
+
+# Children are removed leaves first, so no foreign key points at a removed row.
+DELETE_ORDER = (m.L7Rule, m.L7Policy, m.HealthMonitor, m.Member, m.Pool, m.Listener)
+
+
+def _delete_rows(session: Session, model: type, row_ids: list[str]) -> None:
+    if not row_ids:
+        return
+    if model is m.Pool:
+        session.execute(update(m.Listener).where(m.Listener.default_pool_id.in_(row_ids))
+                        .values(default_pool_id=None))
+        session.execute(update(m.L7Policy).where(m.L7Policy.redirect_pool_id.in_(row_ids))
+                        .values(redirect_pool_id=None))
+    if model is m.HealthMonitor:
+        pools = select(m.HealthMonitor.pool_id).where(m.HealthMonitor.id.in_(row_ids))
+        session.execute(update(m.Member).where(m.Member.pool_id.in_(pools))
+                        .values(operating_status=c.NO_MONITOR))
+    session.execute(delete(m.Tag).where(m.Tag.resource_id.in_(row_ids)))
+    session.execute(delete(model).where(model.id.in_(row_ids)))
+
+
+def complete(session: Session, lb_id: str) -> None:
+    """Write the success statuses for ``lb_id``'s tree after a reconcile."""
+    lb = session.get(m.LoadBalancer, lb_id)
+    if lb is None or lb.provisioning_status == c.DELETED:
+        return
+    tree = _tree_ids(session, lb_id)
+    if lb.provisioning_status == c.PENDING_DELETE:
+        for model in DELETE_ORDER:
+            _delete_rows(session, model, tree[model])
+        network.get_driver().release_device(session, f"lb-{lb_id}")
+        session.execute(update(m.Amphora).where(m.Amphora.load_balancer_id == lb_id)
+                        .values(status=c.DELETED))
+        lb.provisioning_status = c.DELETED
+        session.flush()
+        session.expire(lb)
+        return
+    for model in DELETE_ORDER:
+        doomed = list(session.scalars(select(model.id).where(
+            model.id.in_(tree[model]), model.provisioning_status == c.PENDING_DELETE)))
+        _delete_rows(session, model, doomed)
+    for model in DELETE_ORDER:
+        session.execute(update(model).where(
+            model.id.in_(tree[model]),
+            model.provisioning_status.in_((c.PENDING_CREATE, c.PENDING_UPDATE)))
+            .values(provisioning_status=c.ACTIVE))
+    # Monitors and L7 objects are ONLINE when enabled; the health manager owns the rest.
+    for model in (m.HealthMonitor, m.L7Policy, m.L7Rule):
+        for enabled, status in ((True, c.ONLINE), (False, c.OFFLINE)):
+            session.execute(update(model).where(model.id.in_(tree[model]),
+                                                model.enabled == enabled)
+                            .values(operating_status=status))
+    lb.provisioning_status = c.ACTIVE
+    session.flush()

@@ -1,0 +1,35 @@
+"""Shared fixtures: real API server processes on loopback, on SQLite and on PostgreSQL."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+from tests import servers
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--backends", default="sqlite,postgresql",
+                     help="comma list of database backends for the functional tests")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "api" in metafunc.fixturenames:
+        backends = metafunc.config.getoption("--backends").split(",")
+        metafunc.parametrize("backend", backends, scope="session")
+
+
+@pytest.fixture(scope="session")
+def server(backend: str, tmp_path_factory: pytest.TempPathFactory):
+    """One running `amphorae api` per backend (and per xdist worker)."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    with servers.running_api(backend, tmp_path_factory.mktemp(f"api-{backend}"),
+                             f"{worker}") as srv:
+        yield srv
+
+
+@pytest.fixture
+def api(server: servers.Server) -> servers.Client:
+    """An HTTP client for the running API, as project ``servers.PROJECT``."""
+    return servers.Client(server)

@@ -1,0 +1,55 @@
+"""Load balancers through the HTTP API: shapes as Octavia answers them, status machine."""
+
+from __future__ import annotations
+
+from tests.servers import PROJECT, PUBLIC_NETWORK, PUBLIC_SUBNET
+
+LB_KEYS = {
+    "id", "name", "description", "provisioning_status", "operating_status", "admin_state_up",
+    "project_id", "tenant_id", "created_at", "updated_at", "vip_address", "vip_port_id",
+    "vip_subnet_id", "vip_network_id", "vip_sg_ids", "additional_vips", "listeners", "pools",
+    "provider", "flavor_id", "vip_qos_policy_id", "tags", "availability_zone", "vip_vnic_type",
+}
+
+
+def test_create_matches_octavia_shape(api):
+    status, body = api.post("/v2/lbaas/loadbalancers", {"loadbalancer": {
+        "name": "sample", "vip_subnet_id": PUBLIC_SUBNET, "description": "anchor"}})
+    assert status == 201
+    lb = body["loadbalancer"]
+    assert set(lb) == LB_KEYS
+    assert lb["provisioning_status"] == "PENDING_CREATE"
+    assert lb["operating_status"] == "OFFLINE"
+    assert lb["project_id"] == lb["tenant_id"] == PROJECT
+    assert lb["vip_network_id"] == PUBLIC_NETWORK
+    assert lb["vip_address"].startswith("198.18.")
+    assert lb["provider"] == "amphora"
+    assert lb["listeners"] == [] and lb["pools"] == [] and lb["tags"] == []
+    assert lb["updated_at"] is None
+
+
+def test_pending_lb_is_immutable(api):
+    _, body = api.post("/v2/lbaas/loadbalancers", {"loadbalancer": {
+        "vip_subnet_id": PUBLIC_SUBNET}})
+    lb_id = body["loadbalancer"]["id"]
+    status, err = api.put(f"/v2/lbaas/loadbalancers/{lb_id}", {"loadbalancer": {"name": "x"}})
+    assert status == 409
+    assert err == {"faultcode": "Client", "debuginfo": None,
+                   "faultstring": f"Invalid state PENDING_CREATE of loadbalancer resource {lb_id}"}
+    api.settle(lb_id)
+    status, body = api.put(f"/v2/lbaas/loadbalancers/{lb_id}", {"loadbalancer": {"name": "x"}})
+    assert status == 200
+    assert body["loadbalancer"]["provisioning_status"] == "PENDING_UPDATE"
+    assert body["loadbalancer"]["name"] == "x"
+
+
+def test_missing_and_deleted_are_404(api):
+    lb = api.create_lb(name="gone")
+    status, _ = api.delete(f"/v2/lbaas/loadbalancers/{lb['id']}")
+    assert status == 204
+    status, body = api.get(f"/v2/lbaas/loadbalancers/{lb['id']}")
+    assert status == 200 and body["loadbalancer"]["provisioning_status"] == "PENDING_DELETE"
+    api.settle(lb["id"])
+    status, body = api.get(f"/v2/lbaas/loadbalancers/{lb['id']}")
+    assert status == 404
+    assert body["faultstring"] == f"Load Balancer {lb['id']} not found."

@@ -1,0 +1,40 @@
+"""Configuration: embedded defaults without a file, Octavia's names, the sample file."""
+
+from __future__ import annotations
+
+import pathlib
+
+from oslo_config import cfg
+
+from amphorae.common import config, sample_config
+
+ROOT = pathlib.Path(__file__).resolve().parents[2]
+
+
+def _fresh() -> cfg.ConfigOpts:
+    conf = cfg.ConfigOpts()
+    config.register(conf)
+    return conf
+
+
+def test_defaults_without_a_file():
+    conf = config.load([], _fresh())
+    assert conf.api_settings.bind_host == "127.0.0.1"
+    assert conf.api_settings.bind_port == 9876
+    assert conf.api_settings.auth_strategy == "noauth"
+    assert conf.controller_worker.loadbalancer_topology == "SINGLE"
+    assert config.database_url(conf).startswith("sqlite:///")
+
+
+def test_config_file_uses_octavia_names(tmp_path):
+    path = tmp_path / "a.conf"
+    path.write_text("[database]\nconnection = postgresql+psycopg://x@y/z\n"
+                    "[api_settings]\nbind_port = 1234\n[health_manager]\nheartbeat_key = k\n")
+    conf = config.load(["--config-file", str(path)], _fresh())
+    assert config.database_url(conf) == "postgresql+psycopg://x@y/z"
+    assert conf.api_settings.bind_port == 1234
+    assert conf.health_manager.heartbeat_key == "k"
+
+
+def test_sample_file_is_current():
+    assert (ROOT / "etc" / "amphorae.conf.sample").read_text() == sample_config.render()
