@@ -15,7 +15,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "api" in metafunc.fixturenames:
+    if "server" in metafunc.fixturenames:
         backends = metafunc.config.getoption("--backends").split(",")
         metafunc.parametrize("backend", backends, scope="session")
 
@@ -33,3 +33,21 @@ def server(backend: str, tmp_path_factory: pytest.TempPathFactory):
 def api(server: servers.Server) -> servers.Client:
     """An HTTP client for the running API, as project ``servers.PROJECT``."""
     return servers.Client(server)
+
+
+@pytest.fixture
+def sdk(server: servers.Server):
+    """openstacksdk with no auth and the API as the load-balancer endpoint."""
+    import openstack
+
+    conn = openstack.connection.Connection(
+        auth_type="none", auth={"endpoint": server.url},
+        load_balancer_endpoint_override=server.url)
+    yield conn.load_balancer
+    conn.close()
+
+
+@pytest.fixture
+def cli(server: servers.Server):
+    """Run `openstack <args>` against the API; JSON output is parsed."""
+    return servers.OpenStackCLI(server)

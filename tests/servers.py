@@ -180,3 +180,23 @@ class Client:
         assert status == 201, out
         self.settle(out["loadbalancer"]["id"])
         return out["loadbalancer"]
+
+
+class OpenStackCLI:
+    """The real `openstack` command (python-octaviaclient) with no auth."""
+
+    def __init__(self, server: Server) -> None:
+        self.base = [str(VENV_BIN / "openstack"), "--os-auth-type", "none",
+                     "--os-endpoint", server.url]
+
+    def run(self, *args: str, check: bool = True) -> subprocess.CompletedProcess:
+        proc = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=60,
+                              stdin=subprocess.DEVNULL)
+        if check and proc.returncode != 0:
+            raise AssertionError(f"openstack {' '.join(args)} failed:\n{proc.stderr}")
+        return proc
+
+    def __call__(self, *args: str) -> Any:
+        """Run a command that prints a value or list, with `-f json`; return it parsed."""
+        out = self.run(*args, "-f", "json").stdout
+        return json.loads(out) if out.strip() else None

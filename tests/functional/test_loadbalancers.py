@@ -53,3 +53,33 @@ def test_missing_and_deleted_are_404(api):
     status, body = api.get(f"/v2/lbaas/loadbalancers/{lb['id']}")
     assert status == 404
     assert body["faultstring"] == f"Load Balancer {lb['id']} not found."
+
+
+def test_sdk_create_show_list_update_delete(sdk):
+    lb = sdk.create_load_balancer(name="sdk-lb", vip_subnet_id=PUBLIC_SUBNET,
+                                  tags=["blue", "web"])
+    assert lb.provisioning_status == "PENDING_CREATE"
+    assert sdk.get_load_balancer(lb.id).name == "sdk-lb"
+    assert lb.id in {x.id for x in sdk.load_balancers(tags="blue")}
+    assert lb.id not in {x.id for x in sdk.load_balancers(**{"not-tags": "blue"})}
+
+
+def test_cli_create_show_list_set_unset_delete(cli, api):
+    lb = cli("loadbalancer", "create", "--name", "cli-lb", "--vip-subnet-id", PUBLIC_SUBNET,
+             "--description", "d", "--tag", "a")
+    assert lb["name"] == "cli-lb" and lb["provisioning_status"] == "PENDING_CREATE"
+    api.settle(lb["id"])
+    cli.run("loadbalancer", "set", "--name", "cli-lb2", "--tag", "b", lb["id"])
+    shown = cli("loadbalancer", "show", lb["id"])
+    assert shown["name"] == "cli-lb2" and shown["provisioning_status"] == "PENDING_UPDATE"
+    assert sorted(shown["tags"].split("\n") if isinstance(shown["tags"], str)
+                  else shown["tags"]) == ["a", "b"]
+    api.settle(lb["id"])
+    cli.run("loadbalancer", "unset", "--description", lb["id"])
+    assert cli("loadbalancer", "show", lb["id"])["description"] == ""
+    api.settle(lb["id"])
+    names = [x["name"] for x in cli("loadbalancer", "list", "--name", "cli-lb2")]
+    assert names == ["cli-lb2"]
+    cli.run("loadbalancer", "delete", lb["id"])
+    api.settle(lb["id"])
+    assert cli.run("loadbalancer", "show", lb["id"], check=False).returncode != 0

@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 
 from amphorae.api import context as ctx_mod
-from amphorae.api import versions
+from amphorae.api import neutron, versions
 from amphorae.common import errors
 
 LOG = logging.getLogger(__name__)
@@ -83,6 +83,7 @@ def _add_routes(app: falcon.App) -> None:
     import importlib
 
     versions.add_routes(app)
+    neutron.add_routes(app)
     for version in ("/v2", "/v2.0"):
         for prefix, modules in (("/lbaas", LBAAS_MODULES), ("", LBAAS_MODULES),
                                 ("/octavia", OCTAVIA_MODULES)):

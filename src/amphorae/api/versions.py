@@ -26,21 +26,27 @@ def _stamp(date: str) -> str:
     return (date if "T" in date else date + "T00:00:00") + "Z"
 
 
+def _versions(req: falcon.Request) -> list[dict[str, object]]:
+    base = config.CONF.api_settings.api_base_uri or req.prefix
+    href = base.rstrip("/") + "/v2"
+    last = len(VERSIONS) - 1
+    return [{"id": vid, "status": "CURRENT" if i == last else "SUPPORTED",
+             "updated": _stamp(date), "links": [{"href": href, "rel": "self"}]}
+            for i, (vid, date) in enumerate(VERSIONS)]
+
+
 class Root:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        base = config.CONF.api_settings.api_base_uri or req.prefix
-        href = base.rstrip("/") + "/v2"
-        last = len(VERSIONS) - 1
-        resp.media = {"versions": [
-            {"id": vid, "status": "CURRENT" if i == last else "SUPPORTED",
-             "updated": _stamp(date), "links": [{"href": href, "rel": "self"}]}
-            for i, (vid, date) in enumerate(VERSIONS)
-        ]}
+        resp.media = {"versions": _versions(req)}
 
 
 class Bare:
+    """Octavia answers the bare version paths with the string "v2", on which
+    keystoneauth's discovery crashes when an endpoint ends in /v2; we answer with the
+    current version document instead, which every client understands."""
+
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        resp.media = "v2"
+        resp.media = {"version": _versions(req)[-1]}
 
 
 def add_routes(app: falcon.App) -> None:
