@@ -170,9 +170,7 @@ class Client:
     # Until a worker exists, tests move objects to their final state in the database,
     # exactly as the worker will (see db.status for the transitions).
     def settle(self, lb_id: str) -> None:
-        from tests import settle
-
-        settle.settle(self.server.db_url, lb_id)
+        settle_db(self.server.db_url, lb_id)
 
     def create_lb(self, **fields: Any) -> dict[str, Any]:
         body = {"vip_subnet_id": PUBLIC_SUBNET, **fields}
@@ -200,3 +198,9 @@ class OpenStackCLI:
         """Run a command that prints a value or list, with `-f json`; return it parsed."""
         out = self.run(*args, "-f", "json").stdout
         return json.loads(out) if out.strip() else None
+
+
+def settle_db(db_url: str, lb_id: str) -> None:
+    from tests import settle
+
+    settle.settle(db_url, lb_id)

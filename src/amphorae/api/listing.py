@@ -219,7 +219,8 @@ def _order_by(session: Session, keys: list[tuple[Any, str]]) -> list[Any]:
 
 
 def page(session: Session, coll: Collection, lp: ListParams, stmt: Select,
-         req: falcon.Request) -> tuple[list[Any], list[dict[str, str]]]:
+         req: falcon.Request, scalars: bool = True) -> tuple[list[Any], list[dict[str, str]]]:
+    """One page of ``stmt`` (ORM objects, or plain rows with ``scalars=False``)."""
     keys = _order(coll, lp)
     if lp.marker:
         values = session.execute(
@@ -231,7 +232,7 @@ def page(session: Session, coll: Collection, lp: ListParams, stmt: Select,
     stmt = stmt.order_by(*_order_by(session, keys))
     if lp.limit is not None:
         stmt = stmt.limit(lp.limit + 1)
-    rows = list(session.scalars(stmt).unique())
+    rows = list(session.scalars(stmt).unique()) if scalars else list(session.execute(stmt))
     more = lp.limit is not None and len(rows) > lp.limit
     rows = rows[: lp.limit] if lp.limit is not None else rows
     if lp.page_reverse:

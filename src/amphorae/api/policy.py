@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import functools
+import threading
+import time
 
 from oslo_policy import policy
 
@@ -91,11 +93,43 @@ def enforcer() -> policy.Enforcer:
     return enf
 
 
+# oslo.policy spends ~0.3 ms per decision (it inspects every check's signature), a
+# large share of a GET. A decision depends only on the rule, the target project and the
+# caller's identity, so decisions are remembered until the rules are next re-read.
+RELOAD_SECONDS = 5.0
+_MAX_CACHED = 10000
+_decisions: dict[tuple[object, ...], bool] = {}
+_reload_lock = threading.Lock()
+_loaded_at = 0.0
+
+
+def _maybe_reload() -> None:
+    global _loaded_at
+    now = time.monotonic()
+    if now - _loaded_at < RELOAD_SECONDS:
+        return
+    with _reload_lock:
+        if now - _loaded_at >= RELOAD_SECONDS:
+            enforcer().load_rules()
+            _decisions.clear()
+            _loaded_at = now
+
+
 def check(ctx: RequestContext, resource: str, action: str,
           project_id: str | None = None) -> bool:
-    target = {"project_id": project_id if project_id is not None else ctx.project_id}
-    return bool(enforcer().enforce(f"{PREFIX}:{resource}:{action}", target,
-                                   ctx.policy_creds()))
+    _maybe_reload()
+    target_project = project_id if project_id is not None else ctx.project_id
+    key = (resource, action, target_project, ctx.project_id, ctx.user_id,
+           tuple(ctx.roles), ctx.is_admin, ctx.system_scope)
+    decision = _decisions.get(key)
+    if decision is None:
+        decision = bool(enforcer().enforce(f"{PREFIX}:{resource}:{action}",
+                                           {"project_id": target_project},
+                                           ctx.policy_creds()))
+        if len(_decisions) >= _MAX_CACHED:
+            _decisions.clear()
+        _decisions[key] = decision
+    return decision
 
 
 def authorize(ctx: RequestContext, resource: str, action: str,

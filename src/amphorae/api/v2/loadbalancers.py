@@ -4,11 +4,22 @@ delete (with cascade), status tree, stats and failover."""
 from __future__ import annotations
 
 import json
+from types import SimpleNamespace
 from typing import Any
 
 import falcon
 from pydantic import Field
-from sqlalchemy import func, select
+from sqlalchemy import (
+    Select,
+    String,
+    cast,
+    func,
+    literal,
+    literal_column,
+    null,
+    select,
+    union_all,
+)
 from sqlalchemy.orm import Session, selectinload
 
 from amphorae.api import body, listing, policy
@@ -75,42 +86,105 @@ COLLECTION = listing.Collection(
         "vip_subnet_id": m.Vip.subnet_id, "vip_network_id": m.Vip.network_id,
         "vip_qos_policy_id": m.Vip.qos_policy_id,
     },
-    joins={k: m.LoadBalancer.vip for k in (
-        "vip_address", "vip_port_id", "vip_subnet_id", "vip_network_id", "vip_qos_policy_id")},
     extra_params=frozenset({"project_id"}),
 )
 
-LOAD_OPTIONS = (
-    selectinload(m.LoadBalancer.listeners).load_only(m.Listener.id),
-    selectinload(m.LoadBalancer.pools).load_only(m.Pool.id),
+# --- reading: two queries for any number of load balancers -------------------------
+
+LB_TABLE = m.LoadBalancer.__table__
+VIP_TABLE = m.Vip.__table__
+LB_FIELDS = ("id", "name", "description", "provisioning_status", "operating_status",
+             "enabled", "project_id", "created_at", "updated_at", "provider", "flavor_id",
+             "availability_zone")
+VIP_FIELDS = ("port_id", "subnet_id", "network_id", "qos_policy_id", "vnic_type")
+READ_COLUMNS = (
+    *(LB_TABLE.c[name] for name in LB_FIELDS),
+    VIP_TABLE.c.ip_address.label("vip_address"),
+    *(VIP_TABLE.c[name].label(f"vip_{name}") for name in VIP_FIELDS),
 )
+READ_FROM = LB_TABLE.outerjoin(VIP_TABLE, VIP_TABLE.c.load_balancer_id == LB_TABLE.c.id)
 
 
-def view(lb: m.LoadBalancer) -> dict[str, Any]:
-    vip = lb.vip
-    out = common.base_view(lb)
-    out.update(
-        vip_address=vip.ip_address if vip else None,
-        vip_port_id=vip.port_id if vip else None,
-        vip_subnet_id=vip.subnet_id if vip else None,
-        vip_network_id=vip.network_id if vip else None,
-        vip_qos_policy_id=vip.qos_policy_id if vip else None,
-        vip_vnic_type=vip.vnic_type if vip else c.VNIC_NORMAL,
-        vip_sg_ids=[sg.sg_id for sg in lb.vip_security_groups],
-        additional_vips=[{"subnet_id": a.subnet_id, "ip_address": a.ip_address,
-                          "port_id": a.port_id} for a in lb.additional_vips],
-        listeners=common.ids(lb.listeners),
-        pools=common.ids(lb.pools),
-        provider=lb.provider or c.PROVIDER_OCTAVIA,
-        flavor_id=lb.flavor_id,
-        availability_zone=lb.availability_zone,
-    )
+def read_select() -> Select:
+    return select(*READ_COLUMNS).select_from(READ_FROM)
+
+
+def _children(session: Session, lb_ids: list[str]) -> dict[str, dict[str, list[Any]]]:
+    """Listener/pool ids, tags, security groups and additional VIPs of many load
+    balancers in one UNION query."""
+    out: dict[str, dict[str, list[Any]]] = {
+        i: {"l": [], "p": [], "t": [], "s": [], "v": []} for i in lb_ids}
+    if not lb_ids:
+        return out
+    none = cast(null(), String(64))
+    parts = [
+        select(literal("l").label("k"), m.Listener.load_balancer_id.label("o"),
+               m.Listener.id.label("a"), none.label("b"), none.label("c"))
+        .where(m.Listener.load_balancer_id.in_(lb_ids)),
+        select(literal("p"), m.Pool.load_balancer_id, m.Pool.id, none, none)
+        .where(m.Pool.load_balancer_id.in_(lb_ids)),
+        select(literal("t"), m.Tag.resource_id, m.Tag.tag, none, none)
+        .where(m.Tag.resource_id.in_(lb_ids)),
+        select(literal("s"), m.VipSecurityGroup.load_balancer_id, m.VipSecurityGroup.sg_id,
+               none, none).where(m.VipSecurityGroup.load_balancer_id.in_(lb_ids)),
+        select(literal("v"), m.AdditionalVip.load_balancer_id, m.AdditionalVip.subnet_id,
+               m.AdditionalVip.ip_address, m.AdditionalVip.port_id)
+        .where(m.AdditionalVip.load_balancer_id.in_(lb_ids)),
+    ]
+    ordered = union_all(*parts).order_by(literal_column("k"), literal_column("a"))
+    for kind, owner, a, b, c_ in session.execute(ordered):
+        out[owner][kind].append(a if kind != "v" else
+                                {"subnet_id": a, "ip_address": b, "port_id": c_})
     return out
 
 
+def _render(r: Any, kids: dict[str, list[Any]]) -> dict[str, Any]:
+    return {
+        "id": r.id, "name": r.name or "", "description": r.description or "",
+        "provisioning_status": r.provisioning_status, "operating_status": r.operating_status,
+        "admin_state_up": r.enabled, "project_id": r.project_id, "tenant_id": r.project_id,
+        "created_at": common.iso(r.created_at), "updated_at": common.iso(r.updated_at),
+        "vip_address": r.vip_address, "vip_port_id": r.vip_port_id,
+        "vip_subnet_id": r.vip_subnet_id, "vip_network_id": r.vip_network_id,
+        "vip_qos_policy_id": r.vip_qos_policy_id,
+        "vip_vnic_type": r.vip_vnic_type or c.VNIC_NORMAL,
+        "vip_sg_ids": kids["s"], "additional_vips": kids["v"],
+        "listeners": [{"id": i} for i in kids["l"]], "pools": [{"id": i} for i in kids["p"]],
+        "provider": r.provider or c.PROVIDER_OCTAVIA, "flavor_id": r.flavor_id,
+        "availability_zone": r.availability_zone, "tags": sorted(kids["t"]),
+    }
+
+
+def views(session: Session, rows: list[Any]) -> list[dict[str, Any]]:
+    kids = _children(session, [r.id for r in rows])
+    return [_render(r, kids[r.id]) for r in rows]
+
+
+def view(lb: m.LoadBalancer) -> dict[str, Any]:
+    """The view of an ORM load balancer (after a write), rendered like a read."""
+    vip = lb.vip
+    row = SimpleNamespace(**{name: getattr(lb, name) for name in LB_FIELDS},
+                          **{f"vip_{name}": getattr(vip, name, None) for name in VIP_FIELDS},
+                          vip_address=getattr(vip, "ip_address", None))
+    kids = {"l": sorted(x.id for x in lb.listeners), "p": sorted(x.id for x in lb.pools),
+            "t": lb.tags, "s": [x.sg_id for x in lb.vip_security_groups],
+            "v": [{"subnet_id": a.subnet_id, "ip_address": a.ip_address,
+                   "port_id": a.port_id} for a in lb.additional_vips]}
+    return _render(row, kids)
+
+
+def load_row(req: falcon.Request, session: Session, lb_id: str, action: str) -> Any:
+    """The load balancer as a read-only row, authorized for ``action``."""
+    row = session.execute(read_select().where(LB_TABLE.c.id == lb_id)).first()
+    if row is None or row.provisioning_status == c.DELETED:
+        raise errors.NotFound(resource=NAME, id=lb_id)
+    common.authorize_object(common.context(req), RESOURCE, action, row.project_id,
+                            errors.NotFound(resource=NAME, id=lb_id))
+    return row
+
+
 def load(session: Session, lb_id: str) -> m.LoadBalancer:
-    lb = session.scalars(select(m.LoadBalancer).where(m.LoadBalancer.id == lb_id)
-                         .options(*LOAD_OPTIONS)).first()
+    lb = session.get(m.LoadBalancer, lb_id)
     if lb is None or lb.provisioning_status == c.DELETED:
         raise errors.NotFound(resource=NAME, id=lb_id)
     return lb
@@ -289,13 +363,14 @@ def create(session: Session, req: falcon.Request, data: Create) -> m.LoadBalance
 class LoadBalancers:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         lp, where = common.scoped_list(req, RESOURCE, COLLECTION, m.LoadBalancer.project_id)
-        stmt = listing.query(COLLECTION, lp).where(
-            m.LoadBalancer.provisioning_status != c.DELETED).options(*LOAD_OPTIONS)
+        stmt = listing.query(COLLECTION, lp, read_select()).where(
+            m.LoadBalancer.provisioning_status != c.DELETED)
         if where is not None:
             stmt = stmt.where(where)
         with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+            rows, links = listing.page(session, COLLECTION, lp, stmt, req, scalars=False)
+            items = [listing.select_fields(v, lp.fields) for v in views(session, rows)]
+        resp.media = {COLLECTION.key: items, COLLECTION.links_key: links}
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body.parse(req, RESOURCE, Create)
@@ -313,8 +388,8 @@ class LoadBalancers:
 class LoadBalancer:
     def on_get(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
         with db.session() as session:
-            lb = load_authorized(req, session, lb_id, "get_one")
-            common.send_one(resp, req, RESOURCE, view(lb))
+            row = load_row(req, session, lb_id, "get_one")
+            common.send_one(resp, req, RESOURCE, views(session, [row])[0])
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
         data = body.parse(req, RESOURCE, Update)
@@ -380,7 +455,7 @@ def _mark_tree_deleting(session: Session, lb_id: str) -> None:
 class Status:
     def on_get(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
         with db.session() as session:
-            lb = load_authorized(req, session, lb_id, "get_status")
+            lb = load_row(req, session, lb_id, "get_status")
             resp.media = {"statuses": {"loadbalancer": status_tree(session, lb)}}
 
 
@@ -454,7 +529,7 @@ def listener_stats(session: Session, listener_ids: Any) -> dict[str, int]:
 class Stats:
     def on_get(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
         with db.session() as session:
-            lb = load_authorized(req, session, lb_id, "get_stats")
+            lb = load_row(req, session, lb_id, "get_stats")
             ids_q = select(m.Listener.id).where(m.Listener.load_balancer_id == lb.id)
             resp.media = {"stats": listener_stats(session, ids_q.scalar_subquery())}
 
