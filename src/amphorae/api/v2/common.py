@@ -176,7 +176,11 @@ def quota_limit(row: m.Quota | None, resource: str) -> int:
 
 
 def check_quota(session: Session, project_id: str, wanted: dict[str, int]) -> None:
-    """Refuse (403) when the project would exceed a limit; cheap when unlimited."""
+    """Refuse (403) when the project exceeds a limit of a resource in ``wanted``.
+
+    Call it after the new objects were added to the session: they are flushed and
+    counted with the existing ones. Cheap when the limits are unlimited (the default).
+    """
     wanted = {k: v for k, v in wanted.items() if v > 0}
     if not wanted:
         return
@@ -190,11 +194,12 @@ def check_quota(session: Session, project_id: str, wanted: dict[str, int]) -> No
         session.add(row)
         session.flush()
     session.execute(select(m.Quota).where(m.Quota.project_id == project_id).with_for_update())
-    for resource, count in limited.items():
+    session.flush()
+    for resource in limited:
         model = QUOTA_MODELS[resource]
         stmt = select(func.count()).select_from(model).where(model.project_id == project_id)
         if hasattr(model, "provisioning_status"):
             stmt = stmt.where(model.provisioning_status != c.DELETED)
         used = session.scalar(stmt) or 0
-        if used + count > quota_limit(row, resource):
+        if used > quota_limit(row, resource):
             raise errors.QuotaExceeded(resource=QUOTA_NAMES[resource])

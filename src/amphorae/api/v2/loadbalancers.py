@@ -346,13 +346,14 @@ def create(session: Session, req: falcon.Request, data: Create) -> m.LoadBalance
                               dict.fromkeys(data.vip_sg_ids or [])]
     session.add(lb)
     build_vip(session, lb, data)
+    common.enqueue(session, lb.id)
     counts = {"load_balancer": 1}
     if data.listeners or data.pools:
         from amphorae.api.v2 import graph
 
         counts.update(graph.build(session, ctx, lb, data.listeners, data.pools))
+    # Last, so a refusal also shows the objects and the job rolling back together.
     common.check_quota(session, project, counts)
-    common.enqueue(session, lb.id)
     session.flush()
     return lb
 
