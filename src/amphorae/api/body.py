@@ -36,7 +36,23 @@ def envelope(req: falcon.Request, key: str) -> Any:
     extra = sorted(set(body) - {key})
     if extra:
         raise errors.UnknownAttribute(argument="body", attribute=", ".join(extra))
+    _refuse_nul(body[key], [])
     return body[key]
+
+
+def _refuse_nul(value: Any, path: list[str]) -> None:
+    """No stored string may hold a NUL character (PostgreSQL cannot store one)."""
+    if isinstance(value, str):
+        if "\x00" in value:
+            raise errors.InvalidInput(field=".".join(path) or "body", value=_short(value),
+                                      reason="NUL characters are not allowed.")
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_nul(k, path)
+            _refuse_nul(v, [*path, str(k)])
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_nul(v, [*path, str(i)])
 
 
 def parse(req: falcon.Request, key: str, schema: type[S]) -> S:
