@@ -128,7 +128,8 @@ def _wait_up(url: str, proc: subprocess.Popen[bytes], log: pathlib.Path) -> None
         try:
             requests.get(url + "/", timeout=1)
             return
-        except requests.ConnectionError:
+        # Timeout: the socket is bound before the workers have imported the app.
+        except (requests.ConnectionError, requests.Timeout):
             time.sleep(0.1)
     raise RuntimeError(f"API did not come up:\n{log.read_text()}")
 

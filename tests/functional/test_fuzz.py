@@ -77,7 +77,7 @@ def _fuzz(api: Any, method: str, path: str, envelope: str, valid: dict[str, Any]
           after_success: Callable[[Any], None]) -> None:
     db_url = api.server.db_url
 
-    @settings(max_examples=60, deadline=None,
+    @settings(max_examples=40, deadline=None,
               suppress_health_check=[HealthCheck.function_scoped_fixture,
                                      HealthCheck.too_slow])
     @given(raw=broken(valid, envelope))
@@ -120,3 +120,70 @@ def test_fuzz_loadbalancer_update(api, active_lb):
     _fuzz(api, "PUT", f"/v2/lbaas/loadbalancers/{lb_id}", "loadbalancer",
           {"name": "g", "description": "d", "admin_state_up": True, "tags": ["b"]},
           lambda out: api.settle(lb_id))
+
+
+@pytest.fixture
+def tree(api):
+    """An ACTIVE load balancer with a listener, a pool with a member, a bare pool and an
+    L7 policy with a rule, made with one fully populated create."""
+    body = {"loadbalancer": {
+        "name": "fuzz-tree", "vip_subnet_id": PUBLIC_SUBNET,
+        "pools": [{"name": "bare", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN"}],
+        "listeners": [{"protocol": "HTTP", "protocol_port": 80, "default_pool": {
+            "name": "main", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+            "members": [{"address": "198.18.64.20", "protocol_port": 80}]},
+            "l7policies": [{"action": "REJECT", "rules": [
+                {"type": "PATH", "compare_type": "STARTS_WITH", "value": "/x"}]}]}],
+    }}
+    status, out = api.post("/v2/lbaas/loadbalancers", body)
+    assert status == 201, out
+    lb = out["loadbalancer"]
+    api.settle(lb["id"])
+    yield lb
+    api.settle(lb["id"])
+    api.delete(f"/v2/lbaas/loadbalancers/{lb['id']}", cascade="true")
+    api.settle(lb["id"])
+
+
+def _targets(lb: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
+    listener = lb["listeners"][0]
+    policy = listener["l7policies"][0]
+    pools = {p["name"]: p for p in lb["pools"]}
+    main, bare = pools["main"], pools["bare"]
+    member = main["members"][0]
+    return [
+        ("POST", "/v2/lbaas/listeners", "listener",
+         {"loadbalancer_id": lb["id"], "protocol": "TCP", "protocol_port": 81,
+          "connection_limit": 10, "insert_headers": {}, "allowed_cidrs": ["198.18.0.0/24"]}),
+        ("PUT", f"/v2/lbaas/listeners/{listener['id']}", "listener",
+         {"name": "l", "timeout_client_data": 1000, "default_pool_id": main["id"]}),
+        ("POST", "/v2/lbaas/pools", "pool",
+         {"loadbalancer_id": lb["id"], "protocol": "HTTP", "lb_algorithm": "SOURCE_IP",
+          "session_persistence": {"type": "APP_COOKIE", "cookie_name": "c"}}),
+        ("PUT", f"/v2/lbaas/pools/{main['id']}", "pool",
+         {"lb_algorithm": "LEAST_CONNECTIONS", "tls_enabled": False}),
+        ("POST", f"/v2/lbaas/pools/{main['id']}/members", "member",
+         {"address": "198.18.64.21", "protocol_port": 8080, "weight": 3, "backup": False}),
+        ("PUT", f"/v2/lbaas/pools/{main['id']}/members/{member['id']}", "member",
+         {"weight": 5, "monitor_port": 81}),
+        ("POST", "/v2/lbaas/healthmonitors", "healthmonitor",
+         {"pool_id": bare["id"], "type": "HTTP", "delay": 5, "timeout": 3, "max_retries": 3,
+          "url_path": "/h", "expected_codes": "200-204"}),
+        ("POST", "/v2/lbaas/l7policies", "l7policy",
+         {"listener_id": listener["id"], "action": "REDIRECT_TO_URL",
+          "redirect_url": "http://example.com/", "position": 1}),
+        ("PUT", f"/v2/lbaas/l7policies/{policy['id']}", "l7policy",
+         {"action": "REDIRECT_PREFIX", "redirect_prefix": "https://example.com"}),
+        ("POST", f"/v2/lbaas/l7policies/{policy['id']}/rules", "rule",
+         {"type": "HEADER", "compare_type": "REGEX", "key": "X-A", "value": "^a+$"}),
+        ("PUT", f"/v2/lbaas/quotas/{lb['project_id']}", "quota",
+         {"load_balancer": 100, "listener": -1, "member": 50}),
+        ("POST", "/v2/lbaas/flavorprofiles", "flavorprofile",
+         {"name": "fp", "provider_name": "amphora",
+          "flavor_data": '{"loadbalancer_topology": "SINGLE"}'}),
+    ]
+
+
+def test_fuzz_child_resources(api, tree):
+    for method, path, envelope, valid in _targets(tree):
+        _fuzz(api, method, path, envelope, valid, lambda out: api.settle(tree["id"]))

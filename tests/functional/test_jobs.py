@@ -54,7 +54,7 @@ def test_refused_create_rolls_back_objects_job_and_address(api):
     engine.dispose()
     headers = {"X-Project-Id": project}
     body = {"loadbalancer": {"vip_subnet_id": PUBLIC_SUBNET}}
-    status, first = api.call("POST", "/v2/lbaas/loadbalancers", body, headers=headers)
+    status, _ = api.call("POST", "/v2/lbaas/loadbalancers", body, headers=headers)
     assert status == 201
     before = (_count(db_url, select(func.count()).select_from(m.Job)),
               _count(db_url, select(func.count()).select_from(m.IPAllocation)),

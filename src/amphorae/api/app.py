@@ -37,6 +37,22 @@ class RequestMiddleware:
         if accept and not (req.client_accepts("application/json")):
             raise NotAcceptable(request_id)
         req.context.auth = ctx_mod.from_headers(req.headers, request_id)
+        _refuse_nul(req)
+
+
+def _refuse_nul(req: falcon.Request) -> None:
+    """A NUL in the path or a query parameter is a 400 (PostgreSQL cannot compare one)."""
+    def shown(text: str) -> str:
+        return text.replace("\x00", "\\x00")
+
+    if "\x00" in req.path:
+        raise errors.InvalidInput(field="path", value=shown(req.path),
+                                  reason="NUL characters are not allowed.")
+    for key, value in req.params.items():
+        for text in value if isinstance(value, list) else [value]:
+            if "\x00" in key or "\x00" in text:
+                raise errors.InvalidInput(field=shown(key), value=shown(text),
+                                          reason="NUL characters are not allowed.")
 
 
 class NotAcceptable(Exception):

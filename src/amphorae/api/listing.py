@@ -4,12 +4,24 @@ with ``*_links``, and field selection. One SQL query per page."""
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import falcon
-from sqlalchemy import Boolean, Float, Integer, Select, and_, exists, not_, or_, select
+from sqlalchemy import (
+    Boolean,
+    DateTime,
+    Float,
+    Integer,
+    Select,
+    and_,
+    exists,
+    not_,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from amphorae.common import config, errors
@@ -131,6 +143,11 @@ def _coerce(column: Any, name: str, text: str) -> Any:
     if isinstance(kind, Integer):
         try:
             return int(text)
+        except ValueError:
+            raise errors.InvalidFilterArgument() from None
+    if isinstance(kind, DateTime):
+        try:
+            return dt.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=None)
         except ValueError:
             raise errors.InvalidFilterArgument() from None
     if isinstance(kind, Float):

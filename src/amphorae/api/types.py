@@ -23,7 +23,11 @@ def _uuid(value: str) -> str:
 
 def _ip(value: str) -> str:
     try:
-        return str(ipaddress.ip_address(value))
+        address = ipaddress.ip_address(value)
+        if getattr(address, "scope_id", None) is not None:
+            # 'fe80::1%eth0': a zone means nothing off this host and overflows the column.
+            raise ValueError(value)
+        return str(address)
     except ValueError:
         raise ValueError("Value should be IPv4 or IPv6 format") from None
 
@@ -33,6 +37,14 @@ def _cidr(value: str) -> str:
         return str(ipaddress.ip_network(value, strict=False))
     except ValueError:
         raise ValueError("Value should be a valid CIDR") from None
+
+
+def _int_like(value: Any) -> Any:
+    # WSME (so Octavia) takes integers sent as strings, and octaviaclient sends some that
+    # way (e.g. a listener's connection_limit); booleans and floats stay refused.
+    if isinstance(value, str) and re.fullmatch(r"\s*[+-]?\d{1,20}\s*", value):
+        return int(value)
+    return value
 
 
 def _null_is_false(value: Any) -> Any:
@@ -55,6 +67,7 @@ def enum(*values: Any) -> Any:
 
 StrictStr = _StrictStr
 StrictInt = _StrictInt
+IntLike = Annotated[_StrictInt, BeforeValidator(_int_like)]
 Name = Annotated[_StrictStr, Field(max_length=255)]
 Description = Annotated[_StrictStr, Field(max_length=255)]
 ProjectId = Annotated[_StrictStr, Field(max_length=36)]
@@ -62,8 +75,8 @@ UUID = Annotated[_StrictStr, AfterValidator(_uuid)]
 IPAddress = Annotated[_StrictStr, AfterValidator(_ip)]
 CIDR = Annotated[_StrictStr, AfterValidator(_cidr)]
 AdminState = Annotated[StrictBool, BeforeValidator(_null_is_false)]
-Port = Annotated[_StrictInt, Field(ge=c.MIN_PORT, le=c.MAX_PORT)]
-Timeout = Annotated[_StrictInt, Field(ge=c.MIN_TIMEOUT, le=c.MAX_TIMEOUT)]
+Port = Annotated[IntLike, Field(ge=c.MIN_PORT, le=c.MAX_PORT)]
+Timeout = Annotated[IntLike, Field(ge=c.MIN_TIMEOUT, le=c.MAX_TIMEOUT)]
 Tag = Annotated[_StrictStr, Field(max_length=255)]
 Tags = list[Tag]
 ContainerRef = Annotated[_StrictStr, Field(max_length=255)]

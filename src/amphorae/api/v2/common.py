@@ -126,9 +126,11 @@ def lock_load_balancer(session: Session, lb_id: str, *, for_child: bool = True,
     A child change needs the load balancer ACTIVE (409 'immutable' otherwise); a change of
     the load balancer itself gets Octavia's 'Invalid state' 409.
     """
+    # populate_existing: a row this session read before must not answer with a stale status.
     lb = session.scalars(
         select(m.LoadBalancer).where(m.LoadBalancer.id == lb_id)
         .options(lazyload("*")).with_for_update()
+        .execution_options(populate_existing=True)
     ).first()
     if lb is None or lb.provisioning_status == c.DELETED:
         raise errors.NotFound(resource="Load Balancer", id=lb_id)
@@ -175,11 +177,13 @@ def quota_limit(row: m.Quota | None, resource: str) -> int:
     return int(value)
 
 
-def check_quota(session: Session, project_id: str, wanted: dict[str, int]) -> None:
+def check_quota(session: Session, project_id: str, wanted: dict[str, int],
+                leaving: dict[str, int] | None = None) -> None:
     """Refuse (403) when the project exceeds a limit of a resource in ``wanted``.
 
     Call it after the new objects were added to the session: they are flushed and
     counted with the existing ones. Cheap when the limits are unlimited (the default).
+    ``leaving`` counts rows the same change marks PENDING_DELETE (batch member update).
     """
     wanted = {k: v for k, v in wanted.items() if v > 0}
     if not wanted:
@@ -200,6 +204,6 @@ def check_quota(session: Session, project_id: str, wanted: dict[str, int]) -> No
         stmt = select(func.count()).select_from(model).where(model.project_id == project_id)
         if hasattr(model, "provisioning_status"):
             stmt = stmt.where(model.provisioning_status != c.DELETED)
-        used = session.scalar(stmt) or 0
+        used = (session.scalar(stmt) or 0) - (leaving or {}).get(resource, 0)
         if used > quota_limit(row, resource):
             raise errors.QuotaExceeded(resource=QUOTA_NAMES[resource])

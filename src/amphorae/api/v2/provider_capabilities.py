@@ -1,0 +1,138 @@
+"""What each provider driver accepts in flavor and availability zone profiles.
+
+The capability lists are served by /providers/{p}/flavor_capabilities and
+/availability_zone_capabilities, and the same tables validate the JSON documents of
+flavor profiles and availability zone profiles: a JSON object, known keys only, each
+value of its type (and from its choices), as Octavia's amphora driver checks them with
+its JSON schema.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from typing import Any
+
+from amphorae.common import config, errors
+from amphorae.common import constants as c
+
+# JSON type name -> Python types accepted (bool is not a number in JSON schema).
+JSON_TYPES: dict[str, tuple[type, ...]] = {
+    "string": (str,),
+    "boolean": (bool,),
+    "array": (list,),
+    "object": (dict,),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class Capability:
+    name: str
+    json_type: str
+    description: str
+    choices: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Driver:
+    flavor: tuple[Capability, ...]
+    availability_zone: tuple[Capability, ...]
+
+
+AMPHORA_FLAVOR = (
+    Capability("loadbalancer_topology", "string",
+               "How many amphorae serve a load balancer: SINGLE runs one amphora, "
+               "ACTIVE_STANDBY runs a pair that moves the VIP with VRRP on failure.",
+               c.TOPOLOGIES),
+    Capability("compute_flavor", "string",
+               "ID of the compute flavor the amphorae are booted with."),
+    Capability("amp_image_tag", "string",
+               "Image tag that selects the amphora image to boot."),
+    Capability("sriov_vip", "boolean",
+               "If true, the VIP port is created as an SR-IOV virtual function port."),
+    Capability("allow_member_sriov", "boolean",
+               "If true, members may request an SR-IOV port when they are created."),
+)
+
+AMPHORA_AVAILABILITY_ZONE = (
+    Capability("compute_zone", "string",
+               "Compute availability zone the amphorae are booted in."),
+    Capability("volume_zone", "string",
+               "Block storage availability zone of the amphora volumes."),
+    Capability("management_network", "string",
+               "ID of the management network the amphorae use in this zone."),
+    Capability("valid_vip_networks", "array",
+               "IDs of the networks a VIP may be placed on in this zone; replaces the "
+               "[networking] valid_vip_networks setting."),
+)
+
+AMPHORA = Driver(flavor=AMPHORA_FLAVOR, availability_zone=AMPHORA_AVAILABILITY_ZONE)
+
+# Provider name -> driver; "octavia" is the deprecated alias of the amphora driver.
+DRIVERS: dict[str, Driver] = {c.PROVIDER_AMPHORA: AMPHORA, c.PROVIDER_OCTAVIA: AMPHORA}
+
+
+def get_driver(provider: str) -> Driver:
+    """The driver of an enabled provider (400 if not enabled, 501 if we have none)."""
+    if provider not in config.CONF.api_settings.enabled_provider_drivers:
+        raise errors.BadRequest(f"Provider '{provider}' is not enabled.")
+    driver = DRIVERS.get(provider)
+    if driver is None:
+        raise errors.ProviderNotFound(provider=provider)
+    return driver
+
+
+def _unsupported(provider: str, detail: str) -> errors.APIError:
+    # Octavia words this as ProviderUnsupportedOption (a 501); the caller sent bad
+    # input, so we answer 400 with the same text.
+    return errors.BadRequest(
+        f"Provider '{provider}' does not support a requested option: {detail}")
+
+
+def _show(value: Any) -> str:
+    return json.dumps(value)
+
+
+def validate(provider: str, capabilities: tuple[Capability, ...], data: Any) -> None:
+    """Check a parsed profile document against a provider's capabilities."""
+    if not isinstance(data, dict):
+        raise _unsupported(provider, f"{_show(data)} is not of type 'object'")
+    known = {cap.name: cap for cap in capabilities}
+    unknown = [key for key in data if key not in known]
+    if unknown:
+        listed = ", ".join(f"'{key}'" for key in unknown)
+        raise _unsupported(provider, f"Additional properties are not allowed "
+                                     f"({listed} {'was' if len(unknown) == 1 else 'were'} "
+                                     f"unexpected)")
+    for key, value in data.items():
+        cap = known[key]
+        if not isinstance(value, JSON_TYPES[cap.json_type]):
+            raise _unsupported(provider,
+                               f"{key} {_show(value)} is not of type '{cap.json_type}'")
+        if cap.choices and value not in cap.choices:
+            raise _unsupported(provider, f"{key} {_show(value)} is not one of "
+                                         f"{', '.join(cap.choices)}")
+
+
+def parse_document(text: str, option: str) -> Any:
+    """A profile's JSON document, or Octavia's InvalidOption 400."""
+    try:
+        return json.loads(text)
+    except ValueError:
+        raise errors.InvalidOption(value=text, option=option) from None
+
+
+def validate_flavor_data(provider: str, text: str) -> Any:
+    data = parse_document(text, "flavor_data")
+    validate(provider, get_driver(provider).flavor, data)
+    return data
+
+
+def validate_availability_zone_data(provider: str, text: str) -> Any:
+    data = parse_document(text, "availability_zone_data")
+    validate(provider, get_driver(provider).availability_zone, data)
+    return data
+
+
+def listing(capabilities: tuple[Capability, ...]) -> list[dict[str, str]]:
+    return [{"name": cap.name, "description": cap.description} for cap in capabilities]
