@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import config, errors
 from amphorae.db.models import IPAllocation
 
+ALLOCATION_ATTEMPTS = 20
 _NS = uuid.UUID("5b0a7c1e-0d2f-4a57-9c1b-6f1f8e2a9d01")
 
 
@@ -95,10 +96,20 @@ class LocalNetworkDriver:
             if ip_address in taken or ip_address == subnet.gateway_ip:
                 raise errors.Conflict(
                     f"The VIP IP address is already in use: {ip_address} on {subnet.id}")
-        else:
-            ip_address = subnet.first_free(taken)
-            if ip_address is None:
-                raise errors.Conflict(f"No more IP addresses available on subnet {subnet.id}.")
+            return self._insert(session, subnet, ip_address, device_id, device_owner)
+        # A concurrent transaction may take the same free address first: try the next.
+        for _ in range(ALLOCATION_ATTEMPTS):
+            candidate = subnet.first_free(taken)
+            if candidate is None:
+                break
+            try:
+                return self._insert(session, subnet, candidate, device_id, device_owner)
+            except errors.Conflict:
+                taken.add(candidate)
+        raise errors.Conflict(f"No more IP addresses available on subnet {subnet.id}.")
+
+    def _insert(self, session: Session, subnet: Subnet, ip_address: str, device_id: str,
+                device_owner: str) -> IPAllocation:
         port = IPAllocation(subnet_id=subnet.id, network_id=subnet.network_id,
                             ip_address=ip_address, device_id=device_id,
                             device_owner=device_owner)
