@@ -176,7 +176,8 @@ def _targets(lb: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
          {"action": "REDIRECT_PREFIX", "redirect_prefix": "https://example.com"}),
         ("POST", f"/v2/lbaas/l7policies/{policy['id']}/rules", "rule",
          {"type": "HEADER", "compare_type": "REGEX", "key": "X-A", "value": "^a+$"}),
-        ("PUT", f"/v2/lbaas/quotas/{lb['project_id']}", "quota",
+        # Another project's quota: a fuzzed limit of 0 must not starve later tests.
+        ("PUT", "/v2/lbaas/quotas/fuzz-quota-project", "quota",
          {"load_balancer": 100, "listener": -1, "member": 50}),
         ("POST", "/v2/lbaas/flavorprofiles", "flavorprofile",
          {"name": "fp", "provider_name": "amphora",

@@ -71,19 +71,13 @@ def _lb_project(session: Session, amp: m.Amphora) -> str | None:
 class Amphorae:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         _authorize(req, "get_all")
-        lp = listing.parse(req, COLLECTION)
-        stmt = listing.query(COLLECTION, lp).where(A.status != c.DELETED)
-        with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+        common.serve_list(req, resp, COLLECTION, view, select(A).where(A.status != c.DELETED))
 
 
 class Amphora:
     def on_get(self, req: falcon.Request, resp: falcon.Response, amp_id: str) -> None:
         _authorize(req, "get_one")
-        with db.session() as session:
-            out = view(_load(session, amp_id))
-        common.send_one(resp, req, RESOURCE, out)
+        common.serve_one(req, resp, RESOURCE, _load, amp_id, view)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, amp_id: str) -> None:
         _authorize(req, "delete")
@@ -98,26 +92,27 @@ class Amphora:
         resp.status = 204
 
 
+def _queue_job(req: falcon.Request, amp_id: str, action: str, job: str,
+               lock_load_balancer: bool) -> None:
+    """Authorize ``action`` on the amphora (its load balancer's project) and queue ``job``."""
+    with db.transaction() as session:
+        amp = _load(session, amp_id)
+        _authorize(req, action, _lb_project(session, amp))
+        if lock_load_balancer and amp.load_balancer_id is not None:
+            # Unlike a load balancer failover, ERROR is not accepted here.
+            common.lock_load_balancer(session, amp.load_balancer_id)
+        common.enqueue(session, amp.load_balancer_id, job, amphora_id=amp.id)
+
+
 class Failover:
     def on_put(self, req: falcon.Request, resp: falcon.Response, amp_id: str) -> None:
-        with db.transaction() as session:
-            amp = _load(session, amp_id)
-            _authorize(req, "put_failover", _lb_project(session, amp))
-            if amp.load_balancer_id is not None:
-                # Unlike a load balancer failover, ERROR is not accepted here.
-                common.lock_load_balancer(session, amp.load_balancer_id)
-            common.enqueue(session, amp.load_balancer_id, c.JOB_FAILOVER_AMPHORA,
-                           amphora_id=amp.id)
+        _queue_job(req, amp_id, "put_failover", c.JOB_FAILOVER_AMPHORA, lock_load_balancer=True)
         resp.status = 202
 
 
 class Config:
     def on_put(self, req: falcon.Request, resp: falcon.Response, amp_id: str) -> None:
-        with db.transaction() as session:
-            amp = _load(session, amp_id)
-            _authorize(req, "put_config", _lb_project(session, amp))
-            common.enqueue(session, amp.load_balancer_id, c.JOB_AMPHORA_CONFIG,
-                           amphora_id=amp.id)
+        _queue_job(req, amp_id, "put_config", c.JOB_AMPHORA_CONFIG, lock_load_balancer=False)
         resp.status = 202
 
 

@@ -4,21 +4,23 @@
 from __future__ import annotations
 
 from amphorae.api import listing
-from amphorae.api import types as t
 from amphorae.api.v2 import provider_capabilities as caps
-from amphorae.api.v2.flavorprofiles import Document, Profile, ProfileKind, Profiles, ProviderName
+from amphorae.api.v2.flavorprofiles import (
+    Document,
+    Profile,
+    ProfileCreate,
+    ProfileKind,
+    Profiles,
+    ProfileUpdate,
+)
 from amphorae.db import models as m
 
 
-class Create(t.Schema):
-    name: t.Name
-    provider_name: ProviderName
+class Create(ProfileCreate):
     availability_zone_data: Document
 
 
-class Update(t.Schema):
-    name: t.Name | None = None
-    provider_name: ProviderName | None = None
+class Update(ProfileUpdate):
     availability_zone_data: Document | None = None
 
 

@@ -6,14 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
-from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amphorae.api import body, listing, policy
 from amphorae.api import types as t
 from amphorae.api.v2 import common
-from amphorae.common import constants as c
 from amphorae.common import errors
 from amphorae.db import engine as db
 from amphorae.db import models as m
@@ -61,10 +59,7 @@ def _authorize(req: falcon.Request, action: str) -> None:
 
 
 def _load(session: Session, name: str) -> m.AvailabilityZone:
-    zone = None if name == c.NIL_UUID else session.get(AZ, name)
-    if zone is None:
-        raise errors.NotFound(resource=NAME, id=name)
-    return zone
+    return common.load_catalog(session, AZ, name, NAME)
 
 
 def _duplicate(name: str) -> errors.APIError:
@@ -74,31 +69,23 @@ def _duplicate(name: str) -> errors.APIError:
 class AvailabilityZones:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         _authorize(req, "get_all")
-        lp = listing.parse(req, COLLECTION)
         # Plain rows with the name also labelled "id", which the pager keys on.
         base = select(*AZ.__table__.c, AZ.name.label("id"))
-        stmt = listing.query(COLLECTION, lp, base)
-        with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req, scalars=False)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+        common.serve_list(req, resp, COLLECTION, view, base, scalars=False)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body.parse(req, RESOURCE, Create)
         _authorize(req, "post")
         with db.transaction() as session:
             profile_id = data.availability_zone_profile_id
-            if (profile_id == c.NIL_UUID
-                    or session.get(m.AvailabilityZoneProfile, profile_id) is None):
-                raise errors.NotFound(resource="Availability Zone Profile", id=profile_id)
+            common.load_catalog(session, m.AvailabilityZoneProfile, profile_id,
+                                "Availability Zone Profile")
             if session.get(AZ, data.name) is not None:
                 raise _duplicate(data.name)
             zone = AZ(name=data.name, description=data.description, enabled=data.enabled,
                       availability_zone_profile_id=profile_id)
-            try:
-                with session.begin_nested():
-                    session.add(zone)
-            except IntegrityError:
-                raise _duplicate(data.name) from None
+            session.add(zone)
+            common.flush_or_conflict(session, _duplicate(data.name))
             out = view(zone)
         common.send(resp, {RESOURCE: out}, 201)
 
@@ -106,9 +93,7 @@ class AvailabilityZones:
 class AvailabilityZone:
     def on_get(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         _authorize(req, "get_one")
-        with db.session() as session:
-            out = view(_load(session, name))
-        common.send_one(resp, req, RESOURCE, out)
+        common.serve_one(req, resp, RESOURCE, _load, name, view)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         data = body.parse(req, RESOURCE, Update)
@@ -116,29 +101,18 @@ class AvailabilityZone:
         given = data.given()
         with db.transaction() as session:
             zone = _load(session, name)
-            if "description" in given:
-                zone.description = data.description
-            if "enabled" in given:
-                zone.enabled = data.enabled
+            common.set_given(zone, given, {"description": "description", "enabled": "enabled"})
             session.flush()
             out = view(zone)
         common.send(resp, {RESOURCE: out})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, name: str) -> None:
         _authorize(req, "delete")
-        in_use = errors.Conflict(f"{NAME} {name} is in use and cannot be modified.")
         with db.transaction() as session:
             zone = _load(session, name)
             # Load balancers (also deleted ones not yet purged) keep referring to it.
-            used = session.scalar(select(func.count()).select_from(m.LoadBalancer)
-                                  .where(m.LoadBalancer.availability_zone == name))
-            if used:
-                raise in_use
-            try:
-                with session.begin_nested():
-                    session.delete(zone)
-            except IntegrityError:
-                raise in_use from None
+            common.delete_unless_used(session, zone, m.LoadBalancer.availability_zone == name,
+                                      NAME, name)
         resp.status = 204
 
 

@@ -3,19 +3,25 @@ lock on the load balancer, quotas, jobs and JSON responses."""
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+from collections.abc import Callable
 from typing import Any
 
 import falcon
-from sqlalchemy import func, select
+from sqlalchemy import Select, func, select
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
 from amphorae.api import listing, policy
 from amphorae.api.context import RequestContext
 from amphorae.common import config, errors
 from amphorae.common import constants as c
+from amphorae.db import engine as db
 from amphorae.db import jobs
 from amphorae.db import models as m
+
+View = Callable[[Any], dict[str, Any]]
 
 
 def context(req: falcon.Request) -> RequestContext:
@@ -58,7 +64,7 @@ def send(resp: falcon.Response, body: Any, status: int = 200) -> None:
     resp.media = body
 
 
-def send_list(resp: falcon.Request, coll: listing.Collection, lp: listing.ListParams,
+def send_list(resp: falcon.Response, coll: listing.Collection, lp: listing.ListParams,
               rows: list[Any], links: list[dict[str, str]], to_view: Any) -> None:
     resp.media = {coll.key: listing.render(rows, to_view, lp.fields), coll.links_key: links}
 
@@ -67,6 +73,14 @@ def send_one(resp: falcon.Response, req: falcon.Request, key: str, view: dict[st
              status: int = 200) -> None:
     fields = listing._many(req.params["fields"]) if "fields" in req.params else None
     send(resp, {key: listing.select_fields(view, fields)}, status)
+
+
+def serve_one(req: falcon.Request, resp: falcon.Response, key: str,
+              load: Callable[[Session, str], Any], obj_id: str, to_view: View) -> None:
+    """Answer a GET of one object the caller has authorized."""
+    with db.session() as session:
+        out = to_view(load(session, obj_id))
+    send_one(resp, req, key, out)
 
 
 # --- project scoping ------------------------------------------------------------------
@@ -108,7 +122,52 @@ def request_project(ctx: RequestContext, resource: str, body_project: str | None
     return project
 
 
+def serve_list(req: falcon.Request, resp: falcon.Response, coll: listing.Collection,
+               to_view: View, base: Select | None = None, *, scalars: bool = True,
+               session: Session | None = None) -> None:
+    """Answer a list call the caller has authorized: one filtered, sorted page of ``base``
+    (all of ``coll.model`` by default), read in ``session`` when the caller has one open."""
+    lp = listing.parse(req, coll)
+    _send_page(req, resp, coll, lp, listing.query(coll, lp, base), to_view, scalars, session)
+
+
+def serve_project_list(req: falcon.Request, resp: falcon.Response, resource: str,
+                       coll: listing.Collection, project_column: Any, to_view: View,
+                       base: Select | None = None, *, scalars: bool = True) -> None:
+    """Answer a list call scoped by project (see scoped_list): authorize, filter, page."""
+    lp, where = scoped_list(req, resource, coll, project_column)
+    stmt = listing.query(coll, lp, base)
+    if where is not None:
+        stmt = stmt.where(where)
+    _send_page(req, resp, coll, lp, stmt, to_view, scalars, None)
+
+
+def _send_page(req: falcon.Request, resp: falcon.Response, coll: listing.Collection,
+               lp: listing.ListParams, stmt: Select, to_view: View, scalars: bool,
+               session: Session | None) -> None:
+    # The caller's session when it has one open (it loaded the parent there).
+    with db.session() if session is None else contextlib.nullcontext(session) as current:
+        rows, links = listing.page(current, coll, lp, stmt, req, scalars=scalars)
+        send_list(resp, coll, lp, rows, links, to_view)
+
+
 # --- lookups and the load balancer lock -----------------------------------------------
+
+
+def find(session: Session, model: type, obj_id: str, resource_name: str) -> Any:
+    """The row of ``model`` with this primary key, or Octavia's 404."""
+    obj = session.get(model, obj_id)
+    if obj is None:
+        raise errors.NotFound(resource=resource_name, id=obj_id)
+    return obj
+
+
+def authorized(req: falcon.Request, resource: str, action: str, obj: Any,
+               resource_name: str) -> Any:
+    """``obj`` when the caller may ``action`` it; another project's object is a 404."""
+    authorize_object(context(req), resource, action, obj.project_id,
+                     errors.NotFound(resource=resource_name, id=obj.id))
+    return obj
 
 
 def get_or_404(session: Session, model: type, obj_id: str, resource_name: str) -> Any:
@@ -150,6 +209,75 @@ def mark_pending_update(*objs: Any) -> None:
     for obj in objs:
         if obj is not None and obj.provisioning_status != c.PENDING_DELETE:
             obj.provisioning_status = c.PENDING_UPDATE
+
+
+# --- the end of a load balancer child's POST, PUT and DELETE -----------------------------
+
+
+def finish_create(session: Session, obj: Any, to_view: View, lb_id: str, project_id: str,
+                  counts: dict[str, int]) -> dict[str, Any]:
+    """Check the quotas of the new objects, queue the job; the view after the flush."""
+    check_quota(session, project_id, counts)
+    enqueue(session, lb_id)
+    session.flush()
+    return to_view(obj)
+
+
+def finish_update(session: Session, obj: Any, to_view: View, lb_id: str) -> dict[str, Any]:
+    """``obj`` goes PENDING_UPDATE and the job is queued; the view after the flush."""
+    obj.provisioning_status = c.PENDING_UPDATE
+    enqueue(session, lb_id)
+    session.flush()
+    return to_view(obj)
+
+
+def finish_delete(session: Session, obj: Any, lb_id: str) -> None:
+    obj.provisioning_status = c.PENDING_DELETE
+    enqueue(session, lb_id)
+
+
+def set_given(obj: Any, given: dict[str, Any], columns: dict[str, str]) -> None:
+    """PUT: copy each API field the client sent to its column (``columns``: field -> column)."""
+    for field, column in columns.items():
+        if field in given:
+            setattr(obj, column, given[field])
+
+
+# --- flavors, availability zones and their profiles ------------------------------------
+
+
+def load_catalog(session: Session, model: type, key: str, resource_name: str) -> Any:
+    # The nil UUID is reserved by Octavia (for "no flavor") and never served.
+    obj = None if key == c.NIL_UUID else session.get(model, key)
+    if obj is None:
+        raise errors.NotFound(resource=resource_name, id=key)
+    return obj
+
+
+def in_use(resource_name: str, key: str) -> errors.APIError:
+    return errors.Conflict(f"{resource_name} {key} is in use and cannot be modified.")
+
+
+def flush_or_conflict(session: Session, conflict: errors.APIError) -> None:
+    """Flush in a savepoint so that a name taken concurrently is a 409, not a 500."""
+    try:
+        with session.begin_nested():
+            session.flush()
+    except IntegrityError:
+        raise conflict from None
+
+
+def delete_unless_used(session: Session, obj: Any, used_by: Any, resource_name: str,
+                       key: str) -> None:
+    """Delete ``obj`` unless a row matches ``used_by`` (a condition on the referring table):
+    then, or when such a row appears meanwhile and the foreign key refuses, a 409."""
+    if session.scalar(select(func.count()).where(used_by)):
+        raise in_use(resource_name, key)
+    try:
+        with session.begin_nested():
+            session.delete(obj)
+    except IntegrityError:
+        raise in_use(resource_name, key) from None
 
 
 # --- quotas ---------------------------------------------------------------------------

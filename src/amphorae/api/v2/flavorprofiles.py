@@ -14,13 +14,11 @@ from typing import Any
 import falcon
 from pydantic import Field
 from sqlalchemy import func, select
-from sqlalchemy.exc import IntegrityError
 
 from amphorae.api import body, listing, policy
 from amphorae.api import types as t
 from amphorae.api.v2 import common
 from amphorae.api.v2 import provider_capabilities as caps
-from amphorae.common import constants as c
 from amphorae.common import errors
 from amphorae.db import engine as db
 from amphorae.db import models as m
@@ -29,15 +27,23 @@ ProviderName = t.Annotated[t.StrictStr, Field(max_length=255)]
 Document = t.Annotated[t.StrictStr, Field(max_length=4096)]
 
 
-class Create(t.Schema):
+class ProfileCreate(t.Schema):
+    """The fields of both profile kinds; each adds its document field (which comes last)."""
+
     name: t.Name
     provider_name: ProviderName
+
+
+class ProfileUpdate(t.Schema):
+    name: t.Name | None = None
+    provider_name: ProviderName | None = None
+
+
+class Create(ProfileCreate):
     flavor_data: Document
 
 
-class Update(t.Schema):
-    name: t.Name | None = None
-    provider_name: ProviderName | None = None
+class Update(ProfileUpdate):
     flavor_data: Document | None = None
 
 
@@ -64,18 +70,11 @@ class ProfileKind:
         policy.authorize(common.context(req), self.rule, action)
 
     def load(self, session: Any, profile_id: str) -> Any:
-        obj = None if profile_id == c.NIL_UUID else session.get(self.model, profile_id)
-        if obj is None:
-            raise errors.NotFound(resource=self.resource_name, id=profile_id)
-        return obj
+        return common.load_catalog(session, self.model, profile_id, self.resource_name)
 
     def in_use(self, session: Any, profile_id: str) -> bool:
         count = session.scalar(select(func.count()).where(self.used_by == profile_id))
         return bool(count)
-
-    def in_use_error(self, profile_id: str) -> errors.APIError:
-        return errors.Conflict(
-            f"{self.resource_name} {profile_id} is in use and cannot be modified.")
 
 
 class Profiles:
@@ -85,11 +84,7 @@ class Profiles:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         kind = self.kind
         kind.authorize(req, "get_all")
-        lp = listing.parse(req, kind.collection)
-        stmt = listing.query(kind.collection, lp)
-        with db.session() as session:
-            rows, links = listing.page(session, kind.collection, lp, stmt, req)
-            common.send_list(resp, kind.collection, lp, rows, links, kind.view)
+        common.serve_list(req, resp, kind.collection, kind.view)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         kind = self.kind
@@ -113,9 +108,7 @@ class Profile:
     def on_get(self, req: falcon.Request, resp: falcon.Response, profile_id: str) -> None:
         kind = self.kind
         kind.authorize(req, "get_one")
-        with db.session() as session:
-            out = kind.view(kind.load(session, profile_id))
-        common.send_one(resp, req, kind.key, out)
+        common.serve_one(req, resp, kind.key, kind.load, profile_id, kind.view)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, profile_id: str) -> None:
         kind = self.kind
@@ -129,7 +122,7 @@ class Profile:
             obj = kind.load(session, profile_id)
             changes_meaning = "provider_name" in given or kind.data_field in given
             if changes_meaning and kind.in_use(session, profile_id):
-                raise kind.in_use_error(profile_id)
+                raise common.in_use(kind.resource_name, profile_id)
             if changes_meaning:
                 # The document must suit the provider the profile ends up with.
                 kind.validate(given.get("provider_name", obj.provider_name),
@@ -145,14 +138,8 @@ class Profile:
         kind.authorize(req, "delete")
         with db.transaction() as session:
             obj = kind.load(session, profile_id)
-            if kind.in_use(session, profile_id):
-                raise kind.in_use_error(profile_id)
-            try:
-                with session.begin_nested():
-                    session.delete(obj)
-            except IntegrityError:
-                # A flavor / zone started using it meanwhile.
-                raise kind.in_use_error(profile_id) from None
+            common.delete_unless_used(session, obj, kind.used_by == profile_id,
+                                      kind.resource_name, profile_id)
         resp.status = 204
 
 

@@ -7,7 +7,6 @@ import urllib.parse
 from typing import Any
 
 import falcon
-from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amphorae.api import body, listing
@@ -78,15 +77,13 @@ DomainName = t.Annotated[t.StrictStr, t.Field(min_length=1, max_length=255),
                          t.AfterValidator(_domain_name)]
 
 
-class SingleCreate(t.Schema):
-    """A monitor as the fully populated load balancer create nests it in a pool."""
+class _Options(t.Schema):
+    """The fields a monitor takes alike on create and on update.
 
-    name: t.Name | None = None
-    type: t.enum(*c.HM_TYPES)
-    delay: Delay
-    timeout: Delay
-    max_retries: Retries
-    max_retries_down: Retries | None = DEFAULT_MAX_RETRIES_DOWN
+    It is the first base of SingleCreate and Update: pydantic puts the fields of the last
+    base first, so these stay last, and the first bad field a 400 names stays the same.
+    """
+
     http_method: HttpMethod | None = None
     url_path: UrlPath | None = None
     expected_codes: ExpectedCodes | None = None
@@ -94,6 +91,27 @@ class SingleCreate(t.Schema):
     tags: t.Tags | None = None
     http_version: HttpVersion | None = None
     domain_name: DomainName | None = None
+
+
+class _CreateChecks(t.Schema):
+    name: t.Name | None = None
+    type: t.enum(*c.HM_TYPES)
+    delay: Delay
+    timeout: Delay
+    max_retries: Retries
+    max_retries_down: Retries | None = DEFAULT_MAX_RETRIES_DOWN
+
+
+class _UpdateChecks(t.Schema):
+    name: t.Name | None = None
+    delay: Delay | None = None
+    timeout: Delay | None = None
+    max_retries: Retries | None = None
+    max_retries_down: Retries | None = None
+
+
+class SingleCreate(_Options, _CreateChecks):
+    """A monitor as the fully populated load balancer create nests it in a pool."""
 
 
 class Create(SingleCreate):
@@ -103,19 +121,8 @@ class Create(SingleCreate):
     tenant_id: t.ProjectId | None = None
 
 
-class Update(t.Schema):
-    name: t.Name | None = None
-    delay: Delay | None = None
-    timeout: Delay | None = None
-    max_retries: Retries | None = None
-    max_retries_down: Retries | None = None
-    http_method: HttpMethod | None = None
-    url_path: UrlPath | None = None
-    expected_codes: ExpectedCodes | None = None
-    admin_state_up: t.AdminState = True
-    tags: t.Tags | None = None
-    http_version: HttpVersion | None = None
-    domain_name: DomainName | None = None
+class Update(_Options, _UpdateChecks):
+    pass
 
 
 HM = m.HealthMonitor
@@ -239,23 +246,13 @@ def build(session: Session, ctx: RequestContext | None, pool: m.Pool,
 
 def _authorized(req: falcon.Request, session: Session, hm_id: str,
                 action: str) -> m.HealthMonitor:
-    hm = session.get(m.HealthMonitor, hm_id)
-    if hm is None:
-        raise errors.NotFound(resource=NAME, id=hm_id)
-    common.authorize_object(common.context(req), RESOURCE, action, hm.project_id,
-                            errors.NotFound(resource=NAME, id=hm_id))
-    return hm
+    hm = common.find(session, HM, hm_id, NAME)
+    return common.authorized(req, RESOURCE, action, hm, NAME)
 
 
 class HealthMonitors:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lp, where = common.scoped_list(req, RESOURCE, COLLECTION, HM.project_id)
-        stmt = listing.query(COLLECTION, lp, select(HM))
-        if where is not None:
-            stmt = stmt.where(where)
-        with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+        common.serve_project_list(req, resp, RESOURCE, COLLECTION, HM.project_id, view)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body.parse(req, RESOURCE, Create)
@@ -268,10 +265,8 @@ class HealthMonitors:
             check_type(pool.protocol, data.type, data.delay)
             lock_pool_tree(session, pool)
             hm = build(session, ctx, pool, data)
-            common.check_quota(session, pool.project_id, {"health_monitor": 1})
-            common.enqueue(session, pool.load_balancer_id)
-            session.flush()
-            out = view(hm)
+            out = common.finish_create(session, hm, view, pool.load_balancer_id,
+                                       pool.project_id, {"health_monitor": 1})
         common.send(resp, {RESOURCE: out}, 201)
 
 
@@ -288,19 +283,15 @@ def _apply_update(hm: m.HealthMonitor, pool: m.Pool, data: Update,
     version = given.get("http_version", hm.http_version)
     domain = given.get("domain_name", hm.domain_name)
     _check_domain(version, domain)
-    simple = {"name": "name", "delay": "delay", "timeout": "timeout",
-              "max_retries": "rise_threshold", "admin_state_up": "enabled",
-              "http_version": "http_version", "domain_name": "domain_name"}
-    for api_name, column in simple.items():
-        if api_name in given:
-            setattr(hm, column, given[api_name])
+    common.set_given(hm, given, {
+        "name": "name", "delay": "delay", "timeout": "timeout", "max_retries": "rise_threshold",
+        "admin_state_up": "enabled", "http_version": "http_version",
+        "domain_name": "domain_name", "tags": "tags"})
     if "max_retries_down" in given:
         hm.fall_threshold = given["max_retries_down"] or DEFAULT_MAX_RETRIES_DOWN
     for name in HTTP_FIELDS:
         if name in given:
             setattr(hm, name, given[name] or HTTP_DEFAULTS[name])
-    if "tags" in given:
-        hm.tags = data.tags
 
 
 class HealthMonitor:
@@ -317,18 +308,14 @@ class HealthMonitor:
             pool = hm.pool
             _apply_update(hm, pool, data, given)
             lock_pool_tree(session, pool)
-            hm.provisioning_status = c.PENDING_UPDATE
-            common.enqueue(session, pool.load_balancer_id)
-            session.flush()
-            out = view(hm)
+            out = common.finish_update(session, hm, view, pool.load_balancer_id)
         common.send(resp, {RESOURCE: out})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, hm_id: str) -> None:
         with db.transaction() as session:
             hm = _authorized(req, session, hm_id, "delete")
             lock_pool_tree(session, hm.pool)
-            hm.provisioning_status = c.PENDING_DELETE
-            common.enqueue(session, hm.pool.load_balancer_id)
+            common.finish_delete(session, hm, hm.pool.load_balancer_id)
         resp.status = 204
 
 

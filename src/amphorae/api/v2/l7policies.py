@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 import falcon
 from pydantic import AfterValidator, Field
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from amphorae.api import body, listing
@@ -363,19 +364,10 @@ def build(session: Session, ctx: Any, listener: m.Listener, data: Create | Singl
 # --- lookups --------------------------------------------------------------------------
 
 
-def load(session: Session, policy_id: str) -> m.L7Policy:
-    policy = session.get(m.L7Policy, policy_id)
-    if policy is None:
-        raise errors.NotFound(resource=NAME, id=policy_id)
-    return policy
-
-
 def load_authorized(req: falcon.Request, session: Session, policy_id: str,
                     action: str) -> m.L7Policy:
-    policy = load(session, policy_id)
-    common.authorize_object(common.context(req), RESOURCE, action, policy.project_id,
-                            errors.NotFound(resource=NAME, id=policy_id))
-    return policy
+    policy = common.find(session, m.L7Policy, policy_id, NAME)
+    return common.authorized(req, RESOURCE, action, policy, NAME)
 
 
 def _lock(session: Session, listener: m.Listener) -> None:
@@ -388,13 +380,8 @@ def _lock(session: Session, listener: m.Listener) -> None:
 
 class Policies:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lp, where = common.scoped_list(req, RESOURCE, COLLECTION, m.L7Policy.project_id)
-        stmt = listing.query(COLLECTION, lp).options(*LOAD_OPTIONS)
-        if where is not None:
-            stmt = stmt.where(where)
-        with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+        common.serve_project_list(req, resp, RESOURCE, COLLECTION, m.L7Policy.project_id, view,
+                                  select(m.L7Policy).options(*LOAD_OPTIONS))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body.parse(req, RESOURCE, Create)
@@ -410,11 +397,8 @@ class Policies:
             precheck(listener, data)
             _lock(session, listener)
             policy = build(session, ctx, listener, data)
-            common.check_quota(session, project,
-                               {"l7policy": 1, "l7rule": len(policy.rules)})
-            common.enqueue(session, lb.id)
-            session.flush()
-            out = view(policy)
+            out = common.finish_create(session, policy, view, lb.id, project,
+                                       {"l7policy": 1, "l7rule": len(policy.rules)})
         common.send(resp, {RESOURCE: out}, 201)
 
 
@@ -435,11 +419,8 @@ class Policy:
             listener = policy.listener
             lb = _load_balancer(session, listener)
             _lock(session, listener)
-            for field in ("name", "description", "tags"):
-                if field in given:
-                    setattr(policy, field, getattr(data, field))
-            if "admin_state_up" in given:
-                policy.enabled = data.admin_state_up
+            common.set_given(policy, given, {"name": "name", "description": "description",
+                                             "tags": "tags", "admin_state_up": "enabled"})
             for field in ("action", "redirect_url", "redirect_prefix", "redirect_http_code"):
                 if field in args:
                     setattr(policy, field, args[field])
@@ -453,10 +434,7 @@ class Policy:
             _check_merged(policy)
             if data.position is not None and data.position != policy.position:
                 _renumber(listener, policy, data.position)
-            policy.provisioning_status = c.PENDING_UPDATE
-            common.enqueue(session, lb.id)
-            session.flush()
-            out = view(policy)
+            out = common.finish_update(session, policy, view, lb.id)
         common.send(resp, {RESOURCE: out})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, l7policy_id: str) -> None:

@@ -11,6 +11,7 @@ from typing import Annotated, Any
 
 import falcon
 from pydantic import AfterValidator, Field, StrictBool
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amphorae.api import body, listing
@@ -225,19 +226,10 @@ def build(session: Session, ctx: Any, policy: m.L7Policy,
 # --- lookups and locking --------------------------------------------------------------
 
 
-def _load_policy(session: Session, policy_id: str) -> m.L7Policy:
-    policy = session.get(m.L7Policy, policy_id)
-    if policy is None:
-        raise errors.NotFound(resource=POLICY_PATH_NAME, id=policy_id)
-    return policy
-
-
 def load_policy_authorized(req: falcon.Request, session: Session, policy_id: str,
                            action: str) -> m.L7Policy:
-    policy = _load_policy(session, policy_id)
-    common.authorize_object(common.context(req), RESOURCE, action, policy.project_id,
-                            errors.NotFound(resource=POLICY_PATH_NAME, id=policy_id))
-    return policy
+    policy = common.find(session, m.L7Policy, policy_id, POLICY_PATH_NAME)
+    return common.authorized(req, RESOURCE, action, policy, POLICY_PATH_NAME)
 
 
 def _load_rule(session: Session, policy: m.L7Policy, rule_id: str) -> m.L7Rule:
@@ -264,10 +256,9 @@ class Rules:
     def on_get(self, req: falcon.Request, resp: falcon.Response, l7policy_id: str) -> None:
         with db.session() as session:
             policy = load_policy_authorized(req, session, l7policy_id, "get_all")
-            lp = listing.parse(req, COLLECTION)
-            stmt = listing.query(COLLECTION, lp).where(m.L7Rule.l7policy_id == policy.id)
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+            common.serve_list(req, resp, COLLECTION, view,
+                              select(m.L7Rule).where(m.L7Rule.l7policy_id == policy.id),
+                              session=session)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, l7policy_id: str) -> None:
         data = body.parse(req, "rule", Create)
@@ -279,10 +270,8 @@ class Rules:
             lb_id = policy.listener.load_balancer_id
             _lock(session, policy)
             rule = build(session, common.context(req), policy, data)
-            common.check_quota(session, policy.project_id, {"l7rule": 1})
-            common.enqueue(session, lb_id)
-            session.flush()
-            out = view(rule)
+            out = common.finish_create(session, rule, view, lb_id, policy.project_id,
+                                       {"l7rule": 1})
         common.send(resp, {"rule": out}, 201)
 
 
@@ -314,14 +303,8 @@ class Rule:
             rule.key, rule.value = merged["key"], merged["value"]
             if "invert" in given:
                 rule.invert = bool(data.invert)
-            if "admin_state_up" in given:
-                rule.enabled = data.admin_state_up
-            if "tags" in given:
-                rule.tags = data.tags
-            rule.provisioning_status = c.PENDING_UPDATE
-            common.enqueue(session, lb_id)
-            session.flush()
-            out = view(rule)
+            common.set_given(rule, given, {"admin_state_up": "enabled", "tags": "tags"})
+            out = common.finish_update(session, rule, view, lb_id)
         common.send(resp, {"rule": out})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, l7policy_id: str,
@@ -331,8 +314,7 @@ class Rule:
             rule = _load_rule(session, policy, l7rule_id)
             lb_id = policy.listener.load_balancer_id
             _lock(session, policy)
-            rule.provisioning_status = c.PENDING_DELETE
-            common.enqueue(session, lb_id)
+            common.finish_delete(session, rule, lb_id)
         resp.status = 204
 
 

@@ -501,21 +501,13 @@ def load(session: Session, listener_id: str) -> m.Listener:
 
 def load_authorized(req: falcon.Request, session: Session, listener_id: str,
                     action: str) -> m.Listener:
-    listener = load(session, listener_id)
-    common.authorize_object(common.context(req), RESOURCE, action, listener.project_id,
-                            errors.NotFound(resource=NAME, id=listener_id))
-    return listener
+    return common.authorized(req, RESOURCE, action, load(session, listener_id), NAME)
 
 
 class Listeners:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lp, where = common.scoped_list(req, RESOURCE, COLLECTION, m.Listener.project_id)
-        stmt = listing.query(COLLECTION, lp).options(*LOAD_OPTIONS)
-        if where is not None:
-            stmt = stmt.where(where)
-        with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+        common.serve_project_list(req, resp, RESOURCE, COLLECTION, m.Listener.project_id, view,
+                                  select(m.Listener).options(*LOAD_OPTIONS))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body.parse(req, RESOURCE, Create)
@@ -529,10 +521,8 @@ class Listeners:
                                     errors.NotFound(resource=lbs.NAME, id=data.loadbalancer_id))
             lb = common.lock_load_balancer(session, data.loadbalancer_id)
             listener = build(session, ctx, lb, data)
-            common.check_quota(session, lb.project_id or "", {"listener": 1})
-            common.enqueue(session, lb.id)
-            session.flush()
-            out = view(listener)
+            out = common.finish_create(session, listener, view, lb.id, lb.project_id or "",
+                                       {"listener": 1})
         common.send(resp, {RESOURCE: out}, 201)
 
 
@@ -549,18 +539,14 @@ class Listener:
             lb = common.lock_load_balancer(session, listener.load_balancer_id)
             with session.no_autoflush:
                 _apply_update(session, lb, listener, data)
-            listener.provisioning_status = c.PENDING_UPDATE
-            common.enqueue(session, lb.id)
-            session.flush()
-            out = view(listener)
+            out = common.finish_update(session, listener, view, lb.id)
         common.send(resp, {RESOURCE: out})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, listener_id: str) -> None:
         with db.transaction() as session:
             listener = load_authorized(req, session, listener_id, "delete")
             common.lock_load_balancer(session, listener.load_balancer_id)
-            listener.provisioning_status = c.PENDING_DELETE
-            common.enqueue(session, listener.load_balancer_id)
+            common.finish_delete(session, listener, listener.load_balancer_id)
         resp.status = 204
 
 

@@ -183,19 +183,10 @@ def load_row(req: falcon.Request, session: Session, lb_id: str, action: str) -> 
     return row
 
 
-def load(session: Session, lb_id: str) -> m.LoadBalancer:
-    lb = session.get(m.LoadBalancer, lb_id)
-    if lb is None or lb.provisioning_status == c.DELETED:
-        raise errors.NotFound(resource=NAME, id=lb_id)
-    return lb
-
-
 def load_authorized(req: falcon.Request, session: Session, lb_id: str,
                     action: str) -> m.LoadBalancer:
-    lb = load(session, lb_id)
-    common.authorize_object(common.context(req), RESOURCE, action, lb.project_id,
-                            errors.NotFound(resource=NAME, id=lb_id))
-    return lb
+    lb = common.get_or_404(session, m.LoadBalancer, lb_id, NAME)
+    return common.authorized(req, RESOURCE, action, lb, NAME)
 
 
 # --- create ---------------------------------------------------------------------------
@@ -400,14 +391,8 @@ class LoadBalancer:
             if "vip_sg_ids" in given:
                 policy.authorize(common.context(req), RESOURCE, "put:vip_sg_ids", lb.project_id)
             common.lock_load_balancer(session, lb_id, for_child=False)
-            if "name" in given:
-                lb.name = data.name
-            if "description" in given:
-                lb.description = data.description
-            if "admin_state_up" in given:
-                lb.enabled = data.admin_state_up
-            if "tags" in given:
-                lb.tags = data.tags
+            common.set_given(lb, given, {"name": "name", "description": "description",
+                                         "admin_state_up": "enabled", "tags": "tags"})
             if "vip_qos_policy_id" in given:
                 lb.vip.qos_policy_id = data.vip_qos_policy_id
             if "vip_sg_ids" in given:

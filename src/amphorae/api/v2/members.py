@@ -230,8 +230,7 @@ def _authorized_pool(req: falcon.Request, session: Session, pool_id: str,
                      *actions: str) -> m.Pool:
     pool = load_pool(session, pool_id)
     for action in actions:
-        common.authorize_object(common.context(req), RESOURCE, action, pool.project_id,
-                                errors.NotFound(resource=POOL_NAME, id=pool_id))
+        common.authorized(req, RESOURCE, action, pool, POOL_NAME)
     return pool
 
 
@@ -240,9 +239,7 @@ def _authorized_member(req: falcon.Request, session: Session, pool_id: str, memb
     member = session.get(m.Member, member_id)
     if member is None or member.pool_id != pool_id:
         raise errors.NotFound(resource=NAME, id=member_id)
-    common.authorize_object(common.context(req), RESOURCE, action, member.project_id,
-                            errors.NotFound(resource=NAME, id=member_id))
-    return member
+    return common.authorized(req, RESOURCE, action, member, NAME)
 
 
 class _NoChange(Exception):
@@ -253,11 +250,9 @@ class Members:
     def on_get(self, req: falcon.Request, resp: falcon.Response, pool_id: str) -> None:
         with db.session() as session:
             _authorized_pool(req, session, pool_id, "get_all")
-            lp = listing.parse(req, COLLECTION)
-            stmt = listing.query(COLLECTION, lp,
-                                 select(m.Member).where(m.Member.pool_id == pool_id))
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+            common.serve_list(req, resp, COLLECTION, view,
+                              select(m.Member).where(m.Member.pool_id == pool_id),
+                              session=session)
 
     def on_post(self, req: falcon.Request, resp: falcon.Response, pool_id: str) -> None:
         data = body.parse(req, RESOURCE, Create)
@@ -268,10 +263,8 @@ class Members:
             _check_subnet(data.subnet_id)
             lock_pool_tree(session, pool)
             member = build(session, common.context(req), pool, data)
-            common.check_quota(session, pool.project_id, {"member": 1})
-            common.enqueue(session, pool.load_balancer_id)
-            session.flush()
-            out = view(member)
+            out = common.finish_create(session, member, view, pool.load_balancer_id,
+                                       pool.project_id, {"member": 1})
         common.send(resp, {RESOURCE: out}, 201)
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, pool_id: str) -> None:
@@ -379,24 +372,14 @@ class Member:
         with db.transaction() as session:
             member = _authorized_member(req, session, pool_id, member_id, "put")
             lock_pool_tree(session, member.pool)
-            if "name" in given:
-                member.name = data.name
-            if "admin_state_up" in given:
-                member.enabled = data.admin_state_up
+            common.set_given(member, given, {
+                "name": "name", "admin_state_up": "enabled", "monitor_address": "monitor_address",
+                "monitor_port": "monitor_port", "tags": "tags"})
             if "weight" in given:
                 member.weight = 1 if data.weight is None else data.weight
             if "backup" in given:
                 member.backup = bool(data.backup)
-            if "monitor_address" in given:
-                member.monitor_address = data.monitor_address
-            if "monitor_port" in given:
-                member.monitor_port = data.monitor_port
-            if "tags" in given:
-                member.tags = data.tags
-            member.provisioning_status = c.PENDING_UPDATE
-            common.enqueue(session, member.pool.load_balancer_id)
-            session.flush()
-            out = view(member)
+            out = common.finish_update(session, member, view, member.pool.load_balancer_id)
         common.send(resp, {RESOURCE: out})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, pool_id: str,
@@ -404,8 +387,7 @@ class Member:
         with db.transaction() as session:
             member = _authorized_member(req, session, pool_id, member_id, "delete")
             lock_pool_tree(session, member.pool)
-            member.provisioning_status = c.PENDING_DELETE
-            common.enqueue(session, member.pool.load_balancer_id)
+            common.finish_delete(session, member, member.pool.load_balancer_id)
         resp.status = 204
 
 

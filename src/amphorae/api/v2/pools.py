@@ -357,10 +357,7 @@ def load(session: Session, pool_id: str) -> m.Pool:
 
 def load_authorized(req: falcon.Request, session: Session, pool_id: str,
                     action: str) -> m.Pool:
-    pool = load(session, pool_id)
-    common.authorize_object(common.context(req), RESOURCE, action, pool.project_id,
-                            errors.NotFound(resource=NAME, id=pool_id))
-    return pool
+    return common.authorized(req, RESOURCE, action, load(session, pool_id), NAME)
 
 
 def _affected_listeners(session: Session, pool: m.Pool) -> list[m.Listener]:
@@ -402,13 +399,8 @@ def _create(session: Session, req: falcon.Request, data: Create) -> m.Pool:
 
 class Pools:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lp, where = common.scoped_list(req, RESOURCE, COLLECTION, m.Pool.project_id)
-        stmt = listing.query(COLLECTION, lp).options(*LOAD_OPTIONS)
-        if where is not None:
-            stmt = stmt.where(where)
-        with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req)
-            common.send_list(resp, COLLECTION, lp, rows, links, view)
+        common.serve_project_list(req, resp, RESOURCE, COLLECTION, m.Pool.project_id, view,
+                                  select(m.Pool).options(*LOAD_OPTIONS))
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body.parse(req, RESOURCE, Create)
@@ -434,10 +426,7 @@ class Pool:
             with session.no_autoflush:
                 _apply_update(lb, pool, data)
             common.mark_pending_update(*_affected_listeners(session, pool))
-            pool.provisioning_status = c.PENDING_UPDATE
-            common.enqueue(session, lb.id)
-            session.flush()
-            out = view(pool)
+            out = common.finish_update(session, pool, view, lb.id)
         common.send(resp, {RESOURCE: out})
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response, pool_id: str) -> None:
@@ -448,8 +437,7 @@ class Pool:
                 raise errors.Conflict(f"Pool {pool.id} is in use by L7 policy {policy.id}")
             common.lock_load_balancer(session, pool.load_balancer_id)
             common.mark_pending_update(*_affected_listeners(session, pool))
-            pool.provisioning_status = c.PENDING_DELETE
-            common.enqueue(session, pool.load_balancer_id)
+            common.finish_delete(session, pool, pool.load_balancer_id)
         resp.status = 204
 
 

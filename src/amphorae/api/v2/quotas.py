@@ -92,17 +92,17 @@ def _authorize(req: falcon.Request, action: str, project_id: str | None) -> None
     policy.authorize(common.context(req), RESOURCE, action, project_id)
 
 
+def _locked_row(session: Session, project_id: str) -> m.Quota | None:
+    return session.scalars(select(Q).where(Q.project_id == project_id)
+                           .with_for_update()).first()
+
+
 class Quotas:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        lp, where = common.scoped_list(req, RESOURCE, COLLECTION, Q.project_id)
         # Plain rows with project_id also labelled "id", which the pager keys on.
         base = select(*Q.__table__.c, Q.project_id.label("id"))
-        stmt = listing.query(COLLECTION, lp, base)
-        if where is not None:
-            stmt = stmt.where(where)
-        with db.session() as session:
-            rows, links = listing.page(session, COLLECTION, lp, stmt, req, scalars=False)
-            common.send_list(resp, COLLECTION, lp, rows, links, raw_view)
+        common.serve_project_list(req, resp, RESOURCE, COLLECTION, Q.project_id, raw_view, base,
+                                  scalars=False)
 
 
 class Quota:
@@ -120,8 +120,7 @@ class Quota:
         _authorize(req, "put", project_id)
         given = data.given()
         with db.transaction() as session:
-            row = session.scalars(select(Q).where(Q.project_id == project_id)
-                                  .with_for_update()).first()
+            row = _locked_row(session, project_id)
             if row is None:
                 row = Q(project_id=project_id)
                 session.add(row)
@@ -137,8 +136,7 @@ class Quota:
     def on_delete(self, req: falcon.Request, resp: falcon.Response, project_id: str) -> None:
         _authorize(req, "delete", project_id)
         with db.transaction() as session:
-            row = session.scalars(select(Q).where(Q.project_id == project_id)
-                                  .with_for_update()).first()
+            row = _locked_row(session, project_id)
             if row is None:
                 raise errors.NotFound(resource="Quotas", id=project_id)
             # Octavia keeps the row (it also counts usage there) and resets the limits.
