@@ -1,0 +1,285 @@
+"""The ``netns`` compute driver: an amphora is a Linux network namespace on this host.
+
+Naming (all derived from the amphora id, so a restarted controller finds everything again):
+
+- namespace ``amphora-<first 8 hex digits of the id>`` (:data:`NAMESPACE_PREFIX`);
+- management interface ``mgmt0`` inside it, with a stable MAC, the host end of its veth
+  ``amph-m<hash>`` enslaved to the management bridge;
+- state directory ``<state_dir>/<8 hex>/`` holding ``amphora.json`` (id, address), a
+  ``ready`` marker once creation completed, and ``<name>.pid`` / ``<name>.log`` for every
+  process started inside.
+
+The host holds the management subnet's gateway address on the bridge, so the controller
+reaches each amphora's management address directly. The agent is not started here: callers
+plug it in with :meth:`NetnsComputeDriver.start_process`.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import ipaddress
+import json
+import os
+import shutil
+import signal
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+
+from oslo_config import cfg
+
+from amphorae.common import config
+from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED, ERROR
+from amphorae.drivers.network import plumbing as plumbing_mod
+
+NAMESPACE_PREFIX = "amphora-"
+MGMT_IFNAME = "mgmt0"
+MGMT_VETH_PREFIX = "amph-m"
+STATE_FILE = "amphora.json"
+READY_FILE = "ready"
+TERM_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on delete
+
+# Per-namespace kernel settings of an amphora: it forwards (nftables DNAT for UDP) and binds
+# VIPs it does not hold yet (the BACKUP of an ACTIVE_STANDBY pair).
+SYSCTLS = {
+    "net.ipv4.ip_forward": "1",
+    "net.ipv4.ip_nonlocal_bind": "1",
+    "net.ipv6.conf.all.forwarding": "1",
+    "net.ipv6.ip_nonlocal_bind": "1",
+}
+
+netns_compute_opts = [
+    cfg.StrOpt("management_bridge", default="amph-mgmt",
+               help="Host bridge every amphora's management interface is attached to "
+                    "(at most 15 characters)."),
+    cfg.StrOpt("management_cidr", default="198.19.0.0/24",
+               help="Management subnet; the host takes its first address on the bridge, "
+                    "amphorae the following ones."),
+    cfg.StrOpt("amphora_state_dir", default="",
+               help="Where per-amphora state directories go (pid files, logs); default: "
+                    "<state_path>/amphorae."),
+]
+config.CONF.register_opts(netns_compute_opts, group="netns_compute")
+
+
+def list_opts() -> list[tuple[str, list[cfg.Opt]]]:
+    return [("netns_compute", netns_compute_opts)]
+
+
+@dataclasses.dataclass(frozen=True)
+class Amphora:
+    short_id: str
+    amphora_id: str | None  # None when only the namespace is left (no state file)
+    namespace: str
+    management_ip: str | None
+    status: str
+
+
+def short_id(amphora_id: str) -> str:
+    """The first 8 hex digits of the id (the full id or just those digits are accepted)."""
+    short = amphora_id.replace("-", "").lower()[:8]
+    if len(short) != 8 or any(c not in "0123456789abcdef" for c in short):
+        raise ValueError(f"not an amphora id: {amphora_id!r}")
+    return short
+
+
+def namespace_name(amphora_id: str) -> str:
+    return NAMESPACE_PREFIX + short_id(amphora_id)
+
+
+def mgmt_veth_name(amphora_id: str) -> str:
+    return plumbing_mod.derived_name(MGMT_VETH_PREFIX, short_id(amphora_id))
+
+
+class NetnsComputeDriver:
+    def __init__(self, conf: cfg.ConfigOpts = config.CONF,
+                 plumbing: plumbing_mod.Plumbing | None = None, *,
+                 state_dir: str | None = None, management_bridge: str | None = None,
+                 management_cidr: str | None = None) -> None:
+        group = conf.netns_compute
+        self.plumbing = plumbing or plumbing_mod.Plumbing()
+        self.state_dir = Path(state_dir or group.amphora_state_dir
+                              or os.path.join(config.state_path(conf), "amphorae"))
+        self.bridge = management_bridge or group.management_bridge
+        self.cidr = ipaddress.ip_network(management_cidr or group.management_cidr)
+        self.gateway = next(self.cidr.hosts())
+        plumbing_mod.check_name(self.bridge)
+        self._children: dict[str, list[subprocess.Popen]] = {}
+        self._lock = threading.Lock()
+
+    # -- create ------------------------------------------------------------------------
+
+    def create(self, amphora_id: str) -> Amphora:
+        """Namespace + sysctls + management veth and address. Idempotent; on any failure
+        everything created is removed again and the error raised."""
+        short = short_id(amphora_id)
+        ns = namespace_name(short)
+        mgmt_ip = self._reserve(amphora_id)  # creates nothing when it fails
+        try:
+            self.plumbing.ensure_bridge(self.bridge)
+            self.plumbing.ensure_host_address(
+                self.bridge, f"{self.gateway}/{self.cidr.prefixlen}")
+            self.plumbing.ensure_netns(ns)
+            self.plumbing.sysctl(ns, SYSCTLS)
+            self.plumbing.ensure_veth(mgmt_veth_name(short), self.bridge, ns, MGMT_IFNAME,
+                                      mac=plumbing_mod.mac_address(amphora_id))
+            self.plumbing.ensure_address(ns, MGMT_IFNAME, f"{mgmt_ip}/{self.cidr.prefixlen}")
+            (self._dir(short) / READY_FILE).touch()
+        except BaseException:
+            self.delete(short)
+            raise
+        return Amphora(short, amphora_id, ns, mgmt_ip, ACTIVE)
+
+    def _reserve(self, amphora_id: str) -> str:
+        """Write the state file with a management address no other amphora here holds."""
+        short = short_id(amphora_id)
+        with self._state_lock():
+            existing = self._read_state(short)
+            if existing and existing.get("amphora_id") == amphora_id:
+                return existing["management_ip"]
+            if existing:  # names use 8 hex digits: refuse to clobber another amphora
+                raise RuntimeError(f"amphora {existing.get('amphora_id')} already uses "
+                                   f"{namespace_name(short)}")
+            taken = {s.get("management_ip") for s in self._all_states().values()}
+            free = next((str(h) for h in self.cidr.hosts()
+                         if h != self.gateway and str(h) not in taken), None)
+            if free is None:
+                raise RuntimeError(f"no free management address in {self.cidr}")
+            path = self._dir(short)
+            path.mkdir(mode=0o700, parents=True, exist_ok=True)
+            state = {"amphora_id": amphora_id, "namespace": namespace_name(short),
+                     "management_ip": free, "management_veth": mgmt_veth_name(short)}
+            tmp = path / (STATE_FILE + ".tmp")
+            tmp.write_text(json.dumps(state))
+            tmp.replace(path / STATE_FILE)
+            return free
+
+    # -- processes ---------------------------------------------------------------------
+
+    def start_process(self, amphora_id: str, argv: Sequence[str],
+                      name: str | None = None) -> int:
+        """Run ``argv`` inside the amphora's namespace, detached in a session of its own,
+        output to ``<name>.log``, pid in ``<name>.pid``. Returns the pid."""
+        short = short_id(amphora_id)
+        ns = namespace_name(short)
+        if not self.plumbing.netns_exists(ns):
+            raise RuntimeError(f"amphora {short} has no namespace")
+        name = name or os.path.basename(argv[0])
+        path = self._dir(short)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        with open(path / f"{name}.log", "ab") as log:
+            # `ip netns exec` execs the command itself, so the pid is the command's.
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
+                                    stdout=log, stderr=subprocess.STDOUT, cwd=path,
+                                    start_new_session=True)
+        (path / f"{name}.pid").write_text(f"{proc.pid}\n")
+        with self._lock:
+            self._children.setdefault(short, []).append(proc)
+        return proc.pid
+
+    def pid(self, amphora_id: str, name: str) -> int | None:
+        """The pid of a process started under ``name`` when it is still running inside."""
+        short = short_id(amphora_id)
+        try:
+            pid = int((self._dir(short) / f"{name}.pid").read_text())
+        except (OSError, ValueError):
+            return None
+        return pid if pid in self.plumbing.netns_pids(namespace_name(short)) else None
+
+    def _stop_processes(self, short: str) -> None:
+        ns = namespace_name(short)
+        deadline = time.monotonic() + TERM_GRACE
+        sig = signal.SIGTERM
+        while pids := self.plumbing.netns_pids(ns):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+            self._reap(short)
+            if time.monotonic() > deadline:
+                if sig == signal.SIGKILL and time.monotonic() > deadline + 5:
+                    raise RuntimeError(f"processes {pids} in {ns} do not die")
+                sig = signal.SIGKILL
+            time.sleep(0.01)
+        self._reap(short)
+
+    def _reap(self, short: str) -> None:
+        with self._lock:
+            procs = self._children.get(short, [])
+            self._children[short] = [p for p in procs if p.poll() is None]
+            if not self._children[short]:
+                del self._children[short]
+
+    # -- delete and status ------------------------------------------------------------
+
+    def delete(self, amphora_id: str) -> None:
+        """Stop every process in the namespace, then remove the veth (its host end first:
+        that is synchronous, namespace teardown is not), the namespace and the state
+        directory. Safe on absent and half-created amphorae."""
+        short = short_id(amphora_id)
+        self._stop_processes(short)
+        self.plumbing.delete_link(mgmt_veth_name(short))
+        self.plumbing.delete_netns(namespace_name(short))
+        shutil.rmtree(self._dir(short), ignore_errors=True)
+
+    def status(self, amphora_id: str) -> str:
+        short = short_id(amphora_id)
+        return self._status(short, self.plumbing.netns_exists(namespace_name(short)))
+
+    def _status(self, short: str, ns_exists: bool) -> str:
+        has_veth = self.plumbing.link(mgmt_veth_name(short)) is not None
+        has_dir = self._dir(short).exists()
+        if (self._dir(short) / READY_FILE).exists():
+            return ACTIVE if ns_exists and has_veth else ERROR
+        if ns_exists or has_veth or has_dir:
+            return BUILDING  # being built, or a build that died: the caller's timeout decides
+        return DELETED
+
+    def list_amphorae(self) -> list[Amphora]:
+        """Every amphora on this host: namespaces with the prefix and state directories
+        (either may be left without the other by a crash), so a restarted controller can
+        adopt or clean them."""
+        namespaces = {n[len(NAMESPACE_PREFIX):] for n in self.plumbing.netns_list()
+                      if n.startswith(NAMESPACE_PREFIX)}
+        states = self._all_states()
+        out = []
+        for short in sorted(namespaces | set(states)):
+            state = states.get(short, {})
+            out.append(Amphora(short, state.get("amphora_id"), NAMESPACE_PREFIX + short,
+                               state.get("management_ip"),
+                               self._status(short, short in namespaces)))
+        return out
+
+    # -- state directory ---------------------------------------------------------------
+
+    def _dir(self, short: str) -> Path:
+        return self.state_dir / short
+
+    def _read_state(self, short: str) -> dict | None:
+        try:
+            return json.loads((self._dir(short) / STATE_FILE).read_text())
+        except (OSError, ValueError):
+            return None
+
+    def _all_states(self) -> dict[str, dict]:
+        if not self.state_dir.is_dir():
+            return {}
+        found = {}
+        for entry in self.state_dir.iterdir():
+            if entry.is_dir() and len(entry.name) == 8:
+                found[entry.name] = self._read_state(entry.name) or {}
+        return found
+
+    @contextlib.contextmanager
+    def _state_lock(self) -> Iterator[None]:
+        """Across threads and processes: address reservation reads then writes."""
+        self.state_dir.mkdir(parents=True, exist_ok=True)
+        with self._lock, open(self.state_dir / ".lock", "w") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)

@@ -1,0 +1,208 @@
+"""Host-side Linux plumbing: bridges, veth pairs, network namespaces, addresses.
+
+Everything goes through iproute2's ``ip`` (``-json`` where we read state) via one small
+runner, so tests can swap it and nothing needs a netlink library. Every operation is
+idempotent: calling it twice, or after a crash halfway, converges on the same state.
+
+Interface names are derived from ids by hashing (Linux allows at most 15 characters), so a
+restarted controller computes the same names and finds what it created before.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import subprocess
+from collections.abc import Callable, Iterable, Sequence
+
+IFNAMSIZ = 15  # usable characters of a Linux interface name
+PREFIX = "amph-"
+BRIDGE_PREFIX = "amph-br"
+
+Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
+
+# Messages iproute2 prints when the thing to delete is already gone, or to add is there.
+_MISSING = ("does not exist", "Cannot find device", "No such file", "No such process",
+            "Cannot open network namespace", "Cannot assign requested address")
+_EXISTS = ("File exists",)
+
+
+class PlumbingError(RuntimeError):
+    """An ``ip`` command failed for a reason other than "already done"."""
+
+
+def run(argv: Sequence[str]) -> subprocess.CompletedProcess:
+    """The default runner: run, capture text, never raise (callers read returncode)."""
+    return subprocess.run(list(argv), capture_output=True, text=True, timeout=30, check=False)
+
+
+class Plumbing:
+    def __init__(self, runner: Runner = run) -> None:
+        self._run = runner
+
+    # -- low level ---------------------------------------------------------------------
+
+    def ip(self, *args: str, ns: str | None = None, ok_if: Iterable[str] = ()) -> str:
+        """Run ``ip [-n ns] args``; tolerate failures whose message matches ``ok_if``."""
+        argv = ["ip", *(["-n", ns] if ns else []), *args]
+        proc = self._run(argv)
+        if proc.returncode != 0:
+            err = (proc.stderr or "") + (proc.stdout or "")
+            if any(m in err for m in ok_if):
+                return ""
+            raise PlumbingError(f"{' '.join(argv)}: {err.strip()}")
+        return proc.stdout or ""
+
+    def ip_json(self, *args: str, ns: str | None = None) -> list[dict]:
+        """``ip -json args`` parsed; an empty list when the object does not exist."""
+        out = self.ip("-json", *args, ns=ns, ok_if=_MISSING)
+        return json.loads(out) if out.strip() else []
+
+    # -- namespaces --------------------------------------------------------------------
+
+    def netns_list(self) -> list[str]:
+        return sorted(n["name"] for n in self.ip_json("netns", "list"))
+
+    def netns_exists(self, name: str) -> bool:
+        return name in self.netns_list()
+
+    def ensure_netns(self, name: str) -> None:
+        """The namespace exists, with loopback up."""
+        if not self.netns_exists(name):
+            self.ip("netns", "add", name, ok_if=_EXISTS)
+        self.ip("link", "set", "lo", "up", ns=name)
+
+    def delete_netns(self, name: str) -> None:
+        self.ip("netns", "delete", name, ok_if=_MISSING)
+
+    def netns_pids(self, name: str) -> list[int]:
+        """Processes whose network namespace is ``name`` (none if it does not exist)."""
+        if not self.netns_exists(name):
+            return []
+        out = self.ip("netns", "pids", name, ok_if=_MISSING)
+        return [int(p) for p in out.split()]
+
+    def sysctl(self, ns: str, settings: dict[str, str]) -> None:
+        """Set sysctls inside ``ns`` (per-namespace keys such as net.ipv4.ip_forward)."""
+        argv = ["ip", "netns", "exec", ns, "sysctl", "-q", "-w",
+                *(f"{k}={v}" for k, v in settings.items())]
+        proc = self._run(argv)
+        if proc.returncode != 0:
+            raise PlumbingError(f"{' '.join(argv)}: {proc.stderr.strip()}")
+
+    # -- links -------------------------------------------------------------------------
+
+    def link(self, name: str, ns: str | None = None) -> dict | None:
+        found = self.ip_json("link", "show", "dev", name, ns=ns)
+        return found[0] if found else None
+
+    def links(self, ns: str | None = None) -> list[dict]:
+        return self.ip_json("link", "show", ns=ns)
+
+    def delete_link(self, name: str, ns: str | None = None) -> None:
+        """Delete an interface; deleting one end of a veth removes the other end too."""
+        self.ip("link", "delete", "dev", name, ns=ns, ok_if=_MISSING)
+
+    def ensure_bridge(self, name: str) -> None:
+        """A bridge named ``name`` exists and is up (a name taken by another kind fails)."""
+        check_name(name)
+        if self.link(name) is None:
+            self.ip("link", "add", name, "type", "bridge", ok_if=_EXISTS)
+        details = self.ip_json("-details", "link", "show", "dev", name)
+        kind = details[0].get("linkinfo", {}).get("info_kind") if details else None
+        if kind != "bridge":
+            raise PlumbingError(f"{name} exists and is not a bridge ({kind})")
+        self.ip("link", "set", "dev", name, "up")
+
+    def delete_bridge(self, name: str) -> None:
+        self.delete_link(name)
+
+    def ensure_host_address(self, bridge: str, address: str) -> None:
+        """The host holds ``address`` (``ip/prefixlen``) on ``bridge``: it routes the subnet
+        there, so it reaches the amphorae and VIPs behind the bridge."""
+        iface = ipaddress.ip_interface(address)
+        extra = ["nodad"] if iface.version == 6 else []
+        self.ip("address", "replace", str(iface), "dev", bridge, *extra)
+
+    def ensure_veth(self, host_name: str, bridge: str, ns: str, peer_name: str,
+                    mac: str | None = None, mtu: int | None = None) -> None:
+        """A veth pair: ``host_name`` on ``bridge`` in the host, ``peer_name`` (with ``mac``)
+        inside ``ns``; both up.
+
+        The peer is created directly inside the namespace, so there is never a moment where
+        it sits in the host under a name that could clash. A pair found half-made (host end
+        without its peer in ``ns``) is recreated.
+        """
+        check_name(host_name)
+        check_name(peer_name)
+        host = self.link(host_name)
+        peer = self.link(peer_name, ns=ns)
+        if host is not None and (peer is None or (mac and peer.get("address") != mac.lower())):
+            self.delete_link(host_name)
+            host = None
+        if host is None:
+            if peer is not None:  # a stale peer (another pair) blocks the name
+                self.delete_link(peer_name, ns=ns)
+            peer_opts = ["address", mac] if mac else []
+            mtu_opts = ["mtu", str(mtu)] if mtu else []
+            self.ip("link", "add", host_name, *mtu_opts, "type", "veth", "peer", "name",
+                    peer_name, *peer_opts, *mtu_opts, "netns", ns)
+        self.ip("link", "set", "dev", host_name, "master", bridge, "up")
+        self.ip("link", "set", "dev", peer_name, "up", ns=ns)
+
+    # -- addresses and routes inside a namespace --------------------------------------
+
+    def ensure_address(self, ns: str, ifname: str, address: str) -> None:
+        """``address`` (``ip/prefixlen``) is on ``ifname`` inside ``ns`` (IPv6 without DAD,
+        so it is usable at once)."""
+        iface = ipaddress.ip_interface(address)
+        extra = ["nodad"] if iface.version == 6 else []
+        self.ip("address", "replace", str(iface), "dev", ifname, *extra, ns=ns)
+
+    def addresses(self, ifname: str, ns: str | None = None) -> list[str]:
+        """``ip/prefixlen`` of every global address on ``ifname``."""
+        out = []
+        for entry in self.ip_json("address", "show", "dev", ifname, ns=ns):
+            for a in entry.get("addr_info", []):
+                if a.get("scope") == "global":
+                    out.append(f"{a['local']}/{a['prefixlen']}")
+        return out
+
+    def ensure_route(self, ns: str, destination: str, via: str | None = None,
+                     dev: str | None = None, table: str | None = None) -> None:
+        """A route to ``destination`` ("default" or a CIDR) inside ``ns``."""
+        argv = ["route", "replace", destination]
+        if via:
+            argv += ["via", via]
+        if dev:
+            argv += ["dev", dev]
+        if table:
+            argv += ["table", table]
+        if ":" in (via or destination):
+            argv.insert(0, "-6")
+        self.ip(*argv, ns=ns)
+
+
+def derived_name(prefix: str, ident: str) -> str:
+    """``prefix`` + as many hex digits of sha256(ident) as fit in an interface name."""
+    room = IFNAMSIZ - len(prefix)
+    if room < 6:  # fewer hex digits than this makes collisions likely
+        raise ValueError(f"prefix {prefix!r} leaves no room for a hash")
+    return prefix + hashlib.sha256(ident.encode()).hexdigest()[:room]
+
+
+def bridge_name(network_id: str) -> str:
+    """The bridge of a network: ``amph-br`` + 8 hex digits of the id's hash."""
+    return derived_name(BRIDGE_PREFIX, network_id)
+
+
+def mac_address(ident: str) -> str:
+    """A stable MAC in OpenStack's fa:16:3e range (locally administered, unicast)."""
+    h = hashlib.sha256(ident.encode()).digest()
+    return "fa:16:3e:" + ":".join(f"{b:02x}" for b in h[:3])
+
+
+def check_name(name: str) -> None:
+    if not name or len(name) > IFNAMSIZ or "/" in name or any(c.isspace() for c in name):
+        raise ValueError(f"invalid interface name {name!r}")
