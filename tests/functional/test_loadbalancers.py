@@ -64,6 +64,24 @@ def test_sdk_create_show_list_update_delete(sdk):
     assert lb.id not in {x.id for x in sdk.load_balancers(**{"not-tags": "blue"})}
 
 
+def test_sdk_update_paginate_delete(sdk, api):
+    made = [sdk.create_load_balancer(name=f"sdk-page-{i}", vip_subnet_id=PUBLIC_SUBNET,
+                                     tags=["sdk-page"]) for i in range(3)]
+    for lb in made:
+        api.settle(lb.id)
+    # limit=1 makes openstacksdk follow the next links page by page.
+    paged = [x.id for x in sdk.load_balancers(limit=1, tags="sdk-page")]
+    assert paged == [x.id for x in made]
+    updated = sdk.update_load_balancer(made[0], name="sdk-renamed", description="d")
+    assert updated.name == "sdk-renamed" and updated.provisioning_status == "PENDING_UPDATE"
+    api.settle(made[0].id)
+    assert sdk.get_load_balancer(made[0].id).description == "d"
+    for lb in made:
+        sdk.delete_load_balancer(lb)
+        api.settle(lb.id)
+    assert [x.id for x in sdk.load_balancers(tags="sdk-page")] == []
+
+
 def test_cli_create_show_list_set_unset_delete(cli, api):
     lb = cli("loadbalancer", "create", "--name", "cli-lb", "--vip-subnet-id", PUBLIC_SUBNET,
              "--description", "d", "--tag", "a")
