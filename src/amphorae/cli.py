@@ -1,4 +1,4 @@
-"""The `amphorae` command: `api`, `up`, `db upgrade|current`, `config sample`."""
+"""The `amphorae` command: `api`, `up`, `agent`, `db upgrade|current`, `config sample`."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import sys
 
 from amphorae.common import config
 
-COMMANDS = ("api", "up", "db", "config")
+COMMANDS = ("api", "up", "agent", "db", "config")
 
 
 def _setup_logging() -> None:
@@ -38,6 +38,12 @@ def _up(args: argparse.Namespace) -> int:
     return _api(args)
 
 
+def _agent(_args: argparse.Namespace) -> int:
+    from amphorae.agent import server
+
+    return server.main(config.CONF)
+
+
 def _db(args: argparse.Namespace) -> int:
     from amphorae.db import migrate
 
@@ -48,10 +54,18 @@ def _db(args: argparse.Namespace) -> int:
     return 0
 
 
+def sample_opts() -> list[tuple[str, list]]:
+    """Every option group of every service, for the sample configuration file."""
+    from amphorae.agent import options as agent_options
+    from amphorae.drivers.compute import netns
+
+    return [*config.list_opts(), *netns.list_opts(), *agent_options.list_opts()]
+
+
 def _config(args: argparse.Namespace) -> int:
     from amphorae.common import sample_config
 
-    sys.stdout.write(sample_config.render())
+    sys.stdout.write(sample_config.render(sample_opts()))
     return 0
 
 
@@ -61,6 +75,7 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the Octavia v2 API")
     sub.add_parser("up", help="run the all-in-one service on the embedded default")
+    sub.add_parser("agent", help="run the amphora agent (needs --config-file)")
     db = sub.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade", "current"])
     db.add_argument("revision", nargs="?", default="head")
@@ -69,9 +84,14 @@ def main(argv: list[str] | None = None) -> int:
     # oslo.config owns --config-file/--config-dir; argparse gets the rest.
     ours, oslo_args = _split(argv)
     args = parser.parse_args(ours)
+    if args.command == "agent":
+        from amphorae.agent import options  # the agent registers its own group
+
+        options.register(config.CONF)
     config.load(oslo_args)
     _setup_logging()
-    handler = {"api": _api, "up": _up, "db": _db, "config": _config}[args.command]
+    handler = {"api": _api, "up": _up, "agent": _agent, "db": _db,
+               "config": _config}[args.command]
     return handler(args)
 
 

@@ -37,4 +37,8 @@ def test_config_file_uses_octavia_names(tmp_path):
 
 
 def test_sample_file_is_current():
-    assert (ROOT / "etc" / "amphorae.conf.sample").read_text() == sample_config.render()
+    from amphorae import cli
+
+    rendered = sample_config.render(cli.sample_opts())
+    assert "[amphora_agent]" in rendered and "[netns_compute]" in rendered
+    assert (ROOT / "etc" / "amphorae.conf.sample").read_text() == rendered

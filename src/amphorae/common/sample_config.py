@@ -23,9 +23,10 @@ def _format_default(opt: cfg.Opt) -> str:
     return str(value)
 
 
-def render() -> str:
+def render(groups: list[tuple[str, list[cfg.Opt]]] | None = None) -> str:
+    """The sample file for ``groups`` (default: the control plane's options)."""
     out = io.StringIO()
-    for group, opts in config.list_opts():
+    for group, opts in groups if groups is not None else config.list_opts():
         out.write(f"[{group}]\n\n")
         for opt in opts:
             if opt.help:

@@ -1,0 +1,436 @@
+"""One HAProxy per load balancer, in master-worker mode, supervised by the agent.
+
+Layout under the agent's base path (the controller renders with the same layout,
+``AmphoraPaths.for_lb``)::
+
+    <base>/<lb_id>/haproxy.cfg      the installed config (.new while validated)
+    <base>/<lb_id>/haproxy.pid      the master's pid, written by HAProxy (-p)
+    <base>/<lb_id>/master.sock      the master CLI (-S)
+    <base>/<lb_id>/haproxy.sock     the stats socket the config declares
+    <base>/<lb_id>/servers-state    server states kept across reloads
+    <base>/<lb_id>/certs/           certificates
+    <base>/<lb_id>/haproxy.log      HAProxy's own stderr
+
+The master runs in its own session so that it survives a restart of the agent; a new
+agent finds it again through the pid file. A reload is the master's (SIGUSR2): it
+re-executes itself and the new worker takes the listening sockets from the old one over
+the stats socket (``expose-fd listeners``), so no connection is refused meanwhile.
+"""
+
+from __future__ import annotations
+
+import base64
+import contextlib
+import hashlib
+import logging
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+LOG = logging.getLogger(__name__)
+
+# Load balancer ids are UUIDs in practice; anything else that could name a path is refused.
+_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_-]{0,63}$")
+_CLI_TIMEOUT = 1.0
+_POLL = 0.02
+LOG_LIMIT = 1024 * 1024
+
+
+class HaproxyError(Exception):
+    """An HAProxy operation failed; ``details`` holds HAProxy's own words."""
+
+    def __init__(self, message: str, details: str = "") -> None:
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+class InvalidConfig(HaproxyError):
+    """``haproxy -c`` refused a configuration."""
+
+
+def valid_id(value: str) -> bool:
+    return bool(_ID.match(value))
+
+
+def peer_name(amphora_id: str) -> str:
+    """Octavia's local peer name (-L): base64 of sha1(amphora id), URL alphabet, no '='
+    and no leading '-' (HAProxy would read it as an option)."""
+    digest = hashlib.sha1(amphora_id.encode()).digest()  # a name, not a security check
+    name = base64.b64encode(digest, altchars=b"_-").decode().rstrip("=")
+    return "x" + name[1:] if name.startswith("-") else name
+
+
+@dataclass(frozen=True)
+class LbFiles:
+    """Where one load balancer's files live."""
+
+    root: Path
+
+    @property
+    def config(self) -> Path:
+        return self.root / "haproxy.cfg"
+
+    @property
+    def new_config(self) -> Path:
+        return self.root / "haproxy.cfg.new"
+
+    @property
+    def failed_config(self) -> Path:
+        return self.root / "haproxy.cfg.failed"
+
+    @property
+    def pid_file(self) -> Path:
+        return self.root / "haproxy.pid"
+
+    @property
+    def master_socket(self) -> Path:
+        return self.root / "master.sock"
+
+    @property
+    def stats_socket(self) -> Path:
+        return self.root / "haproxy.sock"
+
+    @property
+    def server_state(self) -> Path:
+        return self.root / "servers-state"
+
+    @property
+    def cert_dir(self) -> Path:
+        return self.root / "certs"
+
+    @property
+    def log(self) -> Path:
+        return self.root / "haproxy.log"
+
+
+def unix_command(path: Path, command: str, timeout: float = _CLI_TIMEOUT) -> str:
+    """Send one command to an HAProxy CLI socket and return the whole answer."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as sock:
+        sock.settimeout(timeout)
+        sock.connect(os.fspath(path))
+        sock.sendall(command.encode() + b"\n")
+        sock.shutdown(socket.SHUT_WR)  # without it HAProxy's CLI waits for more commands
+        chunks = []
+        while chunk := sock.recv(65536):
+            chunks.append(chunk)
+    return b"".join(chunks).decode(errors="replace")
+
+
+@dataclass(frozen=True)
+class ProcState:
+    master_reloads: int
+    workers: tuple[int, ...]  # current workers (not the old ones still draining)
+
+
+def parse_show_proc(text: str) -> ProcState | None:
+    """The master CLI's ``show proc``: the master's reload count and current workers."""
+    reloads = None
+    workers: list[int] = []
+    section = "master"
+    for line in text.splitlines():
+        if line.startswith("#"):
+            section = "workers" if line.startswith("# workers") else (
+                "master" if reloads is None else "other")
+            continue
+        fields = line.split()
+        if len(fields) < 3 or not fields[0].isdigit():
+            continue
+        if fields[1] == "master" and fields[2].isdigit():
+            reloads = int(fields[2])
+        elif fields[1] == "worker" and section == "workers":
+            workers.append(int(fields[0]))
+    return None if reloads is None else ProcState(reloads, tuple(workers))
+
+
+class Supervisor:
+    """The HAProxy instances of an amphora. Thread-safe: every operation on one load
+    balancer holds that load balancer's lock."""
+
+    def __init__(self, base_path: str | os.PathLike[str], haproxy_cmd: str, *,
+                 amphora_id: str | None = None, start_timeout: float = 10.0,
+                 stop_timeout: float = 10.0) -> None:
+        self.base = Path(base_path)
+        self.haproxy_cmd = haproxy_cmd
+        self.peer = peer_name(amphora_id) if amphora_id else None
+        self.start_timeout = start_timeout
+        self.stop_timeout = stop_timeout
+        self._children: dict[str, subprocess.Popen[bytes]] = {}
+        self._locks: dict[str, threading.Lock] = {}
+        self._guard = threading.Lock()
+        self.base.mkdir(parents=True, exist_ok=True, mode=0o755)
+
+    # -- bookkeeping ---------------------------------------------------------------
+
+    def files(self, lb_id: str) -> LbFiles:
+        if not valid_id(lb_id):
+            raise ValueError(f"invalid load balancer id {lb_id!r}")
+        return LbFiles(self.base / lb_id)
+
+    def lock(self, lb_id: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(lb_id, threading.Lock())
+
+    def load_balancers(self) -> list[str]:
+        """Ids of the load balancers that have an installed config."""
+        if not self.base.is_dir():
+            return []
+        return sorted(entry.name for entry in self.base.iterdir()
+                      if valid_id(entry.name) and (entry / "haproxy.cfg").is_file())
+
+    def adopt(self) -> list[str]:
+        """After an agent restart: the load balancers whose HAProxy still runs; stale
+        pid files of dead ones are removed."""
+        running = []
+        for lb_id in self.load_balancers():
+            if self.master_pid(lb_id) is not None:
+                running.append(lb_id)
+            else:
+                self.files(lb_id).pid_file.unlink(missing_ok=True)
+        if running:
+            LOG.info("adopted running HAProxy of %s", ", ".join(running))
+        return running
+
+    def master_pid(self, lb_id: str) -> int | None:
+        """The live master of ``lb_id``, or None. The pid must run HAProxy on this load
+        balancer's config, so a recycled pid is not mistaken for it."""
+        child = self._children.get(lb_id)
+        if child is not None and child.poll() is not None:
+            del self._children[lb_id]  # reaped
+            child = None
+        files = self.files(lb_id)
+        try:
+            pid: int | None = int(files.pid_file.read_text().split()[0])
+        except (OSError, ValueError, IndexError):
+            pid = child.pid if child is not None else None
+        if pid is None or not _is_haproxy_for(pid, files.config):
+            return None
+        return pid
+
+    def running(self, lb_id: str) -> bool:
+        return self.master_pid(lb_id) is not None
+
+    # -- configuration -------------------------------------------------------------
+
+    def version(self) -> str:
+        out = subprocess.run([self.haproxy_cmd, "-v"], capture_output=True, text=True,
+                             timeout=10, check=False).stdout
+        match = re.search(r"version (\S+)", out)
+        return match.group(1) if match else "unknown"
+
+    def check(self, config: Path) -> None:
+        """``haproxy -c``; raises InvalidConfig with HAProxy's output."""
+        cmd = [self.haproxy_cmd, "-c", "-f", os.fspath(config)]
+        if self.peer:
+            cmd += ["-L", self.peer]
+        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=30, check=False)
+        if proc.returncode != 0:
+            raise InvalidConfig("Invalid request", (proc.stdout + proc.stderr).strip())
+
+    def install_config(self, lb_id: str, text: bytes) -> None:
+        """Validate ``text`` as the config of ``lb_id`` and swap it in atomically; on
+        failure the previous config stays (the refused one is kept as .failed)."""
+        files = self.files(lb_id)
+        with self.lock(lb_id):
+            files.root.mkdir(mode=0o755, exist_ok=True)
+            files.cert_dir.mkdir(mode=0o700, exist_ok=True)
+            write_file(files.new_config, text, 0o644)
+            try:
+                self.check(files.new_config)
+            except InvalidConfig:
+                os.replace(files.new_config, files.failed_config)
+                raise
+            os.replace(files.new_config, files.config)
+
+    # -- processes -----------------------------------------------------------------
+
+    def start(self, lb_id: str) -> str:
+        with self.lock(lb_id):
+            return self._start(lb_id)
+
+    def reload(self, lb_id: str) -> str:
+        """The master's reload; a load balancer whose HAProxy is down is started."""
+        with self.lock(lb_id):
+            pid = self.master_pid(lb_id)
+            if pid is None:
+                return self._start(lb_id)
+            files = self.files(lb_id)
+            self.check(files.config)
+            self._save_server_state(files)
+            offset = _bound_log(files.log)
+            before = self._proc(files)
+            if before is None:
+                raise HaproxyError("HAProxy master is not answering", _tail(files.log))
+            os.kill(pid, signal.SIGUSR2)
+            self._wait(files, lambda s: s.master_reloads > before.master_reloads
+                       and bool(s.workers) and not set(s.workers) & set(before.workers),
+                       pid, "reload", offset)
+            return "reloaded"
+
+    def stop(self, lb_id: str) -> str:
+        with self.lock(lb_id):
+            return self._stop(lb_id)
+
+    def delete(self, lb_id: str) -> None:
+        """Stop ``lb_id`` and remove all its files; unknown ids are fine."""
+        files = self.files(lb_id)
+        with self.lock(lb_id):
+            self._stop(lb_id)
+            shutil.rmtree(files.root, ignore_errors=True)
+
+    def _start(self, lb_id: str) -> str:
+        files = self.files(lb_id)
+        if self.master_pid(lb_id) is not None:
+            return "already running"
+        if not files.config.is_file():
+            raise FileNotFoundError(lb_id)
+        files.pid_file.unlink(missing_ok=True)
+        files.master_socket.unlink(missing_ok=True)
+        # load-server-state-from-file needs the file at the first start; "1" is the
+        # format version, with no server yet.
+        if not files.server_state.exists():
+            write_file(files.server_state, b"1\n", 0o600)
+        cmd = [self.haproxy_cmd, "-W", "-S", f"{files.master_socket},mode,600",
+               "-f", os.fspath(files.config), "-p", os.fspath(files.pid_file)]
+        if self.peer:
+            cmd += ["-L", self.peer]
+        offset = _bound_log(files.log)
+        with open(files.log, "ab") as log:
+            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                     start_new_session=True, close_fds=True)
+        self._children[lb_id] = child
+        self._wait(files, lambda s: bool(s.workers), child.pid, "start", offset)
+        LOG.info("started HAProxy of %s (master %d)", lb_id, child.pid)
+        return "started"
+
+    def _stop(self, lb_id: str) -> str:
+        files = self.files(lb_id)
+        pid = self.master_pid(lb_id)
+        if pid is not None:
+            # Soft stop first (listeners close, established connections finish), then a
+            # hard one, then a kill: a stop ends with the process gone.
+            steps = ((signal.SIGUSR1, self.stop_timeout), (signal.SIGTERM, 5.0),
+                     (signal.SIGKILL, 5.0))
+            for sig, grace in steps:
+                _signal(pid, sig)
+                if self._wait_gone(lb_id, pid, time.monotonic() + grace):
+                    break
+            LOG.info("stopped HAProxy of %s", lb_id)
+        files.pid_file.unlink(missing_ok=True)
+        files.master_socket.unlink(missing_ok=True)
+        return "not running" if pid is None else "stopped"
+
+    def _wait_gone(self, lb_id: str, pid: int, until: float) -> bool:
+        while time.monotonic() < until:
+            child = self._children.get(lb_id)
+            if child is not None and child.pid == pid:
+                if child.poll() is not None:
+                    self._children.pop(lb_id, None)
+                    return True
+            elif not _alive(pid):
+                return True
+            time.sleep(_POLL)
+        return False
+
+    def _proc(self, files: LbFiles) -> ProcState | None:
+        try:
+            return parse_show_proc(unix_command(files.master_socket, "show proc"))
+        except OSError:  # not listening yet, or mid re-exec
+            return None
+
+    def _wait(self, files: LbFiles, done: Callable[[ProcState], bool], pid: int,
+              what: str, log_offset: int = 0) -> None:
+        """Until ``done`` holds for the master's state; on failure, HAProxy's messages
+        since ``log_offset`` are the details."""
+        deadline = time.monotonic() + self.start_timeout
+        while time.monotonic() < deadline:
+            if not _alive(pid):
+                raise HaproxyError(f"HAProxy failed to {what}",
+                                   _tail(files.log, log_offset))
+            state = self._proc(files)
+            if state is not None and done(state):
+                return
+            time.sleep(_POLL)
+        raise HaproxyError(f"HAProxy did not {what} within {self.start_timeout}s",
+                           _tail(files.log, log_offset))
+
+    def _save_server_state(self, files: LbFiles) -> None:
+        """What the old worker knows of its servers (health, weights, admin state), so
+        that the new one starts from it rather than from scratch."""
+        try:
+            state = unix_command(files.stats_socket, "show servers state")
+        except OSError as exc:
+            LOG.debug("no server state saved for %s: %s", files.root.name, exc)
+            return
+        write_file(files.server_state, state.encode(), 0o600)
+
+
+def write_file(path: Path, data: bytes, mode: int) -> None:
+    """Write atomically (temp file + rename), ``mode`` set before any byte lands."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
+    try:
+        os.fchmod(fd, mode)
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+
+
+def _signal(pid: int, sig: int) -> None:
+    with contextlib.suppress(ProcessLookupError):  # already gone
+        os.kill(pid, sig)
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[-1].split()[0] != "Z"
+
+
+def _is_haproxy_for(pid: int, config: Path) -> bool:
+    if not _alive(pid):
+        return False
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().split(b"\0")
+    except OSError:
+        return False
+    return os.fsencode(config) in argv and b"haproxy" in argv[0]
+
+
+def _bound_log(path: Path) -> int:
+    """HAProxy's log, emptied once it passes LOG_LIMIT (the master appends with
+    O_APPEND, so it goes on writing at the new end); returns its current size."""
+    try:
+        size = path.stat().st_size
+    except FileNotFoundError:
+        return 0
+    if size > LOG_LIMIT:
+        os.truncate(path, 0)
+        return 0
+    return size
+
+
+def _tail(path: Path, offset: int = 0, limit: int = 4000) -> str:
+    """What HAProxy wrote since ``offset``, at most its last ``limit`` bytes."""
+    try:
+        with open(path, "rb") as handle:
+            handle.seek(offset)
+            data = handle.read()
+    except OSError:
+        return ""
+    return data[-limit:].decode(errors="replace").strip()

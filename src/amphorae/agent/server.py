@@ -1,0 +1,129 @@
+"""`amphorae agent`: the agent API over HTTPS with mutual TLS, on a threaded server from
+the standard library (one thread per connection; the controller makes few calls)."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import socket
+import socketserver
+import ssl
+import sys
+import threading
+from typing import Any
+from wsgiref import simple_server
+
+from oslo_config import cfg
+
+from amphorae.agent import api
+from amphorae.agent import haproxy as hap
+from amphorae.common import pki
+
+LOG = logging.getLogger(__name__)
+HANDSHAKE_TIMEOUT = 10.0
+
+
+class _Handler(simple_server.WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        LOG.debug("%s %s", self.address_string(), format % args)
+
+    def get_stderr(self) -> Any:
+        return _LogStream()
+
+
+class _LogStream:
+    """Where wsgiref writes application errors: the log, not the client."""
+
+    def write(self, text: str) -> None:
+        if text.strip():
+            LOG.error("%s", text.rstrip())
+
+    def flush(self) -> None:
+        pass
+
+
+class TLSWSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+    """Accepts in the main thread; each connection's TLS handshake happens in its own
+    thread, so a slow or hostile client cannot hold up the others."""
+
+    daemon_threads = True
+    allow_reuse_address = True
+    ssl_context: ssl.SSLContext
+    read_timeout: float = 180.0
+
+    def server_bind(self) -> None:
+        # HTTPServer's own looks the address up in DNS (getfqdn): slow, and useless here.
+        socketserver.TCPServer.server_bind(self)
+        host, port = self.server_address[:2]
+        self.server_name, self.server_port = str(host), int(port)
+        self.setup_environ()
+
+    def finish_request(self, request: Any, client_address: Any) -> None:
+        request.settimeout(HANDSHAKE_TIMEOUT)
+        try:
+            tls = self.ssl_context.wrap_socket(request, server_side=True)
+        except (ssl.SSLError, OSError) as exc:
+            LOG.info("TLS handshake with %s refused: %s", client_address[0], exc)
+            return
+        try:
+            tls.settimeout(self.read_timeout)
+            self.RequestHandlerClass(tls, client_address, self)
+        finally:
+            tls.close()
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        LOG.exception("connection from %s failed", client_address[0])
+
+
+class TLSWSGIServer6(TLSWSGIServer):
+    address_family = socket.AF_INET6
+
+
+def make_server(host: str, port: int, app: Any, context: ssl.SSLContext,
+                read_timeout: float = 180.0) -> TLSWSGIServer:
+    server_class = TLSWSGIServer6 if ":" in host else TLSWSGIServer
+    server = simple_server.make_server(host, port, app, server_class=server_class,
+                                       handler_class=_Handler)
+    assert isinstance(server, TLSWSGIServer)
+    server.ssl_context = context
+    server.read_timeout = read_timeout
+    return server
+
+
+def main(conf: cfg.ConfigOpts) -> int:
+    opts = conf.amphora_agent
+    if not opts.amphora_id:
+        LOG.warning("[amphora_agent] amphora_id is not set: no local peer name for HAProxy")
+    try:
+        context = pki.server_ssl_context(opts.agent_server_cert, None, opts.agent_server_ca)
+    except (OSError, ssl.SSLError, ValueError) as exc:
+        LOG.error("cannot load the agent certificate %s or client CA %s: %s",
+                  opts.agent_server_cert, opts.agent_server_ca, exc)
+        return 2
+    sup = hap.Supervisor(opts.base_path, opts.haproxy_cmd, amphora_id=opts.amphora_id,
+                         start_timeout=opts.haproxy_start_timeout,
+                         stop_timeout=opts.haproxy_stop_timeout)
+    sup.adopt()
+    try:
+        server = make_server(opts.bind_host, opts.bind_port, api.create_app(sup), context,
+                             opts.agent_request_read_timeout)
+    except OSError as exc:
+        LOG.error("cannot listen on %s port %d: %s", opts.bind_host, opts.bind_port, exc)
+        return 2
+
+    def _shutdown(signum: int, _frame: Any) -> None:
+        # HAProxy keeps running: like systemd units in Octavia, it outlives the agent.
+        LOG.info("signal %d: agent stopping", signum)
+        threading.Thread(target=server.shutdown, daemon=True).start()
+
+    signal.signal(signal.SIGTERM, _shutdown)
+    signal.signal(signal.SIGINT, _shutdown)
+    host, port = server.server_address[:2]
+    LOG.info("amphora agent %s on https://%s:%d/%s/", opts.amphora_id, host, port,
+             api.API_VERSION)
+    sys.stdout.flush()
+    try:
+        server.serve_forever(poll_interval=0.5)
+    finally:
+        server.server_close()
+    return 0
