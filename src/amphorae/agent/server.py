@@ -15,7 +15,7 @@ from wsgiref import simple_server
 
 from oslo_config import cfg
 
-from amphorae.agent import api
+from amphorae.agent import api, heartbeat
 from amphorae.agent import haproxy as hap
 from amphorae.common import pki
 
@@ -105,6 +105,11 @@ def main(conf: cfg.ConfigOpts) -> int:
                          stop_timeout=opts.haproxy_stop_timeout)
     sup.adopt()
     try:
+        sender = heartbeat.from_config(conf, sup)
+    except ValueError as exc:
+        LOG.error("invalid [health_manager] controller_ip_port_list: %s", exc)
+        return 2
+    try:
         server = make_server(opts.bind_host, opts.bind_port, api.create_app(sup), context,
                              opts.agent_request_read_timeout)
     except OSError as exc:
@@ -122,8 +127,12 @@ def main(conf: cfg.ConfigOpts) -> int:
     LOG.info("amphora agent %s on https://%s:%d/%s/", opts.amphora_id, host, port,
              api.API_VERSION)
     sys.stdout.flush()
+    if sender is not None:
+        sender.start()
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
+        if sender is not None:
+            sender.stop()
         server.server_close()
     return 0

@@ -1,0 +1,206 @@
+"""Boot a real amphora agent inside a netns amphora.
+
+:class:`AmphoraBooter` ties three pieces together: the netns compute driver (namespace and
+management address), the controller's local CA (the agent's server certificate and the
+controller's client certificate) and the agent itself (``amphorae agent``, started in the
+namespace through the driver's ``start_process``). An amphora is booted once its agent
+answers ``/info`` over mutual TLS on ``https://<management ip>:9443``.
+
+Files in the amphora's state directory (next to the driver's own):
+
+- ``server.pem``: the agent's certificate and key (0600), CN = amphora id, IP name = the
+  management address;
+- ``client_ca.pem``: the CA a controller's client certificate must chain to;
+- ``agent.conf``: the agent's configuration (0600);
+- ``lb/``: the agent's ``base_path`` (per load balancer HAProxy files);
+- ``agent.log`` / ``agent.pid``: written by the driver's ``start_process``.
+
+Deleting is the driver's delete: it kills every process in the namespace (the agent and
+any HAProxy it started) and removes the state directory.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import os
+import shutil
+import ssl
+import sys
+import time
+from pathlib import Path
+
+from amphorae.common import pki
+from amphorae.drivers import agent_client
+from amphorae.drivers.compute import netns
+
+AGENT_NAME = "agent"  # the driver's process name: agent.pid, agent.log
+SERVER_CERT = "server.pem"
+CLIENT_CA = "client_ca.pem"
+AGENT_CONF = "agent.conf"
+AGENT_BASE = "lb"
+CONTROLLER_CERT = "controller.pem"  # in the CA directory, next to ca.pem / ca.key
+DEFAULT_READY_TIMEOUT = 30.0
+POLL_INTERVAL = 0.01  # between attempts while the agent starts: it is up in ~0.2 s
+# The controller's certificate is re-issued when it has less than this left.
+CLIENT_CERT_MIN_LEFT = dt.timedelta(days=1)
+
+
+class AmphoraBootError(RuntimeError):
+    """The agent did not come up; the amphora has been deleted again."""
+
+
+@dataclasses.dataclass(frozen=True)
+class BootedAmphora:
+    amphora_id: str
+    compute_id: str  # the namespace
+    management_ip: str
+    cert_expiration: dt.datetime  # naive UTC, like the database columns
+    agent_pid: int
+    boot_seconds: float  # from the create() call to /info answering
+
+
+def agent_command() -> list[str]:
+    """The venv's ``amphorae`` entry point (next to the running interpreter)."""
+    return [os.path.join(os.path.dirname(sys.executable), "amphorae"), AGENT_NAME]
+
+
+def _write_private(path: Path, data: bytes) -> None:
+    """Write with mode 0600 from the first byte on."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "wb") as handle:
+        os.fchmod(handle.fileno(), 0o600)  # the file may have existed with other bits
+        handle.write(data)
+
+
+def render_agent_config(amphora_id: str, management_ip: str, port: int, folder: Path,
+                        haproxy_cmd: str) -> str:
+    """The agent's [amphora_agent] section; it listens on the management address only."""
+    return (f"[amphora_agent]\n"
+            f"amphora_id = {amphora_id}\n"
+            f"bind_host = {management_ip}\n"
+            f"bind_port = {port}\n"
+            f"agent_server_cert = {folder / SERVER_CERT}\n"
+            f"agent_server_ca = {folder / CLIENT_CA}\n"
+            f"base_path = {folder / AGENT_BASE}\n"
+            f"haproxy_cmd = {haproxy_cmd}\n")
+
+
+class AmphoraBooter:
+    def __init__(self, driver: netns.NetnsComputeDriver, ca_dir: str | os.PathLike[str], *,
+                 port: int = agent_client.DEFAULT_PORT,
+                 ready_timeout: float = DEFAULT_READY_TIMEOUT,
+                 haproxy_cmd: str | None = None,
+                 cert_validity: int | None = None) -> None:
+        self.driver = driver
+        self.port = port
+        self.ready_timeout = ready_timeout
+        self.haproxy_cmd = haproxy_cmd or shutil.which("haproxy") or "/usr/sbin/haproxy"
+        self.cert_validity = cert_validity
+        self.ca_dir = Path(ca_dir)
+        self.ca = pki.load_or_create_ca(self.ca_dir)
+        self.ca_file = self.ca_dir / "ca.pem"
+        self.client_cert = self.ca_dir / CONTROLLER_CERT
+        self._ensure_client_cert()
+
+    def _ensure_client_cert(self) -> None:
+        """The controller's client certificate, kept while it is ours and not expiring."""
+        try:
+            current = pki.load(self.client_cert)
+            left = pki.cert_expiration(current.cert) - dt.datetime.now(dt.UTC).replace(
+                tzinfo=None)
+            if current.cert.issuer == self.ca.cert.subject and left > CLIENT_CERT_MIN_LEFT:
+                return
+        except (OSError, ValueError):
+            pass
+        pki.save_bundle(pki.issue_client_cert(self.ca, validity=self.cert_validity),
+                        self.client_cert)
+
+    def folder(self, amphora_id: str) -> Path:
+        return self.driver.state_dir / netns.short_id(amphora_id)
+
+    def client(self, amphora_id: str, management_ip: str,
+               **kwargs: object) -> agent_client.AgentClient:
+        """An agent client for the amphora, with the controller's certificate."""
+        return agent_client.AgentClient(management_ip, amphora_id, str(self.client_cert),
+                                        str(self.ca_file), port=self.port,
+                                        **kwargs)  # type: ignore[arg-type]
+
+    # -- create / delete ---------------------------------------------------------------
+
+    def create(self, amphora_id: str, timeout: float | None = None) -> BootedAmphora:
+        """Namespace, certificate, config, agent; returns once the agent answers /info.
+        On any failure the amphora is deleted again and the error raised."""
+        started = time.perf_counter()
+        deadline = time.monotonic() + (self.ready_timeout if timeout is None else timeout)
+        amp = self.driver.create(amphora_id)
+        try:
+            assert amp.management_ip is not None  # create() always reserves one
+            folder = self.folder(amphora_id)
+            pid = self.driver.pid(amphora_id, AGENT_NAME)
+            if pid is None:
+                expiration = self._install(amphora_id, amp.management_ip, folder)
+                pid = self.driver.start_process(
+                    amphora_id, [*agent_command(), "--config-file", str(folder / AGENT_CONF)],
+                    name=AGENT_NAME)
+            else:  # already booted (a repeated call): keep the agent and its certificate
+                expiration = pki.cert_expiration(pki.load(folder / SERVER_CERT).cert)
+            self._wait_ready(amphora_id, amp.management_ip, pid, deadline)
+        except BaseException as exc:
+            log = self._log_tail(amphora_id)
+            self.driver.delete(amphora_id)
+            if isinstance(exc, (agent_client.AgentError, TimeoutError, OSError)):
+                raise AmphoraBootError(f"amphora {amphora_id}: agent not ready: {exc}"
+                                       + (f"\nagent log:\n{log}" if log else "")) from exc
+            raise
+        return BootedAmphora(amphora_id, amp.namespace, amp.management_ip, expiration, pid,
+                             time.perf_counter() - started)
+
+    def delete(self, amphora_id: str) -> None:
+        self.driver.delete(amphora_id)
+
+    def _install(self, amphora_id: str, management_ip: str, folder: Path) -> dt.datetime:
+        """Server certificate, client CA and agent config into the amphora's folder."""
+        server = pki.issue_server_cert(self.ca, amphora_id, management_ip,
+                                       validity=self.cert_validity)
+        _write_private(folder / SERVER_CERT, server.bundle_pem())
+        pki.save_cert(self.ca.cert, folder / CLIENT_CA)
+        _write_private(folder / AGENT_CONF, render_agent_config(
+            amphora_id, management_ip, self.port, folder, self.haproxy_cmd).encode())
+        return pki.cert_expiration(server.cert)
+
+    def _wait_ready(self, amphora_id: str, management_ip: str, pid: int,
+                    deadline: float) -> agent_client.AgentInfo:
+        """Poll /info until it answers, the agent dies or the deadline passes. TLS
+        failures (wrong certificate on either side) are raised at once."""
+        client = self.client(amphora_id, management_ip, max_retries=0,
+                             retry_interval=POLL_INTERVAL)
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError(f"no answer on {management_ip}:{self.port} in time")
+            client.conn_timeout = client.read_timeout = max(min(left, 2.0), 0.05)
+            try:
+                return client.info()
+            except agent_client.AgentUnavailable as exc:
+                if isinstance(exc.__cause__, ssl.SSLError):
+                    raise  # a certificate or TLS alert: waiting will not help
+            if not _alive(pid):
+                raise agent_client.AgentUnavailable(f"agent process {pid} exited")
+            time.sleep(POLL_INTERVAL)
+
+    def _log_tail(self, amphora_id: str, lines: int = 20) -> str:
+        try:
+            text = (self.folder(amphora_id) / f"{AGENT_NAME}.log").read_text(errors="replace")
+        except OSError:
+            return ""
+        return "\n".join(text.splitlines()[-lines:])
+
+
+def _alive(pid: int) -> bool:
+    """Running and not a zombie (our child until the driver reaps it)."""
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    return stat.rsplit(")", 1)[1].split()[0] != "Z"
