@@ -17,7 +17,10 @@ from typing import Any
 
 import falcon
 
+from amphorae.agent import dataplane_api
 from amphorae.agent import haproxy as hap
+from amphorae.agent import keepalived as ka
+from amphorae.agent import nftables as nft
 
 LOG = logging.getLogger(__name__)
 
@@ -325,7 +328,8 @@ def _meminfo() -> dict[str, int]:
     return values
 
 
-def create_app(sup: hap.Supervisor) -> falcon.App:
+def create_app(sup: hap.Supervisor, vrrp: ka.Keepalived | None = None,
+               rules: nft.Nftables | None = None) -> falcon.App:
     agent = Agent(sup)
     app = falcon.App(middleware=[ReadBody()])
     app.req_options.strip_url_path_trailing_slash = True
@@ -344,4 +348,7 @@ def create_app(sup: hap.Supervisor) -> falcon.App:
     app.add_route(f"{lb}/certificates/{{filename}}", Certificate(sup))
     app.add_route(f"{lb}/{{name}}", Action(sup))
     app.add_route(f"{prefix}/listeners/{{lb_id}}", DeleteListeners(sup))
+    # keepalived and nftables share the agent's base path.
+    dataplane_api.add_routes(app, prefix, vrrp or ka.Keepalived(sup.base),
+                             rules or nft.Nftables(sup.base))
     return app

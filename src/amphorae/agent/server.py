@@ -17,6 +17,7 @@ from oslo_config import cfg
 
 from amphorae.agent import api, heartbeat
 from amphorae.agent import haproxy as hap
+from amphorae.agent import keepalived as ka
 from amphorae.common import pki
 
 LOG = logging.getLogger(__name__)
@@ -104,13 +105,17 @@ def main(conf: cfg.ConfigOpts) -> int:
                          start_timeout=opts.haproxy_start_timeout,
                          stop_timeout=opts.haproxy_stop_timeout)
     sup.adopt()
+    vrrp = ka.Keepalived(opts.base_path)
     try:
-        sender = heartbeat.from_config(conf, sup)
+        # As Octavia's agent: a configured keepalived that is down means no heartbeat, so
+        # the controller fails this amphora over rather than trusting half of a pair.
+        sender = heartbeat.from_config(
+            conf, sup, may_send=lambda: not vrrp.has_config() or vrrp.running())
     except ValueError as exc:
         LOG.error("invalid [health_manager] controller_ip_port_list: %s", exc)
         return 2
     try:
-        server = make_server(opts.bind_host, opts.bind_port, api.create_app(sup), context,
+        server = make_server(opts.bind_host, opts.bind_port, api.create_app(sup, vrrp), context,
                              opts.agent_request_read_timeout)
     except OSError as exc:
         LOG.error("cannot listen on %s port %d: %s", opts.bind_host, opts.bind_port, exc)

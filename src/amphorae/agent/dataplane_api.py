@@ -1,0 +1,130 @@
+"""Agent endpoints for keepalived (VRRP) and the nftables rules of UDP listeners
+(reference §4.2 for the VRRP ones; ``/nftables`` is ours: no IPVS on this kernel).
+
+    PUT    /1.0/vrrp/upload        raw keepalived.conf: checked (keepalived -t), swapped in
+    PUT    /1.0/vrrp/check_script  raw check script (render.keepalived.render_check_script)
+    GET    /1.0/vrrp/upload        the installed keepalived.conf
+    PUT    /1.0/vrrp/{action}      start (reload when running) | stop | reload
+    PUT    /1.0/nftables           raw nft script (render.nftables): checked, then applied
+    GET    /1.0/nftables           the last applied script
+    DELETE /1.0/nftables           removes the table
+
+Errors are falcon HTTPErrors whose title and description the API's error serializer turns
+into the agent's ``{"message", "details"}``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+
+import falcon
+
+from amphorae.agent import keepalived as ka
+from amphorae.agent import nftables as nft
+
+ACTIONS = ("start", "stop", "reload")
+_PAST = {"start": "started", "stop": "stopped", "reload": "reloaded"}
+
+
+def _error(status: str, message: str, details: str = "") -> falcon.HTTPError:
+    return falcon.HTTPError(status, title=message, description=details)
+
+
+def _body(req: falcon.Request) -> bytes:
+    return bytes(req.context.body)  # read by the API's ReadBody middleware
+
+
+def _no_config() -> falcon.HTTPError:
+    return _error(falcon.HTTP_404, "VRRP Config Not Found",
+                  "no keepalived configuration has been uploaded")
+
+
+class VrrpUpload:
+    def __init__(self, vrrp: ka.Keepalived) -> None:
+        self.vrrp = vrrp
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = _body(req)
+        try:
+            self.vrrp.install_config(data)
+        except ka.InvalidConfig as exc:
+            raise _error(falcon.HTTP_400, exc.message, exc.details) from None
+        resp.etag = hashlib.md5(data).hexdigest()
+        resp.media = {"message": "OK"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            data = self.vrrp.files.config.read_bytes()
+        except FileNotFoundError:
+            raise _no_config() from None
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.etag = hashlib.md5(data).hexdigest()
+        resp.data = data
+
+
+class VrrpCheckScript:
+    def __init__(self, vrrp: ka.Keepalived) -> None:
+        self.vrrp = vrrp
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = _body(req)
+        if not data.startswith(b"#!"):
+            raise _error(falcon.HTTP_400, "Invalid request",
+                         "the check script must start with a #! line")
+        self.vrrp.install_check_script(data)
+        resp.etag = hashlib.md5(data).hexdigest()
+        resp.media = {"message": "OK"}
+
+
+class VrrpAction:
+    def __init__(self, vrrp: ka.Keepalived) -> None:
+        self.vrrp = vrrp
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
+        if action not in ACTIONS:
+            raise _error(falcon.HTTP_400, "Invalid Request", f"Unknown action: {action}")
+        if action != "stop" and not self.vrrp.has_config():
+            raise _no_config()
+        try:
+            outcome = getattr(self.vrrp, action)()
+        except ka.KeepalivedError as exc:
+            raise _error(falcon.HTTP_500, exc.message, exc.details) from None
+        resp.status = falcon.HTTP_202
+        resp.media = {"message": "OK", "details": f"keepalived {_PAST[action]}: {outcome}"}
+
+
+class Nftables:
+    def __init__(self, rules: nft.Nftables) -> None:
+        self.rules = rules
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = _body(req)
+        try:
+            self.rules.apply(data)
+        except nft.NftError as exc:
+            raise _error(falcon.HTTP_400, exc.message, exc.details) from None
+        resp.etag = hashlib.md5(data).hexdigest()
+        resp.media = {"message": "OK"}
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = self.rules.applied()
+        if data is None:
+            raise _error(falcon.HTTP_404, "Rules Not Found", "no nftables rules applied")
+        resp.content_type = falcon.MEDIA_TEXT
+        resp.etag = hashlib.md5(data).hexdigest()
+        resp.data = data
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        try:
+            self.rules.delete()
+        except nft.NftError as exc:
+            raise _error(falcon.HTTP_500, "Cannot remove nftables rules", exc.details) from None
+        resp.media = {"message": "OK"}
+
+
+def add_routes(app: falcon.App, prefix: str, vrrp: ka.Keepalived,
+               rules: nft.Nftables) -> None:
+    app.add_route(f"{prefix}/vrrp/upload", VrrpUpload(vrrp))
+    app.add_route(f"{prefix}/vrrp/check_script", VrrpCheckScript(vrrp))
+    app.add_route(f"{prefix}/vrrp/{{action}}", VrrpAction(vrrp))
+    app.add_route(f"{prefix}/nftables", Nftables(rules))
