@@ -1,0 +1,59 @@
+"""Commands of plugging / unplugging an amphora port (no root; the real kernel is exercised
+in tests/integration/test_vip_traffic.py)."""
+
+from __future__ import annotations
+
+import pytest
+
+from amphorae.drivers.network import plumbing, ports
+from tests.unit.test_plumbing import FakeRunner
+
+NS = "amphora-0a1b2c3d"
+MAC = "fa:16:3e:00:00:01"
+
+
+def test_host_veth_name_is_stable_and_fits():
+    name = ports.host_veth_name(NS, "eth1")
+    assert name.startswith(ports.PORT_VETH_PREFIX) and len(name) == plumbing.IFNAMSIZ
+    assert name == ports.host_veth_name(NS, "eth1")
+    assert name != ports.host_veth_name(NS, "eth2")
+    assert name != ports.host_veth_name("amphora-0a1b2c3e", "eth1")
+
+
+def test_plug_creates_veth_address_and_route():
+    missing = (1, "", 'Device "x" does not exist.')
+    runner = FakeRunner({("ip", "-json", "link", "show"): missing,
+                         ("ip", "-n", NS, "-json", "link", "show"): missing})
+    host = ports.plug_port(plumbing.Plumbing(runner), NS, "amph-brvip", "eth1", MAC,
+                           "198.18.230.10/24", gateway="198.18.230.1")
+    assert host == ports.host_veth_name(NS, "eth1")
+    calls = [" ".join(c) for c in runner.calls]
+    assert (f"ip link add {host} type veth peer name eth1 address {MAC} netns {NS}"
+            in calls)
+    assert f"ip link set dev {host} master amph-brvip up" in calls
+    assert f"ip -n {NS} address replace 198.18.230.10/24 dev eth1" in calls
+    assert f"ip -n {NS} route replace default via 198.18.230.1 dev eth1" in calls
+
+
+def test_plug_without_gateway_adds_no_route():
+    runner = FakeRunner({})
+    ports.plug_port(plumbing.Plumbing(runner), NS, "amph-brvip", "eth1", None,
+                    "198.18.230.10/24")
+    assert not any("route" in c for c in runner.calls)
+
+
+@pytest.mark.parametrize("address, gateway", [("198.18.230.10/33", None),
+                                              ("198.18.230.10/24", "198.18.231.1"),
+                                              ("not-an-ip/24", None)])
+def test_plug_rejects_bad_input_before_any_command(address, gateway):
+    runner = FakeRunner({})
+    with pytest.raises(ValueError):
+        ports.plug_port(plumbing.Plumbing(runner), NS, "amph-brvip", "eth1", MAC,
+                        address, gateway)
+    assert runner.calls == []
+
+
+def test_unplug_deletes_the_host_end_and_tolerates_absence():
+    runner = FakeRunner({("ip", "link", "delete"): (1, "", "Cannot find device")})
+    ports.unplug_port(plumbing.Plumbing(runner), NS, "eth1")
+    assert runner.calls == [["ip", "link", "delete", "dev", ports.host_veth_name(NS, "eth1")]]
