@@ -7,14 +7,11 @@ from __future__ import annotations
 import contextlib
 import http.client
 import http.server
-import os
 import resource
 import shutil
-import signal
 import socket
 import ssl
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -29,7 +26,8 @@ from amphorae.common import pki
 from amphorae.drivers.agent_client import AgentClient, AgentRequestError, AgentUnavailable
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import model
-from tests.servers import VENV_BIN, free_port
+from tests.agents import agent_command, kill_everything_under
+from tests.servers import free_port
 
 HAPROXY = shutil.which("haproxy")
 pytestmark = pytest.mark.skipif(HAPROXY is None, reason="needs haproxy")
@@ -55,37 +53,12 @@ class Agent:
                            **args)  # type: ignore[arg-type]
 
 
-def _kill_everything_under(root: Path) -> None:
-    """Every process whose command line names ``root``: the agent and the HAProxy
-    masters and workers it started (each master leads its own process group)."""
-    marker = os.fsencode(root)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        try:
-            cmdline = (entry / "cmdline").read_bytes()
-        except OSError:
-            continue
-        if marker in cmdline:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-def _agent_command(config: Path) -> list[str]:
-    # AMPHORAE_AGENT_COVERAGE=1 runs the agent under coverage (parallel data files in the
-    # current directory; coverage must be importable).
-    if os.environ.get("AMPHORAE_AGENT_COVERAGE"):
-        return [sys.executable, "-m", "coverage", "run", "-p", "--source=amphorae",
-                "-m", "amphorae.cli", "agent", "--config-file", str(config)]
-    return [str(VENV_BIN / "amphorae"), "agent", "--config-file", str(config)]
-
-
 def launch(agent: Agent) -> Agent:
     """Start the agent process of ``agent`` and wait until /info answers."""
     log = open(agent.root / "agent.log", "ab")  # noqa: SIM115 - the child keeps it
     started = time.monotonic()
     try:
-        agent.process = subprocess.Popen(_agent_command(agent.root / "agent.conf"),
+        agent.process = subprocess.Popen(agent_command(agent.root / "agent.conf"),
                                          stdout=log, stderr=subprocess.STDOUT)
     finally:
         log.close()
@@ -104,9 +77,11 @@ def terminate(agent: Agent) -> None:
             agent.process.wait(5)
 
 
-@pytest.fixture(scope="module")
-def agent() -> Iterator[Agent]:
-    root = Path(tempfile.mkdtemp(prefix="amphorae-agent-"))
+@contextlib.contextmanager
+def running_agent(prefix: str, extra_config: str = "") -> Iterator[Agent]:
+    """A real agent on loopback with a fresh CA; ``extra_config`` is appended to its
+    configuration file. Everything it started is stopped and removed afterwards."""
+    root = Path(tempfile.mkdtemp(prefix=prefix))
     handle = None
     try:
         ca = pki.create_ca(**CERT_ARGS)
@@ -126,17 +101,23 @@ agent_server_ca = {root / "ca.pem"}
 base_path = {base}
 haproxy_cmd = {HAPROXY}
 haproxy_stop_timeout = 3
-""")
+{extra_config}""")
         handle = launch(Agent(root, base, port, ca, root / "ca.pem", root / "client.pem",
                               None, 0.0))
-        print(f"\nagent start (process start to /info answering): "
-              f"{handle.start_seconds * 1000:.0f} ms")
         yield handle
     finally:
         if handle is not None:
             terminate(handle)
-        _kill_everything_under(root)
+        kill_everything_under(root)
         shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(scope="module")
+def agent() -> Iterator[Agent]:
+    with running_agent("amphorae-agent-") as handle:
+        print(f"\nagent start (process start to /info answering): "
+              f"{handle.start_seconds * 1000:.0f} ms")
+        yield handle
 
 
 @contextlib.contextmanager

@@ -4,30 +4,25 @@ of a running HAProxy, the interval, member DOWN once its server is gone, and the
 from __future__ import annotations
 
 import itertools
-import shutil
 import socket
-import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
 
 from amphorae.common import heartbeat as codec
-from amphorae.common import pki
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import model
 from tests.functional.test_agent import (
     AMPHORA_ID,
-    CERT_ARGS,
     HAPROXY,
     Agent,
-    _kill_everything_under,
     backend_server,
     http_get,
     launch,
+    running_agent,
     terminate,
 )
 from tests.servers import free_port
@@ -75,39 +70,13 @@ def receiver() -> Iterator[Receiver]:
 
 @pytest.fixture(scope="module")
 def agent(receiver: Receiver) -> Iterator[Agent]:
-    root = Path(tempfile.mkdtemp(prefix="amphorae-hb-agent-"))
-    handle = None
-    try:
-        ca = pki.create_ca(**CERT_ARGS)
-        pki.save_bundle(pki.issue_server_cert(ca, AMPHORA_ID, "127.0.0.1", **CERT_ARGS),
-                        root / "server.pem")
-        pki.save_bundle(pki.issue_client_cert(ca, **CERT_ARGS), root / "client.pem")
-        pki.save_cert(ca.cert, root / "ca.pem")
-        port = free_port()
-        base = root / "base"
-        (root / "agent.conf").write_text(f"""[amphora_agent]
-amphora_id = {AMPHORA_ID}
-bind_host = 127.0.0.1
-bind_port = {port}
-agent_server_cert = {root / "server.pem"}
-agent_server_ca = {root / "ca.pem"}
-base_path = {base}
-haproxy_cmd = {HAPROXY}
-haproxy_stop_timeout = 3
-
+    with running_agent("amphorae-hb-agent-", f"""
 [health_manager]
 heartbeat_key = {KEY}
 heartbeat_interval = 1
 controller_ip_port_list = 127.0.0.1:{receiver.port}
-""")
-        handle = launch(Agent(root, base, port, ca, root / "ca.pem", root / "client.pem",
-                              None, 0.0))
+""") as handle:
         yield handle
-    finally:
-        if handle is not None:
-            terminate(handle)
-        _kill_everything_under(root)
-        shutil.rmtree(root, ignore_errors=True)
 
 
 def _render(agent: Agent, lb_id: str, listener_id: str, pool_id: str, member_id: str,

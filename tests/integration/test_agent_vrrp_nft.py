@@ -14,12 +14,9 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
-import os
 import secrets
 import shutil
-import signal
 import subprocess
-import sys
 import tempfile
 import time
 import uuid
@@ -37,7 +34,7 @@ from amphorae.render import keepalived as render_ka
 from amphorae.render import model
 from amphorae.render import nftables as render_nft
 from tests import netns
-from tests.servers import VENV_BIN
+from tests.agents import agent_command, kill_everything_under
 
 AMPHORA_ID = str(uuid.uuid4())
 HOST_IP = "198.18.220.1"
@@ -61,7 +58,7 @@ class Amphora:
         """Start the agent inside the namespace and wait until it answers."""
         with open(self.root / "agent.log", "ab") as log:
             self.process = subprocess.Popen(
-                ["ip", "netns", "exec", self.ns, *_agent_command(self.root / "agent.conf")],
+                ["ip", "netns", "exec", self.ns, *agent_command(self.root / "agent.conf")],
                 stdout=log, stderr=subprocess.STDOUT)
         self.client.request("GET", "info", max_retries=300, retry_interval=0.05)
 
@@ -89,26 +86,6 @@ def _wait(what: str, done: Callable[[], bool], timeout: float) -> None:
             return
         time.sleep(0.1)
     pytest.fail(f"{what}: not within {timeout}s")
-
-
-def _kill_everything_under(root: Path) -> None:
-    """Any process whose command line names ``root`` (the agent and keepalived)."""
-    marker = os.fsencode(root)
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
-        with contextlib.suppress(OSError):
-            if marker in (entry / "cmdline").read_bytes():
-                os.kill(int(entry.name), signal.SIGKILL)
-
-
-def _agent_command(config: Path) -> list[str]:
-    # AMPHORAE_AGENT_COVERAGE=1, as in tests/functional/test_agent.py: the agent runs under
-    # coverage (parallel data files in the current directory).
-    if os.environ.get("AMPHORAE_AGENT_COVERAGE"):
-        return [sys.executable, "-m", "coverage", "run", "-p", "--source=amphorae",
-                "-m", "amphorae.cli", "agent", "--config-file", str(config)]
-    return [str(VENV_BIN / "amphorae"), "agent", "--config-file", str(config)]
 
 
 @contextlib.contextmanager
@@ -177,7 +154,7 @@ base_path = {base}
     finally:
         if amp is not None:
             amp.terminate()
-        _kill_everything_under(root)  # keepalived outlives the agent by design
+        kill_everything_under(root)  # keepalived outlives the agent by design
         shutil.rmtree(root, ignore_errors=True)
 
 
