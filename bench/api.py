@@ -16,6 +16,7 @@ import http.client
 import json
 import pathlib
 import re
+import shutil
 import statistics
 import subprocess
 import sys
@@ -27,6 +28,7 @@ import urllib.parse
 from tests import servers
 
 BASELINE_RPS = {"GET one load balancer": 210.0, "GET list of 100 load balancers": 48.0}
+Row = tuple[str, float, float, float]  # call, requests/s, p50 ms, p99 ms
 HEADERS = {"X-Project-Id": servers.PROJECT, "Content-Type": "application/json",
            "Accept": "application/json"}
 
@@ -111,7 +113,16 @@ def main() -> int:
     args = parser.parse_args()
 
     state = pathlib.Path(tempfile.mkdtemp(prefix="amphorae-bench-"))
-    rows: list[tuple[str, float, float, float]] = []
+    try:
+        rows = measure(args, state)
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
+    report(args, rows)
+    return 0
+
+
+def measure(args: argparse.Namespace, state: pathlib.Path) -> list[Row]:
+    rows: list[Row] = []
     with servers.running_api(args.backend, state, "bench") as srv:
         _, _, seeded = create_lbs(srv.url, 100)
         for lb_id in seeded:
@@ -130,7 +141,10 @@ def main() -> int:
         pair = 1 / (1 / post_rps + 1 / del_rps)
         rows.append(("POST+DELETE pair", pair, ms(post_lat, 50) + ms(del_lat, 50),
                      ms(post_lat, 99) + ms(del_lat, 99)))
+    return rows
 
+
+def report(args: argparse.Namespace, rows: list[Row]) -> None:
     print(f"\namphorae API, {args.backend}, 2 workers, loopback "
           f"(GETs: wrk -t2 -c10 -d{args.seconds}s; writes: 10 keep-alive client threads)\n")
     print(f"{'call':34} {'req/s':>9} {'p50 ms':>8} {'p99 ms':>8} {'Octavia':>8} {'x':>6}")
@@ -140,7 +154,6 @@ def main() -> int:
         print(f"{name:34} {rps:9.1f} {p50:8.2f} {p99:8.2f} {ref}")
     slow = [n for n, rps, *_ in rows if n in BASELINE_RPS and rps < 3 * BASELINE_RPS[n]]
     print("\ntarget: 3x Octavia on the GETs:", "met" if not slow else f"NOT met for {slow}")
-    return 0
 
 
 if __name__ == "__main__":
