@@ -21,6 +21,7 @@ from amphorae.agent import dataplane_api
 from amphorae.agent import haproxy as hap
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
+from amphorae.agent.responses import AgentError, body, send_text, stored
 
 LOG = logging.getLogger(__name__)
 
@@ -28,18 +29,6 @@ API_VERSION = "1.0"
 MAX_BODY = 16 * 1024 * 1024
 ACTIONS = ("start", "stop", "reload")
 _CERT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,250}\.pem$")
-
-
-class AgentError(falcon.HTTPError):
-    """An error in the agent's own shape."""
-
-    def __init__(self, status: str, message: str, details: Any = "") -> None:
-        super().__init__(status)
-        self.message = message
-        self.details = details
-
-    def to_dict(self, obj_type: type = dict) -> dict[str, Any]:
-        return obj_type(message=self.message, details=self.details)
 
 
 def _error_serializer(req: falcon.Request, resp: falcon.Response,
@@ -69,10 +58,6 @@ class ReadBody:
         if length > MAX_BODY:
             raise AgentError(falcon.HTTP_413, "Request too large", f"limit {MAX_BODY} bytes")
         req.context.body = req.bounded_stream.read(length) if length else b""
-
-
-def _body(req: falcon.Request) -> bytes:
-    return bytes(req.context.body)
 
 
 def _lb_id(sup: hap.Supervisor, lb_id: str) -> hap.LbFiles:
@@ -158,14 +143,13 @@ class HaproxyUpload:
                name: str) -> None:
         lb_id = name  # the path is /loadbalancer/<amphora id>/<lb id>/haproxy
         _lb_id(self.sup, lb_id)
-        data = _body(req)
+        data = body(req)
         try:
             self.sup.install_config(lb_id, data)
         except hap.InvalidConfig as exc:
             raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
         resp.status = falcon.HTTP_202
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.media = {"message": "OK"}
+        stored(resp, data)
 
 
 class HaproxyConfig:
@@ -179,9 +163,7 @@ class HaproxyConfig:
             data = files.config.read_bytes()
         except FileNotFoundError:
             raise _not_found(lb_id) from None
-        resp.content_type = falcon.MEDIA_TEXT
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.data = data
+        send_text(resp, data)
 
 
 class Action:
@@ -230,12 +212,11 @@ class Certificate:
                filename: str) -> None:
         lb_id = object_id
         path = self._path(lb_id, filename)
-        data = _body(req)
+        data = body(req)
         with self.sup.lock(lb_id):
             path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
             hap.write_file(path, data, 0o600)
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.media = {"message": "OK"}
+        stored(resp, data)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response, object_id: str,
                filename: str) -> None:

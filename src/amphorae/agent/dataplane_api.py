@@ -9,33 +9,25 @@
     GET    /1.0/nftables           the last applied script
     DELETE /1.0/nftables           removes the table
 
-Errors are falcon HTTPErrors whose title and description the API's error serializer turns
-into the agent's ``{"message", "details"}``.
+Errors are AgentErrors, answered in the agent's ``{"message", "details"}`` shape.
 """
 
 from __future__ import annotations
-
-import hashlib
 
 import falcon
 
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
+from amphorae.agent.responses import AgentError, body, send_text, stored
 
 ACTIONS = ("start", "stop", "reload")
 _PAST = {"start": "started", "stop": "stopped", "reload": "reloaded"}
 
 
-def _error(status: str, message: str, details: str = "") -> falcon.HTTPError:
-    return falcon.HTTPError(status, title=message, description=details)
-
-
-def _body(req: falcon.Request) -> bytes:
-    return bytes(req.context.body)  # read by the API's ReadBody middleware
 
 
 def _no_config() -> falcon.HTTPError:
-    return _error(falcon.HTTP_404, "VRRP Config Not Found",
+    return AgentError(falcon.HTTP_404, "VRRP Config Not Found",
                   "no keepalived configuration has been uploaded")
 
 
@@ -44,22 +36,19 @@ class VrrpUpload:
         self.vrrp = vrrp
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
-        data = _body(req)
+        data = body(req)
         try:
             self.vrrp.install_config(data)
         except ka.InvalidConfig as exc:
-            raise _error(falcon.HTTP_400, exc.message, exc.details) from None
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.media = {"message": "OK"}
+            raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
+        stored(resp, data)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             data = self.vrrp.files.config.read_bytes()
         except FileNotFoundError:
             raise _no_config() from None
-        resp.content_type = falcon.MEDIA_TEXT
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.data = data
+        send_text(resp, data)
 
 
 class VrrpCheckScript:
@@ -67,13 +56,12 @@ class VrrpCheckScript:
         self.vrrp = vrrp
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
-        data = _body(req)
+        data = body(req)
         if not data.startswith(b"#!"):
-            raise _error(falcon.HTTP_400, "Invalid request",
+            raise AgentError(falcon.HTTP_400, "Invalid request",
                          "the check script must start with a #! line")
         self.vrrp.install_check_script(data)
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.media = {"message": "OK"}
+        stored(resp, data)
 
 
 class VrrpAction:
@@ -82,13 +70,13 @@ class VrrpAction:
 
     def on_put(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
         if action not in ACTIONS:
-            raise _error(falcon.HTTP_400, "Invalid Request", f"Unknown action: {action}")
+            raise AgentError(falcon.HTTP_400, "Invalid Request", f"Unknown action: {action}")
         if action != "stop" and not self.vrrp.has_config():
             raise _no_config()
         try:
             outcome = getattr(self.vrrp, action)()
         except ka.KeepalivedError as exc:
-            raise _error(falcon.HTTP_500, exc.message, exc.details) from None
+            raise AgentError(falcon.HTTP_500, exc.message, exc.details) from None
         resp.status = falcon.HTTP_202
         resp.media = {"message": "OK", "details": f"keepalived {_PAST[action]}: {outcome}"}
 
@@ -98,27 +86,24 @@ class Nftables:
         self.rules = rules
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
-        data = _body(req)
+        data = body(req)
         try:
             self.rules.apply(data)
         except nft.NftError as exc:
-            raise _error(falcon.HTTP_400, exc.message, exc.details) from None
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.media = {"message": "OK"}
+            raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
+        stored(resp, data)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = self.rules.applied()
         if data is None:
-            raise _error(falcon.HTTP_404, "Rules Not Found", "no nftables rules applied")
-        resp.content_type = falcon.MEDIA_TEXT
-        resp.etag = hashlib.md5(data).hexdigest()
-        resp.data = data
+            raise AgentError(falcon.HTTP_404, "Rules Not Found", "no nftables rules applied")
+        send_text(resp, data)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
         try:
             self.rules.delete()
         except nft.NftError as exc:
-            raise _error(falcon.HTTP_500, "Cannot remove nftables rules", exc.details) from None
+            raise AgentError(falcon.HTTP_500, "Cannot remove nftables rules", exc.details) from None
         resp.media = {"message": "OK"}
 
 
