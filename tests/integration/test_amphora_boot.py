@@ -30,7 +30,13 @@ from amphorae.drivers.compute import DELETED
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from tests import netns
-from tests.integration.test_netns_compute import free_cidr, link_names, netns_names, pid_alive
+from tests.integration.test_netns_compute import (
+    free_cidr,
+    link_names,
+    marked_ids,
+    netns_names,
+    pid_alive,
+)
 
 MARK = secrets.token_hex(2)  # first hex digits of every amphora id of this run
 CERT_VALIDITY = 3600
@@ -61,16 +67,8 @@ def booter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[boot.AmphoraBoo
 
 @pytest.fixture
 def new_id(booter: boot.AmphoraBooter) -> Iterator:
-    made: list[str] = []
-
-    def make() -> str:
-        amp_id = MARK + str(uuid.uuid4())[len(MARK):]
-        made.append(amp_id)
-        return amp_id
-
-    yield make
-    for amp_id in made:
-        booter.delete(amp_id)
+    with marked_ids(MARK, booter.delete) as make:
+        yield make
 
 
 def assert_gone(booter: boot.AmphoraBooter, amp: boot.BootedAmphora) -> None:

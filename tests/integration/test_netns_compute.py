@@ -10,6 +10,7 @@ controller's default 198.19.0.0/24 and concurrent test runs are not touched.
 from __future__ import annotations
 
 import concurrent.futures
+import contextlib
 import ipaddress
 import json
 import os
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -113,19 +115,28 @@ def driver(tmp_path_factory: pytest.TempPathFactory):
     subprocess.run(["ip", "link", "delete", bridge], capture_output=True, check=False)
 
 
-@pytest.fixture
-def new_id(driver: compute.NetnsComputeDriver):
-    """Hands out amphora ids carrying the test marker; deletes them after the test."""
+@contextlib.contextmanager
+def marked_ids(mark: str, delete: Callable[[str], object]) -> Iterator[Callable[[], str]]:
+    """Hands out amphora ids starting with ``mark`` (so sweeps find them) and deletes
+    every one handed out when the block ends."""
     made: list[str] = []
 
     def make() -> str:
-        amp_id = MARK + str(uuid.uuid4())[len(MARK):]
+        amp_id = mark + str(uuid.uuid4())[len(mark):]
         made.append(amp_id)
         return amp_id
 
-    yield make
-    for amp_id in made:
-        driver.delete(amp_id)
+    try:
+        yield make
+    finally:
+        for amp_id in made:
+            delete(amp_id)
+
+
+@pytest.fixture
+def new_id(driver: compute.NetnsComputeDriver):
+    with marked_ids(MARK, driver.delete) as make:
+        yield make
 
 
 def assert_gone(driver: compute.NetnsComputeDriver, amp_id: str) -> None:
