@@ -3,6 +3,10 @@
 from __future__ import annotations
 
 import os
+import pathlib
+import shutil
+import tempfile
+from collections.abc import Iterator
 
 import pytest
 
@@ -18,6 +22,29 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "server" in metafunc.fixturenames:
         backends = metafunc.config.getoption("--backends").split(",")
         metafunc.parametrize("backend", backends, scope="session")
+    elif "database_url" in metafunc.fixturenames:
+        backends = metafunc.config.getoption("--backends").split(",")
+        metafunc.parametrize("backend", backends, scope="module")
+
+
+@pytest.fixture(scope="module")
+def database_url(backend: str, request: pytest.FixtureRequest) -> Iterator[str]:
+    """A fresh database of ``backend`` at the newest schema for one test module,
+    removed afterwards."""
+    from amphorae.db import engine, migrate
+
+    state = pathlib.Path(tempfile.mkdtemp(prefix="amph-db-"))
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0")
+    tag = f"{request.module.__name__.rsplit('.', 1)[-1]}_{worker}"
+    try:
+        with servers.database(backend, state, tag) as url:
+            migrate.upgrade(url)
+            try:
+                yield url
+            finally:
+                engine.get_engine(url).dispose()
+    finally:
+        shutil.rmtree(state, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

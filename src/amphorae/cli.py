@@ -1,4 +1,5 @@
-"""The `amphorae` command: `api`, `up`, `agent`, `db upgrade|current`, `config sample`."""
+"""The `amphorae` command: `up`, `api`, `worker`, `housekeeping`, `agent`,
+`db upgrade|current`, `config sample`."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import sys
 
 from amphorae.common import config
 
-COMMANDS = ("api", "up", "agent", "db", "config")
+COMMANDS = ("api", "up", "worker", "housekeeping", "agent", "db", "config")
 
 
 def _setup_logging() -> None:
@@ -29,13 +30,21 @@ def _api(_args: argparse.Namespace) -> int:
 
 
 def _up(args: argparse.Namespace) -> int:
-    conf = config.CONF.api_settings
-    print(f"amphorae: API on http://{conf.bind_host}:{conf.bind_port} "
-          f"(database {config.database_url()}, auth {conf.auth_strategy})")
-    print("Try: openstack --os-auth-type none --os-endpoint "
-          f"http://{conf.bind_host}:{conf.bind_port} loadbalancer provider list")
-    sys.stdout.flush()
-    return _api(args)
+    from amphorae import services
+
+    return services.up(args.config_args)
+
+
+def _worker(_args: argparse.Namespace) -> int:
+    from amphorae import services
+
+    return services.worker()
+
+
+def _housekeeping(_args: argparse.Namespace) -> int:
+    from amphorae import services
+
+    return services.housekeeping()
 
 
 def _agent(_args: argparse.Namespace) -> int:
@@ -75,6 +84,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("api", help="serve the Octavia v2 API")
     sub.add_parser("up", help="run the all-in-one service on the embedded default")
+    sub.add_parser("worker", help="run a controller worker (several may share PostgreSQL)")
+    sub.add_parser("housekeeping", help="run the housekeeping sweeps")
     sub.add_parser("agent", help="run the amphora agent (needs --config-file)")
     db = sub.add_parser("db", help="database schema")
     db.add_argument("action", choices=["upgrade", "current"])
@@ -84,14 +95,15 @@ def main(argv: list[str] | None = None) -> int:
     # oslo.config owns --config-file/--config-dir; argparse gets the rest.
     ours, oslo_args = _split(argv)
     args = parser.parse_args(ours)
+    args.config_args = oslo_args
     if args.command == "agent":
         from amphorae.agent import options  # the agent registers its own group
 
         options.register(config.CONF)
     config.load(oslo_args)
     _setup_logging()
-    handler = {"api": _api, "up": _up, "agent": _agent, "db": _db,
-               "config": _config}[args.command]
+    handler = {"api": _api, "up": _up, "worker": _worker, "housekeeping": _housekeeping,
+               "agent": _agent, "db": _db, "config": _config}[args.command]
     return handler(args)
 
 

@@ -104,6 +104,8 @@ controller_worker_opts = [
     cfg.ListOpt("statistics_drivers", default=["stats_db"]),
     cfg.IntOpt("job_lease_seconds", default=30,
                help="How long a worker holds a job before another may take it over."),
+    cfg.IntOpt("reconcile_threads", default=8, min=1,
+               help="Load balancers one worker process reconciles at the same time."),
 ]
 
 haproxy_amphora_opts = [

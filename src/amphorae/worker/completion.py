@@ -7,6 +7,8 @@ housekeeping purges it) with its VIP addresses released.
 
 from __future__ import annotations
 
+from collections.abc import Collection
+
 from sqlalchemy import delete, select, update
 from sqlalchemy.orm import Session
 
@@ -53,8 +55,9 @@ def _delete_rows(session: Session, model: type, row_ids: list[str]) -> None:
     session.execute(delete(model).where(model.id.in_(row_ids)))
 
 
-def complete(session: Session, lb_id: str) -> None:
-    """Write the success statuses for ``lb_id``'s tree after a reconcile."""
+def complete(session: Session, lb_id: str, failed: Collection[str] = ()) -> None:
+    """Write the success statuses for ``lb_id``'s tree after a reconcile; the pending
+    objects in ``failed`` (left out of the data plane) go to ERROR instead."""
     lb = session.get(m.LoadBalancer, lb_id)
     if lb is None or lb.provisioning_status == c.DELETED:
         return
@@ -73,11 +76,16 @@ def complete(session: Session, lb_id: str) -> None:
         doomed = list(session.scalars(select(model.id).where(
             model.id.in_(tree[model]), model.provisioning_status == c.PENDING_DELETE)))
         _delete_rows(session, model, doomed)
+    pending = (c.PENDING_CREATE, c.PENDING_UPDATE)
     for model in DELETE_ORDER:
+        ids = [i for i in tree[model] if i not in failed]
         session.execute(update(model).where(
-            model.id.in_(tree[model]),
-            model.provisioning_status.in_((c.PENDING_CREATE, c.PENDING_UPDATE)))
+            model.id.in_(ids), model.provisioning_status.in_(pending))
             .values(provisioning_status=c.ACTIVE))
+        session.execute(update(model).where(
+            model.id.in_([i for i in tree[model] if i in failed]),
+            model.provisioning_status.in_(pending))
+            .values(provisioning_status=c.ERROR))
     # Monitors and L7 objects are ONLINE when enabled; the health manager owns the rest.
     for model in (m.HealthMonitor, m.L7Policy, m.L7Rule):
         for enabled, status in ((True, c.ONLINE), (False, c.OFFLINE)):
@@ -86,3 +94,29 @@ def complete(session: Session, lb_id: str) -> None:
                             .values(operating_status=status))
     lb.provisioning_status = c.ACTIVE
     session.flush()
+
+
+def fail(session: Session, lb_id: str) -> None:
+    """The load balancer could not be built: it and its pending objects go to ERROR."""
+    lb = session.get(m.LoadBalancer, lb_id)
+    if lb is None or lb.provisioning_status == c.DELETED:
+        return
+    tree = _tree_ids(session, lb_id)
+    for model in DELETE_ORDER:
+        session.execute(update(model).where(
+            model.id.in_(tree[model]),
+            model.provisioning_status.in_((c.PENDING_CREATE, c.PENDING_UPDATE)))
+            .values(provisioning_status=c.ERROR))
+    lb.provisioning_status = c.ERROR
+    session.flush()
+
+
+def pending_ids(session: Session, lb_id: str) -> set[str]:
+    """Objects of the tree a change is being applied to (created or updated)."""
+    tree = _tree_ids(session, lb_id)
+    out: set[str] = set()
+    for model in DELETE_ORDER:
+        out.update(session.scalars(select(model.id).where(
+            model.id.in_(tree[model]),
+            model.provisioning_status.in_((c.PENDING_CREATE, c.PENDING_UPDATE, c.ERROR)))))
+    return out

@@ -159,6 +159,12 @@ class AmphoraBooter:
     def delete(self, amphora_id: str) -> None:
         self.driver.delete(amphora_id)
 
+    def alive(self, amphora_id: str) -> bool:
+        """The namespace is complete and its agent process runs (no network round trip:
+        whether the agent answers is the health manager's business)."""
+        return (self.driver.status(amphora_id) == netns.ACTIVE
+                and self.driver.pid(amphora_id, AGENT_NAME) is not None)
+
     def _install(self, amphora_id: str, management_ip: str, folder: Path) -> dt.datetime:
         """Server certificate, client CA and agent config into the amphora's folder."""
         server = pki.issue_server_cert(self.ca, amphora_id, management_ip,

@@ -8,7 +8,9 @@ finds the same interface without any stored state.
 
 from __future__ import annotations
 
+import dataclasses
 import ipaddress
+from collections.abc import Sequence
 
 from amphorae.drivers.network import plumbing as plumbing_mod
 
@@ -40,3 +42,58 @@ def unplug_port(plumbing: plumbing_mod.Plumbing, namespace: str, ifname: str) ->
     """Remove the port; nothing to do when it (or the whole namespace) is gone already.
     Deleting the host end removes the peer, and with it its address and routes."""
     plumbing.delete_link(host_veth_name(namespace, ifname))
+
+
+VIP_IFNAME = "eth1"
+MEMBER_IFNAME_PREFIX = "mn"  # + 8 hex digits of the subnet id; "mgmt0" is not ours
+
+
+def member_ifname(subnet_id: str) -> str:
+    return MEMBER_IFNAME_PREFIX + subnet_id.replace("-", "")[:8]
+
+
+def _is_port(ifname: str) -> bool:
+    return ifname == VIP_IFNAME or (ifname.startswith(MEMBER_IFNAME_PREFIX)
+                                    and len(ifname) == len(MEMBER_IFNAME_PREFIX) + 8)
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """One interface an amphora should have: on ``bridge``, holding ``addresses``
+    (``ip/prefixlen``, the first is the primary), optionally the default route."""
+
+    ifname: str
+    bridge: str
+    host_cidr: str  # the host's address on the bridge (the subnet's gateway)
+    addresses: tuple[str, ...]
+    gateway: str | None = None
+
+
+class PortPlugger:
+    """Makes an amphora namespace hold exactly the given ports (the local network
+    driver's data-plane half: bridges on demand, veths into the namespace)."""
+
+    def __init__(self, plumbing: plumbing_mod.Plumbing | None = None) -> None:
+        self.plumbing = plumbing or plumbing_mod.Plumbing()
+
+    def plug(self, namespace: str, ports: Sequence[Port], mac_seed: str) -> None:
+        wanted = {p.ifname for p in ports}
+        for link in self.plumbing.links(ns=namespace):  # ports no longer wanted first
+            name = link.get("ifname", "")
+            if _is_port(name) and name not in wanted:
+                unplug_port(self.plumbing, namespace, name)
+        for port in ports:
+            self.plumbing.ensure_bridge(port.bridge)
+            self.plumbing.ensure_host_address(port.bridge, port.host_cidr)
+            plug_port(self.plumbing, namespace, port.bridge, port.ifname,
+                      plumbing_mod.mac_address(f"{mac_seed}/{port.ifname}"),
+                      port.addresses[0], gateway=port.gateway)
+            for extra in port.addresses[1:]:
+                self.plumbing.ensure_address(namespace, port.ifname, extra)
+
+    def unplug_all(self, namespace: str) -> None:
+        if not self.plumbing.netns_exists(namespace):
+            return
+        for link in self.plumbing.links(ns=namespace):
+            if _is_port(link.get("ifname", "")):
+                unplug_port(self.plumbing, namespace, link["ifname"])

@@ -1,0 +1,1 @@
+"""Housekeeping: the periodic sweeps that keep the system tidy and nothing stuck."""

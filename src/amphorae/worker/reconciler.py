@@ -1,0 +1,315 @@
+"""The reconciler: make one load balancer's data plane match the database.
+
+Level-triggered, like a Kubernetes controller: every run reads the desired tree and what
+exists, and does only the missing steps, each of them idempotent — so a run that was
+killed half-way is simply run again. Steps, in order:
+
+1. amphorae: one per role of the topology (SINGLE: STANDALONE; ACTIVE_STANDBY: MASTER and
+   BACKUP). An amphora that is gone, or named by a failover, is replaced: its row is
+   written (BOOTING) before it is booted, so a crash leaves a row the next run cleans up;
+2. ports: the VIP subnet (the VIP itself on a SINGLE amphora, each amphora's own VRRP
+   address in a pair) and one port per member subnet, with addresses from the network
+   driver's allocations;
+3. configuration: the render model from the database, pushed to every amphora. A change
+   the amphora refuses (HAProxy's check fails) is retried without the objects the change
+   brought, which then go to ERROR while the rest keeps serving;
+4. statuses: PENDING_* to ACTIVE (completion.complete), replaced amphorae removed.
+
+A load balancer in PENDING_DELETE loses its amphorae, ports and addresses, then its rows.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import secrets
+import string
+import uuid
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from amphorae.common import config
+from amphorae.common import constants as c
+from amphorae.db import engine
+from amphorae.db import models as m
+from amphorae.drivers.amphora import AmphoraRef, ConfigRefused, VipSubnet, VRRPGroup
+from amphorae.drivers.network import local, ports
+from amphorae.render.keepalived import priority_for
+from amphorae.worker import completion, desired
+from amphorae.worker.queue import Claim, utcnow
+
+LOG = logging.getLogger(__name__)
+
+ROLES = {c.TOPOLOGY_SINGLE: (c.ROLE_STANDALONE,),
+         c.TOPOLOGY_ACTIVE_STANDBY: (c.ROLE_MASTER, c.ROLE_BACKUP)}
+REPLACING_JOBS = (c.JOB_FAILOVER_AMPHORA, c.JOB_DELETE_AMPHORA)
+AMPHORA_DEVICE = "amphora-{}"  # ip_allocation.device_id of an amphora's own addresses
+
+
+class Compute(Protocol):
+    def create(self, amphora_id: str) -> Any: ...  # compute_id, management_ip, ...
+    def delete(self, amphora_id: str) -> None: ...
+    def alive(self, amphora_id: str) -> bool: ...
+
+
+class Plugger(Protocol):
+    def plug(self, namespace: str, ports: Sequence[ports.Port], mac_seed: str) -> None: ...
+    def unplug_all(self, namespace: str) -> None: ...
+
+
+class AmphoraDriver(Protocol):
+    def apply(self, amp: AmphoraRef, lb: Any, files: dict[str, bytes],
+              vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None: ...
+
+
+@dataclasses.dataclass
+class Drivers:
+    compute: Compute
+    plugger: Plugger
+    amphora: AmphoraDriver
+    network: local.LocalNetworkDriver
+
+
+class BuildError(Exception):
+    """The load balancer cannot be brought up; the reason is for the operator's log."""
+
+
+class Reconciler:
+    def __init__(self, drivers: Drivers, url: str | None = None) -> None:
+        self.d = drivers
+        self.url = url
+
+    def run(self, claim: Claim) -> None:
+        lb_id = claim.load_balancer_id
+        if lb_id is None:  # jobs about amphorae that belong to no load balancer
+            for amp_id in claim.amphorae_for(c.JOB_DELETE_AMPHORA):
+                self._destroy(amp_id)
+            return
+        with engine.transaction(write=False, url=self.url) as session:
+            lb = session.get(m.LoadBalancer, lb_id)
+            status = None if lb is None else lb.provisioning_status
+            topology = None if lb is None else lb.topology or c.TOPOLOGY_SINGLE
+        if status is None:
+            return
+        if status in (c.PENDING_DELETE, c.DELETED):
+            self._tear_down(lb_id)
+            return
+        try:
+            amps, doomed = self._ensure_amphorae(lb_id, str(topology), claim)
+            failed = self._ensure_ports(lb_id, amps)
+            failed |= self._configure(lb_id, amps, failed)
+        except Exception as exc:
+            LOG.error("load balancer %s cannot be built: %s", lb_id, exc,
+                      exc_info=not isinstance(exc, (BuildError, ConfigRefused)))
+            with engine.transaction(url=self.url) as session:
+                completion.fail(session, lb_id)
+            return
+        for amp_id in doomed:
+            self._destroy(amp_id)
+        with engine.transaction(url=self.url) as session:
+            completion.complete(session, lb_id, failed)
+
+    # -- amphorae ----------------------------------------------------------------------
+
+    def _ensure_amphorae(self, lb_id: str, topology: str,
+                         claim: Claim) -> tuple[list[m.Amphora], list[str]]:
+        """The amphorae that serve the load balancer (booted as needed) and the ids of
+        those to remove once the new ones carry the configuration."""
+        wanted = ROLES.get(topology)
+        if wanted is None:
+            raise BuildError(f"unknown topology {topology!r}")
+        replace = set().union(*(claim.amphorae_for(j) for j in REPLACING_JOBS))
+        with engine.transaction(write=False, url=self.url) as session:
+            rows = list(session.scalars(select(m.Amphora).where(
+                m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)
+                .order_by(m.Amphora.created_at)))
+        if claim.has(c.JOB_FAILOVER_LB):
+            replace |= {row.id for row in rows}
+        keep: dict[str, m.Amphora] = {}
+        doomed = []
+        for row in rows:
+            if (row.id in replace or row.role not in wanted or row.role in keep
+                    or row.status != c.AMPHORA_ALLOCATED or not self.d.compute.alive(row.id)):
+                doomed.append(row.id)
+            else:
+                keep[row.role] = row
+        for role in wanted:
+            if role not in keep:
+                keep[role] = self._boot(lb_id, role)
+        return [keep[role] for role in wanted], doomed
+
+    def _boot(self, lb_id: str, role: str) -> m.Amphora:
+        amp_id = str(uuid.uuid4())
+        with engine.transaction(url=self.url) as session:
+            session.add(m.Amphora(id=amp_id, load_balancer_id=lb_id, role=role,
+                                  status=c.AMPHORA_BOOTING,
+                                  vrrp_priority=_priority(role)))
+        try:
+            booted = self.d.compute.create(amp_id)
+        except Exception as exc:
+            self._destroy(amp_id)
+            raise BuildError(f"amphora {amp_id} did not boot: {exc}") from exc
+        with engine.transaction(url=self.url) as session:
+            row = session.get_one(m.Amphora, amp_id)
+            row.compute_id = booted.compute_id
+            row.lb_network_ip = booted.management_ip
+            row.cert_expiration = booted.cert_expiration
+            row.status = c.AMPHORA_ALLOCATED
+            session.add(m.AmphoraHealth(amphora_id=amp_id, last_update=utcnow(), busy=False))
+        LOG.info("amphora %s (%s) of load balancer %s booted in %.2f s", amp_id, role, lb_id,
+                 getattr(booted, "boot_seconds", 0.0))
+        return row
+
+    def _destroy(self, amp_id: str) -> None:
+        """Remove an amphora with its ports, addresses and rows; fine when half-made."""
+        with engine.transaction(write=False, url=self.url) as session:
+            row = session.get(m.Amphora, amp_id)
+            compute_id = row.compute_id if row is not None else None
+        if compute_id:
+            self.d.plugger.unplug_all(compute_id)
+        self.d.compute.delete(amp_id)
+        with engine.transaction(url=self.url) as session:
+            self.d.network.release_device(session, AMPHORA_DEVICE.format(amp_id))
+            row = session.get(m.Amphora, amp_id)
+            if row is not None:
+                row.status = c.DELETED
+            health = session.get(m.AmphoraHealth, amp_id)
+            if health is not None:
+                session.delete(health)
+        LOG.info("amphora %s removed", amp_id)
+
+    def _tear_down(self, lb_id: str) -> None:
+        with engine.transaction(write=False, url=self.url) as session:
+            amp_ids = list(session.scalars(select(m.Amphora.id).where(
+                m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)))
+        for amp_id in amp_ids:
+            self._destroy(amp_id)
+        with engine.transaction(url=self.url) as session:
+            completion.complete(session, lb_id)
+
+    # -- ports -------------------------------------------------------------------------
+
+    def _ensure_ports(self, lb_id: str, amps: list[m.Amphora]) -> set[str]:
+        """Plug the VIP and member subnets into every amphora; returns the members whose
+        subnet this network driver does not know (they go to ERROR)."""
+        failed: set[str] = set()
+        with engine.transaction(url=self.url) as session:
+            vip = session.get(m.Vip, lb_id)
+            subnet = self.d.network.get_subnet(vip.subnet_id) if vip and vip.subnet_id else None
+            if vip is None or subnet is None or not vip.ip_address:
+                raise BuildError(f"the VIP subnet {vip and vip.subnet_id} is unknown")
+            pair = len(amps) > 1
+            member_subnets: dict[str, local.Subnet] = {}
+            for member_id, subnet_id in session.execute(
+                    select(m.Member.id, m.Member.subnet_id).join(m.Pool)
+                    .where(m.Pool.load_balancer_id == lb_id,
+                           m.Member.provisioning_status.not_in(desired.GONE))):
+                if subnet_id is None or subnet_id == subnet.id:
+                    continue
+                found = self.d.network.get_subnet(subnet_id)
+                if found is None:
+                    LOG.error("member %s of load balancer %s: subnet %s is unknown",
+                              member_id, lb_id, subnet_id)
+                    failed.add(member_id)
+                else:
+                    member_subnets[found.id] = found
+            plans = {}
+            for amp in amps:
+                if pair and not amp.vrrp_ip:
+                    amp.vrrp_ip = self._address(session, amp.id, subnet)
+                    amp.ha_ip = vip.ip_address
+                    amp.vrrp_interface = ports.VIP_IFNAME
+                    session.merge(amp)
+                vip_addresses = ([amp.vrrp_ip] if pair
+                                 else [vip.ip_address, *_extra_vips(session, lb_id, subnet)])
+                plan = [_port(ports.VIP_IFNAME, subnet, vip_addresses, gateway=True)]
+                for sub in sorted(member_subnets.values(), key=lambda s: s.id):
+                    plan.append(_port(ports.member_ifname(sub.id), sub,
+                                      [self._address(session, amp.id, sub)]))
+                plans[amp.id] = (amp.compute_id, plan)
+        for amp_id, (compute_id, plan) in plans.items():
+            self.d.plugger.plug(compute_id, plan, mac_seed=amp_id)
+        return failed
+
+    def _address(self, session: Session, amp_id: str, subnet: local.Subnet) -> str:
+        device = AMPHORA_DEVICE.format(amp_id)
+        existing = session.scalar(select(m.IPAllocation.ip_address).where(
+            m.IPAllocation.device_id == device, m.IPAllocation.subnet_id == subnet.id))
+        if existing:
+            return existing
+        return self.d.network.allocate(session, subnet, device, "compute:amphora").ip_address
+
+    # -- configuration ------------------------------------------------------------------
+
+    def _configure(self, lb_id: str, amps: list[m.Amphora], failed: set[str]) -> set[str]:
+        """Push the configuration; returns the objects left out because the amphora
+        refused them."""
+        try:
+            self._push(lb_id, amps, exclude=failed)
+            return set()
+        except ConfigRefused as exc:
+            with engine.transaction(write=False, url=self.url) as session:
+                suspects = completion.pending_ids(session, lb_id) - failed
+            LOG.error("load balancer %s: %s; retrying without %s", lb_id, exc,
+                      ", ".join(sorted(suspects)) or "nothing")
+            if not suspects:
+                raise
+        self._push(lb_id, amps, exclude=failed | suspects)
+        for object_id in sorted(suspects):
+            LOG.error("load balancer %s: %s left out of the configuration, now ERROR",
+                      lb_id, object_id)
+        return suspects
+
+    def _push(self, lb_id: str, amps: list[m.Amphora], exclude: set[str]) -> None:
+        with engine.transaction(url=self.url) as session:
+            lb = desired.load_balancer_model(session, lb_id, exclude=exclude)
+            if lb is None:
+                raise BuildError("the load balancer disappeared")
+            vip = session.get_one(m.Vip, lb_id)
+            subnet = self.d.network.get_subnet(vip.subnet_id or "")
+            assert subnet is not None  # _ensure_ports checked it
+            vrrp = self._vrrp_group(session, lb_id) if len(amps) > 1 else None
+        vip_subnet = VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
+        for amp in amps:
+            ref = AmphoraRef(id=amp.id, role=amp.role or c.ROLE_STANDALONE,
+                             management_ip=amp.lb_network_ip or "", vrrp_ip=amp.vrrp_ip)
+            self.d.amphora.apply(ref, lb, {}, vrrp, vip_subnet)
+
+    def _vrrp_group(self, session: Session, lb_id: str) -> VRRPGroup:
+        row = session.get(m.VRRPGroup, lb_id)
+        if row is None:
+            alphabet = string.ascii_letters + string.digits
+            row = m.VRRPGroup(load_balancer_id=lb_id, vrrp_group_name=lb_id.replace("-", ""),
+                              vrrp_auth_type="PASS",
+                              vrrp_auth_pass="".join(secrets.choice(alphabet)
+                                                     for _ in range(8)),
+                              advert_int=_advert_int())
+            session.add(row)
+        return VRRPGroup(auth_pass=row.vrrp_auth_pass or "", advert_int=row.advert_int or 1)
+
+
+def _port(ifname: str, subnet: local.Subnet, addresses: list[str],
+          gateway: bool = False) -> ports.Port:
+    prefix = subnet.cidr.prefixlen
+    return ports.Port(ifname=ifname, bridge=local.bridge_name(subnet),
+                      host_cidr=f"{subnet.gateway_ip}/{prefix}",
+                      addresses=tuple(f"{a}/{prefix}" for a in addresses),
+                      gateway=subnet.gateway_ip if gateway else None)
+
+
+def _extra_vips(session: Session, lb_id: str, subnet: local.Subnet) -> list[str]:
+    """Additional VIPs on the primary VIP's subnet (other subnets are not plugged yet)."""
+    return [a for a in session.scalars(select(m.AdditionalVip.ip_address).where(
+        m.AdditionalVip.load_balancer_id == lb_id, m.AdditionalVip.subnet_id == subnet.id))
+        if a]
+
+
+def _priority(role: str) -> int | None:
+    return priority_for(role) if role in (c.ROLE_MASTER, c.ROLE_BACKUP) else None
+
+
+def _advert_int() -> int:
+    return int(config.CONF.keepalived_vrrp.vrrp_advert_int)

@@ -1,0 +1,131 @@
+"""The worker service: claims jobs and runs reconciles, several load balancers at once.
+
+One thread claims (and sleeps on the wake-up when there is nothing to do), a pool of
+threads reconciles, and every claim's lease is renewed while its reconcile runs. A
+reconcile that raises (the database went away, a bug) is given back with a growing delay;
+a target claimed too often without ever finishing — each worker that took it died — is
+put in ERROR so it does not crash workers forever.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import socket
+import threading
+import time
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
+
+from amphorae.common import config
+from amphorae.db import engine
+from amphorae.worker import completion, wakeup, wiring
+from amphorae.worker.queue import Claim, JobQueue
+from amphorae.worker.reconciler import Reconciler
+from amphorae.worker.wakeup import PollingWakeup, PostgresWakeup
+
+LOG = logging.getLogger(__name__)
+MAX_ATTEMPTS = 5
+IDLE_WAIT = 1.0  # seconds between claims when nothing wakes the worker
+
+
+def worker_name() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+def retry_delay(attempts: int) -> float:
+    return min(0.5 * 2 ** max(attempts - 1, 0), 30.0)
+
+
+class Worker:
+    def __init__(self, reconciler: Reconciler, queue: JobQueue,
+                 wakeup: PollingWakeup | PostgresWakeup, threads: int = 4) -> None:
+        self.reconciler = reconciler
+        self.queue = queue
+        self.wakeup = wakeup
+        self.threads = threads
+        self.stopping = threading.Event()
+        self._inflight: dict[str, tuple[Claim, Future[None]]] = {}
+        self._lock = threading.Lock()
+
+    def run(self) -> None:
+        """Until :meth:`stop`: claim, reconcile, finish. Reconciles in flight at the
+        stop run to their end; their jobs are then done or handed back."""
+        renewer = threading.Thread(target=self._renew_loop, name="lease-renewer",
+                                   daemon=True)
+        renewer.start()
+        with ThreadPoolExecutor(self.threads, thread_name_prefix="reconcile") as pool:
+            while not self.stopping.is_set():
+                if self._busy() < self.threads:
+                    try:
+                        claim = self.queue.claim()
+                    except Exception:  # the database is away: wait and try again
+                        LOG.exception("claiming a job failed")
+                        claim = None
+                    if claim is not None:
+                        self._start(pool, claim)
+                        continue
+                self.wakeup.wait(IDLE_WAIT)
+        self.wakeup.close()
+        renewer.join(timeout=5)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    def _busy(self) -> int:
+        with self._lock:
+            return len(self._inflight)
+
+    def _start(self, pool: ThreadPoolExecutor, claim: Claim) -> None:
+        if claim.attempts > MAX_ATTEMPTS:
+            LOG.error("%s was claimed %d times without finishing; giving up: ERROR",
+                      claim.target, claim.attempts - 1)
+            if claim.load_balancer_id:
+                with engine.transaction(url=self.queue.url) as session:
+                    completion.fail(session, claim.load_balancer_id)
+            self.queue.done(claim)
+            return
+        future = pool.submit(self.reconciler.run, claim)
+        with self._lock:
+            self._inflight[claim.target] = (claim, future)
+        future.add_done_callback(lambda f: self._finished(claim, f))
+
+    def _finished(self, claim: Claim, future: Future[None]) -> None:
+        try:
+            error = future.exception()
+            if error is None:
+                self.queue.done(claim)
+            else:
+                delay = retry_delay(claim.attempts)
+                LOG.error("reconcile of %s failed (%s); again in %.1f s", claim.target,
+                          error, delay, exc_info=error)
+                self.queue.retry(claim, delay)
+        except Exception:  # the lease expires and the jobs come back by themselves
+            LOG.exception("finishing the jobs of %s failed", claim.target)
+        finally:
+            with self._lock:
+                self._inflight.pop(claim.target, None)
+
+    def _renew_loop(self) -> None:
+        interval = max(self.queue.lease.total_seconds() / 3, 0.2)
+        while True:
+            if self.stopping.wait(interval):
+                if not self._busy():
+                    return
+                time.sleep(min(interval, 1.0))  # draining: keep the leases of the rest
+            with self._lock:
+                claims = [claim for claim, _ in self._inflight.values()]
+            try:
+                for target in self.queue.renew(claims):
+                    LOG.warning("lost the lease of %s to another worker", target)
+            except Exception:
+                LOG.exception("renewing leases failed")
+
+
+def build(url: str | None = None) -> Worker:
+    """A worker with the configured drivers, on the configured database."""
+    url = url or config.database_url()
+    conf = config.CONF.controller_worker
+    return Worker(Reconciler(wiring.build(), url),
+                  JobQueue(worker_name(), conf.job_lease_seconds, url),
+                  wakeup.for_url(url), threads=conf.reconcile_threads)
