@@ -161,8 +161,62 @@ class AgentClient:
     def delete_certificate(self, lb_id: str, filename: str, **retry: Any) -> None:
         self.request("DELETE", f"loadbalancer/{lb_id}/certificates/{filename}", **retry)
 
+    def upload_nftables(self, script: str | bytes, **retry: Any) -> str:
+        """Apply the amphora's nftables rule set (render.nftables: its UDP listeners)
+        after the agent's ``nft -c``; returns the ETag (md5 of the body). A refused script
+        raises AgentRequestError(400) whose ``details`` is nft's output; the rules in
+        force stay as they were."""
+        body = script.encode() if isinstance(script, str) else script
+        return self.request("PUT", "nftables", body=body, **retry).headers.get(
+            "etag", "").strip('"')
+
+    def get_nftables(self, **retry: Any) -> str | None:
+        """The last script the agent applied, None when it has applied none."""
+        try:
+            return self.request("GET", "nftables", **retry).body.decode()
+        except AgentRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def delete_nftables(self, **retry: Any) -> None:
+        """Remove the rule set (nothing applied is fine)."""
+        self.request("DELETE", "nftables", **retry)
+
     def _action(self, lb_id: str, action: str, **retry: Any) -> dict[str, Any]:
         return dict(self.request("PUT", f"loadbalancer/{lb_id}/{action}", **retry).json())
+
+    # -- keepalived (VRRP) of an ACTIVE_STANDBY amphora --------------------------------
+
+    def upload_vrrp_config(self, config: str | bytes, **retry: Any) -> str:
+        """Install keepalived.conf (after the agent's ``keepalived -t``); returns the
+        ETag. A refused config raises AgentRequestError(400) with keepalived's output."""
+        body = config.encode() if isinstance(config, str) else config
+        return self.request("PUT", "vrrp/upload", body=body, **retry).headers.get(
+            "etag", "").strip('"')
+
+    def get_vrrp_config(self, **retry: Any) -> str:
+        return self.request("GET", "vrrp/upload", **retry).body.decode()
+
+    def upload_vrrp_check_script(self, script: str | bytes, **retry: Any) -> str:
+        """Install the VRRP check script (render.keepalived.render_check_script)."""
+        body = script.encode() if isinstance(script, str) else script
+        return self.request("PUT", "vrrp/check_script", body=body, **retry).headers.get(
+            "etag", "").strip('"')
+
+    def vrrp_start(self, **retry: Any) -> dict[str, Any]:
+        """Start keepalived (a running one is reloaded)."""
+        return self._vrrp_action("start", **retry)
+
+    def vrrp_reload(self, **retry: Any) -> dict[str, Any]:
+        return self._vrrp_action("reload", **retry)
+
+    def vrrp_stop(self, **retry: Any) -> dict[str, Any]:
+        """Stop keepalived; it drops the VIPs it holds before it exits."""
+        return self._vrrp_action("stop", **retry)
+
+    def _vrrp_action(self, action: str, **retry: Any) -> dict[str, Any]:
+        return dict(self.request("PUT", f"vrrp/{action}", **retry).json())
 
     # -- transport -------------------------------------------------------------------
 

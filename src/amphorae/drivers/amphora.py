@@ -143,7 +143,8 @@ class RestAmphoraDriver:
             virtual_router_id=group.virtual_router_id, advert_int=group.advert_int,
             check_interval=conf.vrrp_check_interval, check_fall=conf.vrrp_fail_count,
             check_rise=conf.vrrp_success_count, garp_refresh=conf.vrrp_garp_refresh_interval,
-            garp_refresh_repeat=conf.vrrp_garp_refresh_count, router_id=amp.id)
+            garp_refresh_repeat=conf.vrrp_garp_refresh_count,
+            down_timer_adverts=conf.vrrp_down_timer_adverts, router_id=amp.id)
         client.request("PUT", "vrrp/check_script", body=script.encode())
         if _put_if_changed(client, "vrrp/upload", render_ka.render(vrrp).encode()):
             client.request("PUT", "vrrp/reload")  # starts keepalived when it is down

@@ -89,6 +89,10 @@ class VRRPConfig:
     check_rise: int = 2
     garp_refresh: int = 5  # seconds between gratuitous ARP bursts while MASTER
     garp_refresh_repeat: int = 2  # gratuitous ARPs per burst
+    # Adverts a BACKUP misses before it takes over. VRRP says 3 plus a skew (3.65 s for a
+    # BACKUP at 1 s adverts); 2, with no skew, bounds the takeover at 2 s. Both amphorae
+    # of a pair render the same value, as keepalived requires.
+    down_timer_adverts: int = 2
     notify: str | None = None  # script run on every state change
     router_id: str | None = None  # names this node in keepalived's logs (the amphora id)
     route_table: int = 1  # first policy-routing table for VIPs with a gateway
@@ -116,7 +120,8 @@ class VRRPConfig:
         if not 0.01 <= self.advert_int <= 255:
             raise ValueError("advert_int must be within 0.01..255 seconds")
         for label in ("check_interval", "check_timeout", "check_fall", "check_rise",
-                      "garp_refresh", "garp_refresh_repeat", "route_table", "rule_priority"):
+                      "garp_refresh", "garp_refresh_repeat", "route_table", "rule_priority",
+                      "down_timer_adverts"):
             if getattr(self, label) < 1:
                 raise ValueError(f"{label} must be positive")
         for label in ("check_script", "notify"):
@@ -181,6 +186,7 @@ def render(vrrp: VRRPConfig) -> str:
         f"    advert_int {_number(vrrp.advert_int)}",
         f"    garp_master_refresh {vrrp.garp_refresh}",
         f"    garp_master_refresh_repeat {vrrp.garp_refresh_repeat}",
+        f"    down_timer_adverts {vrrp.down_timer_adverts}",
     ]
     if vrrp.version == 2:
         lines += [

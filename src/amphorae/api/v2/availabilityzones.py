@@ -110,7 +110,8 @@ class AvailabilityZone:
         _authorize(req, "delete")
         with db.transaction() as session:
             zone = _load(session, name)
-            # Load balancers (also deleted ones not yet purged) keep referring to it.
+            # Deleted load balancers let go of it, as in Octavia; live ones make it a 409.
+            common.release_from_deleted(session, m.LoadBalancer.availability_zone, name)
             common.delete_unless_used(session, zone, m.LoadBalancer.availability_zone == name,
                                       NAME, name)
         resp.status = 204

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from typing import Any
 
 import falcon
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, lazyload
 
@@ -265,6 +265,13 @@ def flush_or_conflict(session: Session, conflict: errors.APIError) -> None:
             session.flush()
     except IntegrityError:
         raise conflict from None
+
+
+def release_from_deleted(session: Session, column: Any, value: str) -> None:
+    """Clear ``column`` (a load balancer's reference) on DELETED load balancers."""
+    session.execute(update(m.LoadBalancer).where(
+        column == value, m.LoadBalancer.provisioning_status == c.DELETED).values(
+        {column.key: None}))
 
 
 def delete_unless_used(session: Session, obj: Any, used_by: Any, resource_name: str,
