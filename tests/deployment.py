@@ -52,7 +52,8 @@ class Service:
 
 class Deployment:
     def __init__(self, marker: str, vip_cidr: str, member_cidr: str, state: Path,
-                 db_url: str, extra_config: str = "") -> None:
+                 db_url: str, extra_config: str = "",
+                 management_cidr: str | None = None) -> None:
         self.marker = marker
         self.state = state
         self.db_url = db_url
@@ -80,7 +81,7 @@ subnets = {self.vip_network}={vip_cidr},{self.member_network}={member_cidr}
 
 [netns_compute]
 management_bridge = {self.mgmt_bridge}
-management_cidr = {free_cidr()}
+management_cidr = {management_cidr or free_cidr()}
 
 [controller_worker]
 job_lease_seconds = 3
@@ -270,15 +271,20 @@ cleanup_interval = 2
 
 @contextlib.contextmanager
 def deployment(marker: str, vip_cidr: str, member_cidr: str, backend: str = "sqlite",
-               extra_config: str = "") -> Iterator[Deployment]:
+               extra_config: str = "", management_cidr: str | None = None
+               ) -> Iterator[Deployment]:
+    """A :class:`Deployment`; the management network is ``management_cidr``, or a free
+    random /24 of 198.19.128.0/17."""
     netns.require_root()
-    busy = dp.subnets_in_use([vip_cidr, member_cidr])
+    busy = dp.subnets_in_use([vip_cidr, member_cidr]
+                             + ([management_cidr] if management_cidr else []))
     if busy:
         raise dp.TopologyError(f"{', '.join(busy)} already routed on this host")
     state = Path(tempfile.mkdtemp(prefix=f"amph-{marker}-"))
     try:
         with servers.database(backend, state, f"e2e_{marker}") as db_url:
-            d = Deployment(marker, vip_cidr, member_cidr, state, db_url, extra_config)
+            d = Deployment(marker, vip_cidr, member_cidr, state, db_url, extra_config,
+                           management_cidr)
             try:
                 yield d
             finally:

@@ -18,6 +18,7 @@ from typing import Any
 import requests
 
 from amphorae.drivers.network.local import stable_id
+from tests import certstore
 
 PROJECT = "4c1d0a54a4d84fd7a8b9a7a1f1e0c001"
 OTHER_PROJECT = "9e0f4b6c2d3a4e5f8a7b6c5d4e3f2a10"
@@ -82,8 +83,12 @@ connection = {db_url}
 
 [local_network]
 subnets = public=198.18.0.0/20,members=198.18.64.0/20,public6=fd00:198:18::/64
+
+[certificates]
+storage_path = {state}/certificates
 {extra}
 """)
+    certstore.populate(state / "certificates")
     return path
 
 

@@ -268,7 +268,7 @@ def expected_full(t: Tree) -> model.LoadBalancer:
                                                compare_type="EQUAL_TO", value="/old"),)),
         ),
         tls=model.ListenerTLS(
-            crt_list_file=f"{https_id}.crt-list", client_authentication="MANDATORY",
+            crt_list_file=f"{https_id}.pem", client_authentication="MANDATORY",
             client_ca_file=f"{https_id}-ca.pem", client_crl_file=f"{https_id}-crl.pem",
             ciphers="ECDHE-ECDSA-AES128-GCM-SHA256", versions=("TLSv1.3",),
             alpn_protocols=("h2", "http/1.1")),
@@ -488,7 +488,7 @@ def test_rendered_model_passes_haproxy_check(engine: Engine, amphora_dir: pathli
     haproxy_check(amphora_dir, text, lb)
     cert_dir = pathlib.Path(paths.cert_dir)
     https, tcp = tree.listeners["https"].id, tree.listeners["tcp"].id
-    assert f"crt-list {cert_dir / (https + '.crt-list')} ca-file" in text
+    assert f"crt-list {cert_dir / (https + '.pem')} ca-file" in text
     assert f"crt {cert_dir / (tree.pools['web'].id + '-client.pem')}" in text
     assert f"peer {peer_name(tree.amphorae[1].id)} 198.18.0.5:1025" in text
     # The renderer leaves a disabled listener out and keeps a disabled member, marked.

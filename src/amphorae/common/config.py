@@ -175,6 +175,9 @@ quota_opts = [
 
 certificates_opts = [
     cfg.StrOpt("cert_manager", default="local_cert_manager"),
+    cfg.StrOpt("storage_path", default="",
+               help="Directory of the local certificate manager (<ref>.crt, .key, .int, "
+                    ".pass); default: <state_path>/certificates."),
     cfg.StrOpt("cert_generator", default="local_cert_generator"),
     cfg.IntOpt("cert_validity_time", default=2592000),
     cfg.StrOpt("signing_digest", default="sha256"),

@@ -43,6 +43,10 @@ class InvalidFilterArgument(BadRequest):
     template = "One or more arguments are either duplicate or invalid"
 
 
+class CertificateRetrieval(BadRequest):
+    template = "Could not retrieve certificate: {ref}"
+
+
 class InvalidSubresource(BadRequest):
     template = "{resource} {id} not found."
 

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import dataclasses
 import ipaddress
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from pathlib import Path
 
 from amphorae.common import config
@@ -24,7 +24,6 @@ from amphorae.render import nftables as render_nft
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 
 VIP_IFNAME = "eth1"
-NFT_TABLE = "inet amphorae"
 
 
 class ConfigRefused(Exception):
@@ -43,6 +42,16 @@ class AmphoraRef:
     role: str  # STANDALONE, MASTER, BACKUP
     management_ip: str
     vrrp_ip: str | None = None  # ACTIVE_STANDBY: its own address on the VIP subnet
+
+
+@dataclasses.dataclass
+class TLSFiles:
+    """Certificate files for one load balancer (worker/certificates.py collects them)."""
+
+    files: dict[str, bytes] = dataclasses.field(default_factory=dict)
+    # crt-list file name -> certificate file names, the default certificate first
+    crt_lists: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
+    failed: dict[str, str] = dataclasses.field(default_factory=dict)  # object id -> why
 
 
 @dataclasses.dataclass(frozen=True)
@@ -70,17 +79,29 @@ class RestAmphoraDriver:
         self.base_path = base_path
         self.settings = HaproxySettings.from_config(config.CONF)
 
-    def apply(self, amp: AmphoraRef, lb: model.LoadBalancer, files: Mapping[str, bytes],
+    def apply(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
               vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None:
         client = self.client_for(amp)
         base = self.base_path(amp)
         paths = AmphoraPaths.for_lb(str(base), lb.id)
-        for name, pem in files.items():
-            client.ensure_certificate(lb.id, name, pem)
+        self._certificates(client, lb.id, paths, tls)
         self._haproxy(client, lb, paths)
         self._nftables(client, lb)
         if vrrp is not None:
             self._keepalived(client, amp, lb, paths, base, vrrp, vip_subnet)
+
+    # -- certificates ------------------------------------------------------------------
+
+    @staticmethod
+    def _certificates(client: agent_client.AgentClient, lb_id: str, paths: AmphoraPaths,
+                      tls: TLSFiles) -> None:
+        """Upload what the agent does not hold yet; a crt-list names the files by their
+        paths on this amphora."""
+        for name, pem in tls.files.items():
+            client.ensure_certificate(lb_id, name, pem)
+        for name, certs in tls.crt_lists.items():
+            text = "".join(f"{paths.cert(cert)}\n" for cert in certs)
+            client.ensure_certificate(lb_id, name, text.encode())
 
     # -- HAProxy -----------------------------------------------------------------------
 
@@ -93,7 +114,7 @@ class RestAmphoraDriver:
         settings = dataclasses.replace(self.settings, fd_limit=client.info().max_fds)
         text = render_haproxy.render(lb, settings, paths)
         running = any(x.get("status") == "ACTIVE" for x in client.listeners())
-        if running and _current_config(client, lb.id) == text:
+        if running and _current(lambda: client.get_haproxy_config(lb.id)) == text:
             return
         try:
             client.upload_haproxy_config(lb.id, text)
@@ -107,15 +128,17 @@ class RestAmphoraDriver:
 
     def _nftables(self, client: agent_client.AgentClient, lb: model.LoadBalancer) -> None:
         if any(li.protocol == "UDP" for li in lb.listeners):
-            body = render_nft.render(lb).encode()
+            script = render_nft.render(lb)
+            if client.get_nftables() == script:
+                return
             try:
-                client.request("PUT", "nftables", body=body)
+                client.upload_nftables(script)
             except agent_client.AgentRequestError as exc:
                 if exc.status == 400:
                     raise ConfigRefused("nftables rules", str(exc.details)) from exc
                 raise
-        else:
-            client.request("DELETE", "nftables")
+        elif client.get_nftables() is not None:
+            client.delete_nftables()
 
     # -- keepalived (ACTIVE_STANDBY) ------------------------------------------------------
 
@@ -131,7 +154,7 @@ class RestAmphoraDriver:
         has_udp = any(li.protocol == "UDP" for li in lb.listeners)
         script = render_ka.render_check_script(
             [paths.stats_socket] if has_tcp else [],
-            nft_tables=[NFT_TABLE] if has_udp else [])
+            nft_tables=[render_nft.TABLE] if has_udp else [])
         peers = tuple(p.address for p in lb.peers if p.address != amp.vrrp_ip)
         vrrp = render_ka.VRRPConfig(
             name=lb.id.replace("-", ""), interface=VIP_IFNAME, vrrp_ip=amp.vrrp_ip,
@@ -145,34 +168,27 @@ class RestAmphoraDriver:
             check_rise=conf.vrrp_success_count, garp_refresh=conf.vrrp_garp_refresh_interval,
             garp_refresh_repeat=conf.vrrp_garp_refresh_count,
             down_timer_adverts=conf.vrrp_down_timer_adverts, router_id=amp.id)
-        client.request("PUT", "vrrp/check_script", body=script.encode())
-        if _put_if_changed(client, "vrrp/upload", render_ka.render(vrrp).encode()):
-            client.request("PUT", "vrrp/reload")  # starts keepalived when it is down
+        client.upload_vrrp_check_script(script)
+        text = render_ka.render(vrrp)
+        if _current(client.get_vrrp_config) == text:
+            return
+        try:
+            client.upload_vrrp_config(text)
+        except agent_client.AgentRequestError as exc:
+            if exc.status == 400:
+                raise ConfigRefused("keepalived configuration", str(exc.details)) from exc
+            raise
+        client.vrrp_reload()  # starts keepalived when it is down
 
 
-def _current_config(client: agent_client.AgentClient, lb_id: str) -> str | None:
+def _current(read: Callable[[], str]) -> str | None:
+    """What the agent holds (None when it has nothing yet)."""
     try:
-        return client.get_haproxy_config(lb_id)
+        return read()
     except agent_client.AgentRequestError as exc:
         if exc.status == 404:
             return None
         raise
-
-
-def _put_if_changed(client: agent_client.AgentClient, path: str, body: bytes) -> bool:
-    try:
-        if client.request("GET", path).body == body:
-            return False
-    except agent_client.AgentRequestError as exc:
-        if exc.status != 404:
-            raise
-    try:
-        client.request("PUT", path, body=body)
-    except agent_client.AgentRequestError as exc:
-        if exc.status == 400:
-            raise ConfigRefused(path, str(exc.details)) from exc
-        raise
-    return True
 
 
 def _same_family(a: str, b: str) -> bool:

@@ -52,8 +52,7 @@ class NoopPlugger:
 
 
 class NoopAmphoraDriver:
-    def apply(self, amp: Any, lb: Any, files: dict[str, bytes], vrrp: Any,
-              vip_subnet: Any) -> None:
+    def apply(self, amp: Any, lb: Any, tls: Any, vrrp: Any, vip_subnet: Any) -> None:
         LOG.debug("noop amphora driver: %s would serve %d listeners", amp.id,
                   len(lb.listeners))
 

@@ -56,8 +56,8 @@ def _delete_rows(session: Session, model: type, row_ids: list[str]) -> None:
 
 
 def complete(session: Session, lb_id: str, failed: Collection[str] = ()) -> None:
-    """Write the success statuses for ``lb_id``'s tree after a reconcile; the pending
-    objects in ``failed`` (left out of the data plane) go to ERROR instead."""
+    """Write the success statuses for ``lb_id``'s tree after a reconcile; the objects in
+    ``failed`` (left out of the data plane) go to ERROR instead."""
     lb = session.get(m.LoadBalancer, lb_id)
     if lb is None or lb.provisioning_status == c.DELETED:
         return
@@ -82,9 +82,9 @@ def complete(session: Session, lb_id: str, failed: Collection[str] = ()) -> None
         session.execute(update(model).where(
             model.id.in_(ids), model.provisioning_status.in_(pending))
             .values(provisioning_status=c.ACTIVE))
+        # A failed object left the data plane, whatever it was doing before.
         session.execute(update(model).where(
-            model.id.in_([i for i in tree[model] if i in failed]),
-            model.provisioning_status.in_(pending))
+            model.id.in_([i for i in tree[model] if i in failed]))
             .values(provisioning_status=c.ERROR))
     # Monitors and L7 objects are ONLINE when enabled; the health manager owns the rest.
     for model in (m.HealthMonitor, m.L7Policy, m.L7Rule):
@@ -111,12 +111,26 @@ def fail(session: Session, lb_id: str) -> None:
     session.flush()
 
 
-def pending_ids(session: Session, lb_id: str) -> set[str]:
-    """Objects of the tree a change is being applied to (created or updated)."""
+# When an amphora refuses a configuration, the objects to leave out are looked for in
+# rounds: first what was created (or failed before), then what was updated, leaves first,
+# so a bad L7 rule costs the rule and not the listener its creation marked PENDING_UPDATE.
+SUSPECT_ROUNDS = ((m.L7Rule, m.Member, m.HealthMonitor), (m.L7Policy, m.Pool), (m.Listener,))
+
+
+def suspects(session: Session, lb_id: str) -> list[set[str]]:
+    """Growing sets of object ids to leave out, one per round, without repeats."""
     tree = _tree_ids(session, lb_id)
-    out: set[str] = set()
-    for model in DELETE_ORDER:
-        out.update(session.scalars(select(model.id).where(
-            model.id.in_(tree[model]),
-            model.provisioning_status.in_((c.PENDING_CREATE, c.PENDING_UPDATE, c.ERROR)))))
-    return out
+
+    def ids(models: tuple[type, ...], statuses: tuple[str, ...]) -> set[str]:
+        out: set[str] = set()
+        for model in models:
+            out.update(session.scalars(select(model.id).where(
+                model.id.in_(tree[model]), model.provisioning_status.in_(statuses))))
+        return out
+
+    rounds = [ids(DELETE_ORDER, (c.PENDING_CREATE, c.ERROR))]
+    for models in SUSPECT_ROUNDS:
+        grown = rounds[-1] | ids(models, (c.PENDING_UPDATE,))
+        if grown != rounds[-1]:
+            rounds.append(grown)
+    return [r for r in rounds if r]

@@ -41,7 +41,7 @@ _T = TypeVar("_T")
 class ListenerCertFiles:
     """File names, relative to the certificate folder, of a TERMINATED_HTTPS listener."""
 
-    crt_list: str  # the default certificate first, then the SNI ones
+    crt_list: str  # the default certificate first, then the SNI ones (Octavia: <id>.pem)
     client_ca: str
     client_crl: str
 
@@ -56,7 +56,7 @@ class PoolCertFiles:
 
 
 def listener_cert_files(listener_id: str) -> ListenerCertFiles:
-    return ListenerCertFiles(crt_list=f"{listener_id}.crt-list",
+    return ListenerCertFiles(crt_list=f"{listener_id}.pem",
                              client_ca=f"{listener_id}-ca.pem",
                              client_crl=f"{listener_id}-crl.pem")
 

@@ -33,12 +33,13 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import config
 from amphorae.common import constants as c
+from amphorae.common.cert_manager import LocalCertManager
 from amphorae.db import engine
 from amphorae.db import models as m
-from amphorae.drivers.amphora import AmphoraRef, ConfigRefused, VipSubnet, VRRPGroup
+from amphorae.drivers.amphora import AmphoraRef, ConfigRefused, TLSFiles, VipSubnet, VRRPGroup
 from amphorae.drivers.network import local, ports
 from amphorae.render.keepalived import priority_for
-from amphorae.worker import completion, desired
+from amphorae.worker import certificates, completion, desired
 from amphorae.worker.queue import Claim, utcnow
 
 LOG = logging.getLogger(__name__)
@@ -61,8 +62,8 @@ class Plugger(Protocol):
 
 
 class AmphoraDriver(Protocol):
-    def apply(self, amp: AmphoraRef, lb: Any, files: dict[str, bytes],
-              vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None: ...
+    def apply(self, amp: AmphoraRef, lb: Any, tls: TLSFiles, vrrp: VRRPGroup | None,
+              vip_subnet: VipSubnet) -> None: ...
 
 
 @dataclasses.dataclass
@@ -100,7 +101,13 @@ class Reconciler:
         try:
             amps, doomed = self._ensure_amphorae(lb_id, str(topology), claim)
             failed = self._ensure_ports(lb_id, amps)
-            failed |= self._configure(lb_id, amps, failed)
+            with engine.transaction(write=False, url=self.url) as session:
+                tls = certificates.collect(session, lb_id, LocalCertManager())
+            for object_id, reason in tls.failed.items():
+                LOG.error("load balancer %s: %s left out, now ERROR: %s", lb_id, object_id,
+                          reason)
+            failed |= set(tls.failed)
+            failed |= self._configure(lb_id, amps, failed, tls)
         except Exception as exc:
             LOG.error("load balancer %s cannot be built: %s", lb_id, exc,
                       exc_info=not isinstance(exc, (BuildError, ConfigRefused)))
@@ -244,26 +251,35 @@ class Reconciler:
 
     # -- configuration ------------------------------------------------------------------
 
-    def _configure(self, lb_id: str, amps: list[m.Amphora], failed: set[str]) -> set[str]:
-        """Push the configuration; returns the objects left out because the amphora
-        refused them."""
+    def _configure(self, lb_id: str, amps: list[m.Amphora], failed: set[str],
+                   tls: TLSFiles) -> set[str]:
+        """Push the configuration; when the amphora refuses it, push it again without
+        the objects of the change (completion.suspects, round by round) and return
+        those left out."""
         try:
-            self._push(lb_id, amps, exclude=failed)
+            self._push(lb_id, amps, failed, tls)
             return set()
         except ConfigRefused as exc:
+            refusal = exc
             with engine.transaction(write=False, url=self.url) as session:
-                suspects = completion.pending_ids(session, lb_id) - failed
-            LOG.error("load balancer %s: %s; retrying without %s", lb_id, exc,
-                      ", ".join(sorted(suspects)) or "nothing")
-            if not suspects:
-                raise
-        self._push(lb_id, amps, exclude=failed | suspects)
-        for object_id in sorted(suspects):
-            LOG.error("load balancer %s: %s left out of the configuration, now ERROR",
-                      lb_id, object_id)
-        return suspects
+                rounds = completion.suspects(session, lb_id)
+        for suspects in rounds:
+            suspects = suspects - failed
+            LOG.error("load balancer %s: %s; trying without %s", lb_id, refusal,
+                      ", ".join(sorted(suspects)))
+            try:
+                self._push(lb_id, amps, failed | suspects, tls)
+            except ConfigRefused as exc:
+                refusal = exc
+                continue
+            for object_id in sorted(suspects):
+                LOG.error("load balancer %s: %s left out of the configuration, now ERROR",
+                          lb_id, object_id)
+            return suspects
+        raise refusal
 
-    def _push(self, lb_id: str, amps: list[m.Amphora], exclude: set[str]) -> None:
+    def _push(self, lb_id: str, amps: list[m.Amphora], exclude: set[str],
+              tls: TLSFiles) -> None:
         with engine.transaction(url=self.url) as session:
             lb = desired.load_balancer_model(session, lb_id, exclude=exclude)
             if lb is None:
@@ -276,7 +292,7 @@ class Reconciler:
         for amp in amps:
             ref = AmphoraRef(id=amp.id, role=amp.role or c.ROLE_STANDALONE,
                              management_ip=amp.lb_network_ip or "", vrrp_ip=amp.vrrp_ip)
-            self.d.amphora.apply(ref, lb, {}, vrrp, vip_subnet)
+            self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet)
 
     def _vrrp_group(self, session: Session, lb_id: str) -> VRRPGroup:
         row = session.get(m.VRRPGroup, lb_id)

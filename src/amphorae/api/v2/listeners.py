@@ -16,7 +16,7 @@ from pydantic import AfterValidator, Field, StrictBool
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from amphorae.api import body, listing
+from amphorae.api import body, certificates, listing
 from amphorae.api import types as t
 from amphorae.api.context import RequestContext
 from amphorae.api.v2 import common
@@ -247,6 +247,18 @@ def _vip_addresses(lb: m.LoadBalancer) -> list[str]:
     return addresses + [a.ip_address for a in lb.additional_vips if a.ip_address]
 
 
+def _check_refs(listener: m.Listener, sent: set[str]) -> None:
+    """The certificate references this request sets must resolve."""
+    certs = [listener.tls_certificate_id] if "default_tls_container_ref" in sent else []
+    if "sni_container_refs" in sent:
+        certs += [s.tls_container_id for s in listener.sni_containers]
+    certificates.check(
+        certs=certs,
+        cas=[listener.client_ca_tls_certificate_id]
+        if "client_ca_tls_container_ref" in sent else [],
+        crls=[listener.client_crl_container_id] if "client_crl_container_ref" in sent else [])
+
+
 def _validate(lb: m.LoadBalancer, listener: m.Listener, sent: set[str]) -> None:
     """Octavia's rules, checked against the listener as it would be stored."""
     protocol = listener.protocol
@@ -292,6 +304,7 @@ def _validate(lb: m.LoadBalancer, listener: m.Listener, sent: set[str]) -> None:
         raise errors.ValidationError(
             detail="The HSTS feature can only be used for listeners using the "
                    "TERMINATED_HTTPS protocol.")
+    _check_refs(listener, sent)
     cidrs = [x.cidr for x in listener.allowed_cidrs]
     if cidrs and "allowed_cidrs" in sent:
         if lb.vip_security_groups:

@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field, StrictBool
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from amphorae.api import body, listing
+from amphorae.api import body, certificates, listing
 from amphorae.api import types as t
 from amphorae.api.context import RequestContext
 from amphorae.api.v2 import common
@@ -254,6 +254,8 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data
     if data.crl_container_ref and not data.ca_tls_container_ref:
         raise errors.ValidationError(
             detail="A CA certificate reference is required to specify a revocation list.")
+    certificates.check(certs=[data.tls_container_ref], cas=[data.ca_tls_container_ref],
+                       crls=[data.crl_container_ref])
     lst.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols,
                          data.model_fields_set)
     if listener is not None:
@@ -331,6 +333,9 @@ def _apply_update(lb: m.LoadBalancer, pool: m.Pool, data: Update) -> None:
                        "is present.")
         raise errors.ValidationError(
             detail="A CA reference is required to specify a certificate revocation list.")
+    certificates.check(certs=[given.get("tls_container_ref")],
+                       cas=[given.get("ca_tls_container_ref")],
+                       crls=[given.get("crl_container_ref")])
     if "session_persistence" in given:
         if sp is None:
             pool.session_persistence = None

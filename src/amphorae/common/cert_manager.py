@@ -1,0 +1,121 @@
+"""Where listener and pool certificates come from: Octavia's local certificate manager.
+
+A reference names files in ``[certificates] storage_path`` (Octavia's layout):
+``<ref>.crt`` (certificate, PEM), ``<ref>.key`` (private key), optionally ``<ref>.int``
+(intermediates) and ``<ref>.pass`` (the key's passphrase). A reference that is a URL
+(as Barbican's are) names the files by its last path segment. CA certificates and CRLs
+are "secrets": the PEM text of ``<ref>.crt``.
+
+Everything read is parsed here, so a reference that does not resolve to a usable
+certificate fails with :class:`CertificateError` naming the reference: the API refuses
+it with a 400, the worker puts the object using it in ERROR.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import re
+
+from cryptography import x509
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import ec, rsa
+
+from amphorae.common import config
+
+_REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
+
+class CertificateError(Exception):
+    def __init__(self, ref: str, reason: str) -> None:
+        super().__init__(f"certificate {ref}: {reason}")
+        self.ref = ref
+        self.reason = reason
+
+
+@dataclasses.dataclass(frozen=True)
+class TLSCert:
+    certificate: x509.Certificate
+    chain: tuple[x509.Certificate, ...]
+    private_key_pem: bytes  # unencrypted PKCS#8
+
+    def bundle_pem(self) -> bytes:
+        """Certificate, intermediates and key in one PEM, as HAProxy's crt wants it."""
+        pems = [self.certificate.public_bytes(serialization.Encoding.PEM),
+                *(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)]
+        return b"".join(pems) + self.private_key_pem
+
+
+class LocalCertManager:
+    def __init__(self, storage_path: str | None = None) -> None:
+        self.path = (storage_path or config.CONF.certificates.storage_path
+                     or os.path.join(config.state_path(), "certificates"))
+
+    def get_cert(self, ref: str) -> TLSCert:
+        """The certificate, its intermediates and its key, checked to belong together."""
+        name = _name(ref)
+        cert = _one_cert(ref, self._read(ref, name, ".crt"))
+        chain_pem = self._read(ref, name, ".int", optional=True)
+        try:
+            chain = tuple(x509.load_pem_x509_certificates(chain_pem)) if chain_pem else ()
+        except ValueError as exc:
+            raise CertificateError(ref, f"intermediates do not parse: {exc}") from None
+        passphrase = self._read(ref, name, ".pass", optional=True)
+        try:
+            key = serialization.load_pem_private_key(
+                self._read(ref, name, ".key"), (passphrase or b"").strip() or None)
+        except (ValueError, TypeError) as exc:
+            raise CertificateError(ref, f"private key does not load: {exc}") from None
+        if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+            raise CertificateError(ref, "private key is neither RSA nor EC")
+        if key.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+        ) != cert.public_key().public_bytes(
+                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+            raise CertificateError(ref, "private key does not match the certificate")
+        key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                    serialization.PrivateFormat.PKCS8,
+                                    serialization.NoEncryption())
+        return TLSCert(cert, chain, key_pem)
+
+    def get_ca(self, ref: str) -> bytes:
+        """PEM of one or more CA certificates."""
+        pem = self._read(ref, _name(ref), ".crt")
+        try:
+            certs = x509.load_pem_x509_certificates(pem)
+        except ValueError as exc:
+            raise CertificateError(ref, f"CA certificate does not parse: {exc}") from None
+        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+    def get_crl(self, ref: str) -> bytes:
+        pem = self._read(ref, _name(ref), ".crt")
+        try:
+            crl = x509.load_pem_x509_crl(pem)
+        except ValueError as exc:
+            raise CertificateError(ref, f"CRL does not parse: {exc}") from None
+        return crl.public_bytes(serialization.Encoding.PEM)
+
+    def _read(self, ref: str, name: str, suffix: str, optional: bool = False) -> bytes:
+        try:
+            with open(os.path.join(self.path, name + suffix), "rb") as handle:
+                return handle.read()
+        except FileNotFoundError:
+            if optional:
+                return b""
+            raise CertificateError(ref, f"no {name}{suffix} in the certificate store") from None
+        except OSError as exc:
+            raise CertificateError(ref, f"cannot read {name}{suffix}: {exc}") from None
+
+
+def _name(ref: str) -> str:
+    """The file stem a reference names (a URL's last path segment)."""
+    name = ref.rstrip("/").rsplit("/", 1)[-1]
+    if not _REF.fullmatch(name):
+        raise CertificateError(ref, "not a certificate reference")
+    return name
+
+
+def _one_cert(ref: str, pem: bytes) -> x509.Certificate:
+    try:
+        return x509.load_pem_x509_certificate(pem)
+    except ValueError as exc:
+        raise CertificateError(ref, f"certificate does not parse: {exc}") from None

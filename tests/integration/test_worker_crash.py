@@ -1,0 +1,346 @@
+"""Crash safety of the controller worker (root): SIGKILL at random moments.
+
+`amphorae api`, one `amphorae worker` and `amphorae housekeeping` run as separate
+processes on SQLite, booting real netns amphorae. Each trial sends one to three changes
+through openstacksdk (creates, fully populated or bare; member added or removed, pool
+algorithm changed, listener or pool added; cascade deletes), sleeps a random 0 to 1.5 s
+(an amphora boots in about 0.35 s, a reconcile takes up to about a second) and SIGKILLs
+the worker's process group, then starts a new worker. Every few trials every load
+balancer must reach ACTIVE, ERROR or be gone within 30 s of the last restart, each ACTIVE
+one must run on exactly one live amphora and serve traffic from its members, and no
+amphora may be left without a live row. At the end everything is cascade-deleted and
+nothing may be left: no amphora namespace, state, port, process, address or row.
+
+The changes and kill times come from a seeded random.Random: the seed is printed, and
+AMPHORAE_CRASH_SEED=<seed> replays the same choices (timing still varies).
+
+Addresses: VIPs on 198.18.96.0/24, members on 198.18.97.0/24, amphora management on
+198.18.98.0/24 (fixed: the module holds one test, so it needs one deployment only).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import os
+import random
+import re
+import secrets
+import signal
+import time
+from collections.abc import Callable, Iterator
+from typing import Any
+
+import openstack
+import pytest
+from sqlalchemy import func, select
+
+from amphorae.db import engine
+from amphorae.db import models as m
+from amphorae.drivers.compute import netns as compute
+from tests import dataplane as dp
+from tests.deployment import FINAL, WAIT, Deployment, deployment, eventually
+from tests.integration.test_netns_compute import netns_names
+
+MARKER = secrets.token_hex(3)
+VIP_CIDR, MEMBER_CIDR, MGMT_CIDR = "198.18.96.0/24", "198.18.97.0/24", "198.18.98.0/24"
+SEED = int(os.environ.get("AMPHORAE_CRASH_SEED") or secrets.randbits(32))
+MEMBERS = ("m1", "m2", "m3")
+TRIALS = 24
+ROUND = 6  # trials between two checks that everything settled
+MAX_LBS = 4  # load balancers alive at a time (each one an amphora running HAProxy)
+KILL_WITHIN = 1.5  # seconds after the changes the worker dies, at most
+HTTP_PORT = 80
+EXTRA_PORTS = (81, 82)  # listeners without a pool, added by updates
+ALGORITHMS = ("ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP")
+WORKER_START = 30.0  # seconds a restarted worker may take to log that it started
+
+
+@pytest.fixture(scope="module")
+def plant() -> Iterator[Deployment]:
+    extra = f"\n[netns_compute]\nmanagement_cidr = {MGMT_CIDR}\n"
+    with deployment(MARKER, VIP_CIDR, MEMBER_CIDR, extra_config=extra) as d:
+        for i, name in enumerate(MEMBERS, start=1):
+            d.members.add(name, 20 + i)
+        d.start("api")
+        d.start("housekeeping")
+        start_worker(d)
+        yield d
+
+
+# -- the worker ------------------------------------------------------------------------
+
+
+def start_worker(d: Deployment) -> float:
+    """Start `amphorae worker`; returns once it logged that it runs (the seconds taken)."""
+    log = d.state / "worker.log"
+    offset = log.stat().st_size if log.exists() else 0
+    started = time.monotonic()
+    service = d.start("worker")
+
+    def running() -> bool:
+        assert service.process.poll() is None, log.read_text()[-3000:]
+        with open(log, "rb") as fh:
+            fh.seek(offset)
+            return re.search(rb"worker \S+ started", fh.read()) is not None
+
+    dp.wait_for(running, "the worker starting", timeout=WORKER_START)
+    return time.monotonic() - started
+
+
+def jobs_in_flight(d: Deployment) -> int:
+    """Jobs the running worker holds (its lease owner name carries its pid)."""
+    pid = d.services["worker"].process.pid
+    with engine.transaction(write=False, url=d.db_url) as session:
+        return session.scalar(select(func.count()).select_from(m.Job).where(
+            m.Job.lease_owner.like(f"%:{pid}:%"))) or 0
+
+
+# -- what a load balancer holds --------------------------------------------------------
+
+
+@dataclasses.dataclass
+class LbView:
+    id: str
+    status: str
+    vip: str
+    listeners: dict[int, str]  # port -> listener id
+    pool: Any | None  # the default pool of the HTTP_PORT listener
+    members: dict[str, Any]  # member name -> member, in that pool
+
+
+def view(d: Deployment, lb: Any) -> LbView:
+    listeners: dict[int, str] = {}
+    pool = None
+    for ref in lb.listeners or []:
+        listener = d.lb.get_listener(ref["id"])
+        listeners[listener.protocol_port] = listener.id
+        if listener.protocol_port == HTTP_PORT and listener.default_pool_id:
+            pool = d.lb.get_pool(listener.default_pool_id)
+    members = {mem.name: mem for mem in d.lb.members(pool.id)} if pool is not None else {}
+    return LbView(lb.id, lb.provisioning_status, lb.vip_address, listeners, pool, members)
+
+
+def member_spec(d: Deployment, name: str) -> dict[str, Any]:
+    return {"name": name, "address": d.members.addresses[name],
+            "protocol_port": dp.HTTP.port, "subnet_id": d.member_subnet_id}
+
+
+# -- the trials ------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class Chaos:
+    d: Deployment
+    rng: random.Random
+    created: list[str] = dataclasses.field(default_factory=list)
+    ops: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
+    kills_in_flight: int = 0
+    restart_seconds: list[float] = dataclasses.field(default_factory=list)
+    recoveries: list[float] = dataclasses.field(default_factory=list)
+    restarted_at: float = 0.0
+    served: int = 0  # traffic checks through a VIP that passed
+
+    # -- changes ---------------------------------------------------------------------
+
+    def create(self) -> None:
+        name = f"crash-{len(self.created)}"
+        kwargs: dict[str, Any] = {}
+        if self.rng.random() < 0.8:  # fully populated: listener, pool and members
+            chosen = self.rng.sample(MEMBERS, self.rng.randint(1, 2))
+            kwargs["listeners"] = [{
+                "name": "http", "protocol": "HTTP", "protocol_port": HTTP_PORT,
+                "default_pool": {"name": "web", "protocol": "HTTP",
+                                 "lb_algorithm": self.rng.choice(ALGORITHMS),
+                                 "members": [member_spec(self.d, n) for n in chosen]}}]
+        lb = self.d.lb.create_load_balancer(vip_subnet_id=self.d.vip_subnet_id, name=name,
+                                            **kwargs)
+        self.created.append(lb.id)
+        self.ops["create full" if kwargs else "create bare"] += 1
+
+    def update(self, v: LbView) -> None:
+        """One change that fits what the load balancer holds."""
+        lb = self.d.lb
+        if HTTP_PORT not in v.listeners:
+            self._op("add listener", lb.create_listener, loadbalancer_id=v.id,
+                     protocol="HTTP", protocol_port=HTTP_PORT)
+            return
+        if v.pool is None:
+            self._op("add pool", lb.create_pool, listener_id=v.listeners[HTTP_PORT],
+                     protocol="HTTP", lb_algorithm=self.rng.choice(ALGORITHMS))
+            return
+        absent = [n for n in MEMBERS if n not in v.members]
+        free_ports = [p for p in EXTRA_PORTS if p not in v.listeners]
+        choices: list[Callable[[], None]] = [lambda: self._op(
+            "change algorithm", lb.update_pool, v.pool.id, lb_algorithm=self.rng.choice(
+                [a for a in ALGORITHMS if a != v.pool.lb_algorithm]))]
+        if absent:
+            choices.append(lambda: self._op(
+                "add member", lb.create_member, v.pool.id,
+                **member_spec(self.d, self.rng.choice(absent))))
+        if v.members:
+            choices.append(lambda: self._op(
+                "remove member", lb.delete_member,
+                v.members[self.rng.choice(sorted(v.members))].id, v.pool.id))
+        if free_ports:
+            choices.append(lambda: self._op(
+                "add listener", lb.create_listener, loadbalancer_id=v.id, protocol="HTTP",
+                protocol_port=self.rng.choice(free_ports)))
+        self.rng.choice(choices)()
+
+    def delete(self, v: LbView) -> None:
+        self._op("delete", self.d.lb.delete_load_balancer, v.id, cascade=True)
+
+    def _op(self, what: str, call: Callable[..., Any], *args: Any, **kwargs: Any) -> None:
+        try:
+            call(*args, **kwargs)
+        except openstack.exceptions.ConflictException:
+            # Only settled load balancers are changed, so this is not expected; counted
+            # and reported rather than retried (the load balancer is pending anyway).
+            self.ops[f"409 on {what}"] += 1
+            return
+        self.ops[what] += 1
+
+    # -- one trial -------------------------------------------------------------------
+
+    def trial(self) -> None:
+        lbs = list(self.d.lb.load_balancers())
+        settled = [lb for lb in lbs if lb.provisioning_status in FINAL]
+        self.rng.shuffle(settled)
+        alive = len(lbs)
+        for _ in range(self.rng.randint(1, 3)):
+            kind = self.rng.choices(("create", "update", "delete"), (0.3, 0.5, 0.2))[0]
+            if kind == "create" and alive >= MAX_LBS:
+                kind = "update"
+            if kind != "create" and not settled:
+                kind = "create"
+            if kind == "create":
+                if alive < MAX_LBS:
+                    self.create()
+                    alive += 1
+                continue
+            lb = settled.pop()
+            if kind == "update" and lb.provisioning_status == "ACTIVE":
+                self.update(view(self.d, lb))
+            else:
+                self.delete(view(self.d, lb))
+                alive -= 1
+        time.sleep(self.rng.uniform(0.0, KILL_WITHIN))
+        self.kills_in_flight += jobs_in_flight(self.d) > 0
+        self.d.stop("worker", signal.SIGKILL)
+        self.restarted_at = time.monotonic()
+        self.restart_seconds.append(start_worker(self.d))
+
+    # -- checks ----------------------------------------------------------------------
+
+    def settle(self) -> list[Any]:
+        """Every load balancer ACTIVE, ERROR or gone within WAIT of the last restart."""
+        def final() -> bool:
+            return all(lb.provisioning_status in FINAL for lb in self.d.lb.load_balancers())
+
+        wait = WAIT - (time.monotonic() - self.restarted_at)
+        dp.wait_for(final, "every load balancer ACTIVE, ERROR or gone", timeout=wait)
+        self.recoveries.append(time.monotonic() - self.restarted_at)
+        return list(self.d.lb.load_balancers())
+
+    def check_active(self, lb: Any) -> None:
+        """One live amphora, and the VIP answers from one of the pool's members."""
+        amps = [(a.role, a.status) for a in self.d.lb.amphorae(loadbalancer_id=lb.id)]
+        assert amps == [("STANDALONE", "ALLOCATED")], (lb.id, amps)
+        v = view(self.d, lb)
+        serving = {name for name, mem in v.members.items()
+                   if mem.provisioning_status == "ACTIVE"}
+        if HTTP_PORT not in v.listeners or not serving:
+            return
+        eventually(lambda: _answer_from(v.vip, serving), f"{lb.id} serving", timeout=10)
+        self.served += 1
+
+
+def _answer_from(vip: str, names: set[str]) -> None:
+    reply = dp.http_request(vip, HTTP_PORT)
+    assert reply.status == 200 and reply.text in names, (vip, reply.status, reply.text)
+
+
+# -- what is on the host ---------------------------------------------------------------
+
+
+def live_amphorae(d: Deployment) -> set[str]:
+    """Short ids of amphora rows not DELETED."""
+    with engine.transaction(write=False, url=d.db_url) as session:
+        return {compute.short_id(i) for i in session.scalars(
+            select(m.Amphora.id).where(m.Amphora.status != "DELETED"))}
+
+
+def every_amphora(d: Deployment) -> set[str]:
+    """Short ids of every amphora the worker ever wrote a row for (it writes the row
+    before it boots; DELETED rows stay a week)."""
+    with engine.transaction(write=False, url=d.db_url) as session:
+        return {compute.short_id(i) for i in session.scalars(select(m.Amphora.id))}
+
+
+def assert_no_orphans(d: Deployment) -> None:
+    namespaces = {n[len(compute.NAMESPACE_PREFIX):] for n in netns_names()
+                  if n.startswith(compute.NAMESPACE_PREFIX)}
+    on_host = set(d.amphora_dirs()) | (namespaces & every_amphora(d))
+    orphans = on_host - live_amphorae(d)
+    assert not orphans, f"amphorae on the host without a live row: {sorted(orphans)}"
+
+
+def worker_errors(d: Deployment) -> list[str]:
+    """Why load balancers went to ERROR, as the workers logged it."""
+    text = (d.state / "worker.log").read_text(errors="replace")
+    return [line for line in text.splitlines()
+            if "cannot be built" in line or "giving up" in line]
+
+
+# -- the test --------------------------------------------------------------------------
+
+
+def test_worker_killed_at_random_moments(plant: Deployment) -> None:
+    d = plant
+    print(f"\nCRASH seed {SEED} (replay: AMPHORAE_CRASH_SEED={SEED})")
+    began = time.monotonic()
+    chaos = Chaos(d, random.Random(SEED))
+    seen: set[str] = set()
+    for trial in range(1, TRIALS + 1):
+        chaos.trial()
+        seen |= set(d.amphora_dirs())
+        if trial % ROUND and trial != TRIALS:
+            continue
+        for lb in chaos.settle():
+            if lb.provisioning_status == "ACTIVE":
+                chaos.check_active(lb)
+        eventually(lambda: assert_no_orphans(d), "orphaned amphorae removed", timeout=10)
+
+    outcome = collections.Counter(
+        lb.provisioning_status for lb in d.lb.load_balancers())
+    outcome["gone"] = len(chaos.created) - sum(outcome.values())
+    for lb in list(d.lb.load_balancers()):
+        d.lb.delete_load_balancer(lb.id, cascade=True)
+    for lb_id in chaos.created:
+        d.wait_gone(lb_id)
+    eventually(lambda: _nothing_left(d), "nothing left", timeout=15)
+    seen |= every_amphora(d)
+    still = {f"{compute.NAMESPACE_PREFIX}{s}" for s in seen} & netns_names()
+    assert not still, f"amphora namespaces left: {sorted(still)}"
+
+    print(f"CRASH {TRIALS} trials, {len(chaos.created)} load balancers, "
+          f"{len(seen)} amphorae booted, {chaos.kills_in_flight} kills with a job in "
+          f"flight, in {time.monotonic() - began:.1f} s")
+    print(f"CRASH changes: {dict(sorted(chaos.ops.items()))}; "
+          f"{chaos.served} VIP checks served by a member")
+    print(f"CRASH outcomes before the final delete: {dict(outcome)}")
+    print(f"CRASH worker restart {max(chaos.restart_seconds):.2f} s at most; "
+          f"settled {', '.join(f'{s:.1f}' for s in chaos.recoveries)} s after the last "
+          f"restart (max {max(chaos.recoveries):.1f} s)")
+    for line in worker_errors(d):
+        print(f"CRASH worker: {line}")
+    assert not [op for op in chaos.ops if op.startswith("409")], chaos.ops
+    kinds = {op.split()[0] for op in chaos.ops}
+    assert {"create", "delete"} <= kinds and kinds & {"add", "remove", "change"}, chaos.ops
+    assert chaos.kills_in_flight >= TRIALS // 4, "too few kills hit a reconcile"
+    assert chaos.served, "no ACTIVE load balancer with members was checked for traffic"
+
+
+def _nothing_left(d: Deployment) -> None:
+    assert d.leftovers() == {}
