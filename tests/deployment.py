@@ -90,6 +90,8 @@ job_lease_seconds = 3
 cleanup_interval = 2
 {extra_config}
 """)
+        # As an operator does before starting services on a shared database.
+        servers.run_cli("db", "upgrade", config_file=self.config)
         self.services: dict[str, Service] = {}
         self.members = MemberFarm(marker, self.bridge(self.member_network), member_cidr,
                                   state)

@@ -12,7 +12,8 @@ amphora may be left without a live row. At the end everything is cascade-deleted
 nothing may be left: no amphora namespace, state, port, process, address or row.
 
 The changes and kill times come from a seeded random.Random: the seed is printed, and
-AMPHORAE_CRASH_SEED=<seed> replays the same choices (timing still varies).
+AMPHORAE_CRASH_SEED=<seed> replays the same choices (timing still varies);
+AMPHORAE_CRASH_TRIALS=<n> runs more trials than the default 24.
 
 Addresses: VIPs on 198.18.96.0/24, members on 198.18.97.0/24, amphora management on
 198.18.98.0/24 (fixed: the module holds one test, so it needs one deployment only).
@@ -46,7 +47,7 @@ MARKER = secrets.token_hex(3)
 VIP_CIDR, MEMBER_CIDR, MGMT_CIDR = "198.18.96.0/24", "198.18.97.0/24", "198.18.98.0/24"
 SEED = int(os.environ.get("AMPHORAE_CRASH_SEED") or secrets.randbits(32))
 MEMBERS = ("m1", "m2", "m3")
-TRIALS = 24
+TRIALS = int(os.environ.get("AMPHORAE_CRASH_TRIALS") or 24)  # more for a soak run
 ROUND = 6  # trials between two checks that everything settled
 MAX_LBS = 4  # load balancers alive at a time (each one an amphora running HAProxy)
 KILL_WITHIN = 1.5  # seconds after the changes the worker dies, at most
@@ -312,6 +313,9 @@ def test_worker_killed_at_random_moments(plant: Deployment) -> None:
                 chaos.check_active(lb)
         eventually(lambda: assert_no_orphans(d), "orphaned amphorae removed", timeout=10)
 
+    import shutil
+    shutil.copy(d.state / "worker.log", "/tmp/amph-crash-worker.log")
+    shutil.copy(d.state / "housekeeping.log", "/tmp/amph-crash-hk.log")
     outcome = collections.Counter(
         lb.provisioning_status for lb in d.lb.load_balancers())
     outcome["gone"] = len(chaos.created) - sum(outcome.values())

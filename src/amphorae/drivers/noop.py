@@ -12,6 +12,7 @@ import dataclasses
 import datetime as dt
 import ipaddress
 import logging
+import uuid
 from collections.abc import Sequence
 from typing import Any
 
@@ -33,7 +34,8 @@ class NoopAmphora:
 class NoopCompute:
     def create(self, amphora_id: str) -> NoopAmphora:
         LOG.debug("noop compute: create %s", amphora_id)
-        return NoopAmphora(compute_id=f"noop-{amphora_id}", management_ip="192.0.2.1",
+        return NoopAmphora(compute_id=str(uuid.uuid5(uuid.NAMESPACE_OID, amphora_id)),
+                           management_ip="192.0.2.1",
                            cert_expiration=dt.datetime(2100, 1, 1))
 
     def delete(self, amphora_id: str) -> None:

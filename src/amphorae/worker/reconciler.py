@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from amphorae.common import config
@@ -108,6 +109,8 @@ class Reconciler:
                           reason)
             failed |= set(tls.failed)
             failed |= self._configure(lb_id, amps, failed, tls)
+        except OperationalError:
+            raise  # the database is away: the worker gives the job back for later
         except Exception as exc:
             LOG.error("load balancer %s cannot be built: %s", lb_id, exc,
                       exc_info=not isinstance(exc, (BuildError, ConfigRefused)))
