@@ -16,6 +16,7 @@ def _setup_logging() -> None:
     logging.basicConfig(
         level=logging.DEBUG if config.CONF.debug else logging.INFO,
         format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
 
 
 def _api(_args: argparse.Namespace) -> int:

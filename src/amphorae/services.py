@@ -100,7 +100,24 @@ def up(config_args: Sequence[str]) -> int:
     w.run()
     stop()
     api.wait(timeout=15)
+    _remove_idle_bridges()
     return 0
+
+
+def _remove_idle_bridges() -> None:
+    """With no amphora left on this host, the bridges `up` made are removed too; while
+    amphorae remain they keep serving through them."""
+    from amphorae.drivers.compute import netns
+    from amphorae.drivers.network import local, plumbing
+
+    if config.CONF.controller_worker.compute_driver != "compute_netns_driver":
+        return
+    driver = netns.NetnsComputeDriver()
+    if any(amp.amphora_id for amp in driver.list_amphorae()):  # ours have a state file
+        return
+    for network in local.networks().values():
+        driver.plumbing.delete_bridge(plumbing.bridge_name(network.id))
+    driver.plumbing.delete_bridge(driver.bridge)
 
 
 def _watch_api(api: subprocess.Popen, stopped: threading.Event,

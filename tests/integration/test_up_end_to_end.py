@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import signal
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -179,3 +180,25 @@ def test_active_standby_load_balancer_lifecycle(up: Deployment) -> None:
 def _holds(namespace: str, address: str) -> bool:
     out = netns.run("ip", "-o", "address", "show", "dev", ports.VIP_IFNAME, ns=namespace)
     return f" {address}/" in out.stdout
+
+
+def test_a_restart_keeps_amphorae_serving_and_adopts_them(up: Deployment) -> None:
+    d = up
+    lb = d.lb.create_load_balancer(vip_subnet_id=d.vip_subnet_id, name="e2e-restart")
+    d.wait_lb(lb.id)
+    _, pool = build_http_tree(d, lb.id, ("m1",))
+    eventually(lambda: _only(answers(lb.vip_address, 3), "m1"), "m1 serves")
+    before = {a.id for a in d.lb.amphorae(loadbalancer_id=lb.id)}
+
+    assert d.stop("up", signal.SIGINT) == 0  # Ctrl-C
+    assert answers(lb.vip_address, 5) == ["m1"] * 5  # the data plane does not notice
+    d.start("up")
+    add_member(d, lb.id, pool.id, "m2")  # the restarted worker changes the same amphora
+    eventually(lambda: dp.assert_round_robin(answers(lb.vip_address, 10), ["m1", "m2"]),
+               "m1 and m2 after the restart")
+    assert {a.id for a in d.lb.amphorae(loadbalancer_id=lb.id)} == before
+    delete_and_check_nothing_left(d, lb.id, lb.vip_address)
+
+
+def _only(got: list[str], name: str) -> None:
+    assert set(got) == {name}, got

@@ -40,6 +40,7 @@ from amphorae.db import engine
 from amphorae.db import models as m
 from amphorae.drivers.compute import netns as compute
 from tests import dataplane as dp
+from tests import netns
 from tests.deployment import FINAL, WAIT, Deployment, deployment, eventually
 from tests.integration.test_netns_compute import netns_names
 
@@ -253,7 +254,12 @@ class Chaos:
                    if mem.provisioning_status == "ACTIVE"}
         if HTTP_PORT not in v.listeners or not serving:
             return
-        eventually(lambda: _answer_from(v.vip, serving), f"{lb.id} serving", timeout=10)
+        try:
+            eventually(lambda: _answer_from(v.vip, serving), f"{lb.id} serving", timeout=10)
+        except (AssertionError, OSError) as exc:
+            raise AssertionError(f"load balancer {lb.id}: VIP {v.vip} does not serve "
+                                 f"({exc!r})\n{vip_holders(self.d, v.vip)}\n"
+                                 f"{self.d.logs()}") from exc
         self.served += 1
 
 
@@ -287,6 +293,17 @@ def assert_no_orphans(d: Deployment) -> None:
     assert not orphans, f"amphorae on the host without a live row: {sorted(orphans)}"
 
 
+def vip_holders(d: Deployment, vip: str) -> str:
+    """For a failure message: which amphorae of this deployment hold the address, and
+    what the host's neighbour table says about it."""
+    out = [netns.run("ip", "neigh", "show", vip, check=False).stdout.strip()]
+    for short in d.amphora_dirs():
+        ns = compute.NAMESPACE_PREFIX + short
+        found = netns.run("ip", "-br", "address", ns=ns, check=False).stdout
+        out.append(f"{ns}: {' | '.join(found.splitlines())}")
+    return "\n".join(out)
+
+
 def worker_errors(d: Deployment) -> list[str]:
     """Why load balancers went to ERROR, as the workers logged it."""
     text = (d.state / "worker.log").read_text(errors="replace")
@@ -313,9 +330,6 @@ def test_worker_killed_at_random_moments(plant: Deployment) -> None:
                 chaos.check_active(lb)
         eventually(lambda: assert_no_orphans(d), "orphaned amphorae removed", timeout=10)
 
-    import shutil
-    shutil.copy(d.state / "worker.log", "/tmp/amph-crash-worker.log")
-    shutil.copy(d.state / "housekeeping.log", "/tmp/amph-crash-hk.log")
     outcome = collections.Counter(
         lb.provisioning_status for lb in d.lb.load_balancers())
     outcome["gone"] = len(chaos.created) - sum(outcome.values())
