@@ -1,5 +1,5 @@
-"""The `amphorae` command: `up`, `api`, `worker`, `housekeeping`, `agent`,
-`db upgrade|current`, `config sample`."""
+"""The `amphorae` command: `up`, `api`, `worker`, `health`, `housekeeping`, `agent`,
+`db upgrade|current`, `config sample`, `policy sample`."""
 
 from __future__ import annotations
 
@@ -9,7 +9,8 @@ import sys
 
 from amphorae.common import config
 
-COMMANDS = ("api", "up", "worker", "housekeeping", "agent", "db", "config")
+COMMANDS = ("api", "up", "worker", "health", "housekeeping", "agent", "db", "config",
+            "policy")
 
 
 def _setup_logging() -> None:
@@ -42,6 +43,12 @@ def _worker(_args: argparse.Namespace) -> int:
     return services.worker()
 
 
+def _health(_args: argparse.Namespace) -> int:
+    from amphorae import services
+
+    return services.health()
+
+
 def _housekeeping(_args: argparse.Namespace) -> int:
     from amphorae import services
 
@@ -66,16 +73,27 @@ def _db(args: argparse.Namespace) -> int:
 
 def sample_opts() -> list[tuple[str, list]]:
     """Every option group of every service, for the sample configuration file."""
+    from oslo_policy import opts as policy_opts
+
     from amphorae.agent import options as agent_options
+    from amphorae.api import keystone
     from amphorae.drivers.compute import netns
 
-    return [*config.list_opts(), *netns.list_opts(), *agent_options.list_opts()]
+    return [*config.list_opts(), *keystone.list_opts(), *policy_opts.list_opts(),
+            *netns.list_opts(), *agent_options.list_opts()]
 
 
 def _config(args: argparse.Namespace) -> int:
     from amphorae.common import sample_config
 
     sys.stdout.write(sample_config.render(sample_opts()))
+    return 0
+
+
+def _policy(_args: argparse.Namespace) -> int:
+    from amphorae.api import policy
+
+    sys.stdout.write(policy.sample())
     return 0
 
 
@@ -86,6 +104,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("api", help="serve the Octavia v2 API")
     sub.add_parser("up", help="run the all-in-one service on the embedded default")
     sub.add_parser("worker", help="run a controller worker (several may share PostgreSQL)")
+    sub.add_parser("health", help="run the health manager (heartbeats, failover)")
     sub.add_parser("housekeeping", help="run the housekeeping sweeps")
     sub.add_parser("agent", help="run the amphora agent (needs --config-file)")
     db = sub.add_parser("db", help="database schema")
@@ -93,6 +112,8 @@ def main(argv: list[str] | None = None) -> int:
     db.add_argument("revision", nargs="?", default="head")
     cfg_p = sub.add_parser("config", help="configuration")
     cfg_p.add_argument("action", choices=["sample"])
+    pol_p = sub.add_parser("policy", help="authorization rules")
+    pol_p.add_argument("action", choices=["sample"], help="print the default rules as YAML")
     # oslo.config owns --config-file/--config-dir; argparse gets the rest.
     ours, oslo_args = _split(argv)
     args = parser.parse_args(ours)
@@ -103,8 +124,9 @@ def main(argv: list[str] | None = None) -> int:
         options.register(config.CONF)
     config.load(oslo_args)
     _setup_logging()
-    handler = {"api": _api, "up": _up, "worker": _worker, "housekeeping": _housekeeping,
-               "agent": _agent, "db": _db, "config": _config}[args.command]
+    handler = {"api": _api, "up": _up, "worker": _worker, "health": _health,
+               "housekeeping": _housekeeping, "agent": _agent, "db": _db,
+               "config": _config, "policy": _policy}[args.command]
     return handler(args)
 
 

@@ -64,10 +64,22 @@ def housekeeping() -> int:
     return 0
 
 
+def health() -> int:
+    from amphorae.health.service import HealthManager
+
+    _migrate_embedded()
+    manager = HealthManager()
+    _on_stop(manager.stop)
+    manager.run()
+    return 0
+
+
 def up(config_args: Sequence[str]) -> int:
-    """API (gunicorn, a child process), worker and housekeeping (threads here). On
+    """API (gunicorn, a child process), worker, health manager and housekeeping
+    (threads here). On
     Ctrl-C everything stops; amphorae keep serving (their agents run in sessions of
     their own) and the next start adopts them."""
+    from amphorae.health.service import HealthManager
     from amphorae.worker import service
 
     _migrate_embedded()
@@ -76,21 +88,26 @@ def up(config_args: Sequence[str]) -> int:
     api = subprocess.Popen([sys.executable, "-m", "amphorae.cli", "api", *config_args])
     w = service.build()
     keeper = _housekeeper()
+    manager = HealthManager()
     stopped = threading.Event()
 
     def stop() -> None:
         stopped.set()
         w.stop()
         keeper.stop()
+        manager.stop()
         with contextlib.suppress(ProcessLookupError):
             api.terminate()
 
     _on_stop(stop)
     threading.Thread(target=keeper.run, name="housekeeping", daemon=True).start()
+    health_thread = threading.Thread(target=manager.run, name="health", daemon=True)
+    health_thread.start()
     watcher = threading.Thread(target=_watch_api, args=(api, stopped, stop), daemon=True)
     watcher.start()
     print(f"amphorae: API on {endpoint} (database {config.database_url()}, "
-          f"auth {conf.auth_strategy}); worker and housekeeping running. Ctrl-C stops.")
+          f"auth {conf.auth_strategy}); worker, health manager and housekeeping "
+          "running. Ctrl-C stops.")
     if os.geteuid() != 0 and config.CONF.controller_worker.compute_driver.endswith("netns_driver"):
         print("amphorae: not root: netns amphorae cannot be created (load balancers will "
               "go to ERROR)")
@@ -100,6 +117,7 @@ def up(config_args: Sequence[str]) -> int:
     w.run()
     stop()
     api.wait(timeout=15)
+    health_thread.join(timeout=10)
     _remove_idle_bridges()
     return 0
 

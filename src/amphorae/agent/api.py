@@ -17,7 +17,7 @@ from typing import Any
 
 import falcon
 
-from amphorae.agent import dataplane_api
+from amphorae.agent import dataplane_api, udp_health
 from amphorae.agent import haproxy as hap
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
@@ -310,7 +310,9 @@ def _meminfo() -> dict[str, int]:
 
 
 def create_app(sup: hap.Supervisor, vrrp: ka.Keepalived | None = None,
-               rules: nft.Nftables | None = None) -> falcon.App:
+               rules: nft.Nftables | None = None,
+               udp: udp_health.UdpHealth | None = None) -> falcon.App:
+    """The agent's API; ``udp`` (the UDP member health checks) owns ``rules``."""
     agent = Agent(sup)
     app = falcon.App(middleware=[ReadBody()])
     app.req_options.strip_url_path_trailing_slash = True
@@ -330,6 +332,7 @@ def create_app(sup: hap.Supervisor, vrrp: ka.Keepalived | None = None,
     app.add_route(f"{lb}/{{name}}", Action(sup))
     app.add_route(f"{prefix}/listeners/{{lb_id}}", DeleteListeners(sup))
     # keepalived and nftables share the agent's base path.
-    dataplane_api.add_routes(app, prefix, vrrp or ka.Keepalived(sup.base),
-                             rules or nft.Nftables(sup.base))
+    if udp is None:
+        udp = udp_health.UdpHealth(rules or nft.Nftables(sup.base), sup.base)
+    dataplane_api.add_routes(app, prefix, vrrp or ka.Keepalived(sup.base), udp)
     return app

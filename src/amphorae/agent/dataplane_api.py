@@ -8,6 +8,14 @@
     PUT    /1.0/nftables           raw nft script (render.nftables): checked, then applied
     GET    /1.0/nftables           the last applied script
     DELETE /1.0/nftables           removes the table
+    PUT    /1.0/udp                UDP listeners as JSON (render.udp_config): the agent health
+                                   checks their members and renders the rules itself
+    GET    /1.0/udp                the document in force
+    GET    /1.0/udp/status         the UDP pools' member statuses (as in the heartbeat)
+    DELETE /1.0/udp                stops the checks, removes the table
+
+The rules have one owner at a time: a raw script (PUT /nftables) ends the health checks
+of a document, and a document replaces the raw script.
 
 Errors are AgentErrors, answered in the agent's ``{"message", "details"}`` shape.
 """
@@ -18,6 +26,7 @@ import falcon
 
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
+from amphorae.agent import udp_health
 from amphorae.agent.responses import AgentError, body, send_text, stored
 
 ACTIONS = ("start", "stop", "reload")
@@ -81,35 +90,75 @@ class VrrpAction:
         resp.media = {"message": "OK", "details": f"keepalived {_PAST[action]}: {outcome}"}
 
 
+def _delete_rules(udp: udp_health.UdpHealth, resp: falcon.Response) -> None:
+    try:
+        udp.delete()
+    except nft.NftError as exc:
+        raise AgentError(falcon.HTTP_500, "Cannot remove nftables rules", exc.details) from None
+    resp.media = {"message": "OK"}
+
+
 class Nftables:
-    def __init__(self, rules: nft.Nftables) -> None:
-        self.rules = rules
+    def __init__(self, udp: udp_health.UdpHealth) -> None:
+        self.udp = udp
 
     def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body(req)
         try:
-            self.rules.apply(data)
+            self.udp.apply_script(data)
         except nft.NftError as exc:
             raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
         stored(resp, data)
 
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
-        data = self.rules.applied()
+        data = self.udp.rules.applied()
         if data is None:
             raise AgentError(falcon.HTTP_404, "Rules Not Found", "no nftables rules applied")
         send_text(resp, data)
 
     def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _delete_rules(self.udp, resp)
+
+
+class Udp:
+    def __init__(self, udp: udp_health.UdpHealth) -> None:
+        self.udp = udp
+
+    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = body(req)
         try:
-            self.rules.delete()
+            self.udp.configure(data)
+        except udp_health.UdpConfigError as exc:
+            raise AgentError(falcon.HTTP_400, "Invalid request", str(exc)) from None
         except nft.NftError as exc:
-            raise AgentError(falcon.HTTP_500, "Cannot remove nftables rules", exc.details) from None
-        resp.media = {"message": "OK"}
+            raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
+        stored(resp, data)
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        data = self.udp.document()
+        if data is None:
+            raise AgentError(falcon.HTTP_404, "UDP Config Not Found",
+                             "no UDP listener configuration has been uploaded")
+        send_text(resp, data)
+        resp.content_type = falcon.MEDIA_JSON
+
+    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+        _delete_rules(self.udp, resp)
+
+
+class UdpStatus:
+    def __init__(self, udp: udp_health.UdpHealth) -> None:
+        self.udp = udp
+
+    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+        resp.media = {"pools": self.udp.pool_statuses()}
 
 
 def add_routes(app: falcon.App, prefix: str, vrrp: ka.Keepalived,
-               rules: nft.Nftables) -> None:
+               udp: udp_health.UdpHealth) -> None:
     app.add_route(f"{prefix}/vrrp/upload", VrrpUpload(vrrp))
     app.add_route(f"{prefix}/vrrp/check_script", VrrpCheckScript(vrrp))
     app.add_route(f"{prefix}/vrrp/{{action}}", VrrpAction(vrrp))
-    app.add_route(f"{prefix}/nftables", Nftables(rules))
+    app.add_route(f"{prefix}/nftables", Nftables(udp))
+    app.add_route(f"{prefix}/udp", Udp(udp))
+    app.add_route(f"{prefix}/udp/status", UdpStatus(udp))

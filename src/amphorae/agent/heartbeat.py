@@ -7,6 +7,9 @@ as the difference from the last *reported* absolute value, kept in a JSON file u
 base path so that a restarted agent does not report the same traffic twice; current
 connections are absolute. A counter that went backwards (HAProxy restarted or reloaded)
 is reported as its current value.
+
+UDP pools (nftables, checked by the agent itself: udp_health) are added to ``pools``
+under their bare pool id, as Octavia does for its LVS listeners.
 """
 
 from __future__ import annotations
@@ -154,7 +157,8 @@ class HeartbeatSender:
     def __init__(self, amphora_id: str, key: str, controllers: Iterable[str],
                  interval: float, base_path: str | os.PathLike[str],
                  stats_sockets: Callable[[], Iterable[Path]],
-                 may_send: Callable[[], bool] | None = None) -> None:
+                 may_send: Callable[[], bool] | None = None,
+                 udp_pools: Callable[[], dict[str, dict[str, Any]]] | None = None) -> None:
         self.amphora_id = amphora_id
         self.key = key
         self.controllers = parse_controllers(controllers)
@@ -165,6 +169,7 @@ class HeartbeatSender:
         # Octavia sends nothing while a configured keepalived is down, so that the
         # amphora goes stale and is failed over; the agent passes that check here.
         self.may_send = may_send
+        self.udp_pools = udp_pools  # UDP pool statuses from the agent's own checks
         self.store = CounterStore(Path(base_path) / COUNTERS_FILE)
         self.boot_id = uuid.uuid4().hex
         self.started_at = time.time()
@@ -186,6 +191,8 @@ class HeartbeatSender:
             found_listeners, found_pools = parse_show_stat(text)
             listeners.update(found_listeners)
             pools.update(found_pools)
+        if self.udp_pools is not None:
+            pools.update(self.udp_pools())
         return listeners, pools
 
     def beat(self) -> dict[str, Any] | None:
@@ -250,9 +257,12 @@ class HeartbeatSender:
 
 
 def from_config(conf: Any, supervisor: hap.Supervisor,
-                may_send: Callable[[], bool] | None = None) -> HeartbeatSender | None:
+                may_send: Callable[[], bool] | None = None,
+                udp_pools: Callable[[], dict[str, dict[str, Any]]] | None = None
+                ) -> HeartbeatSender | None:
     """The sender the configuration asks for, or None when heartbeats are not set up
-    (no key, no controllers or no amphora id). ``may_send``: see HeartbeatSender."""
+    (no key, no controllers or no amphora id). ``may_send``, ``udp_pools``: see
+    HeartbeatSender."""
     hm = conf.health_manager
     opts = conf.amphora_agent
     if not (hm.heartbeat_key and hm.controller_ip_port_list and opts.amphora_id):
@@ -265,4 +275,5 @@ def from_config(conf: Any, supervisor: hap.Supervisor,
                 for lb_id in supervisor.load_balancers()]
 
     return HeartbeatSender(opts.amphora_id, hm.heartbeat_key, hm.controller_ip_port_list,
-                           hm.heartbeat_interval, opts.base_path, sockets, may_send)
+                           hm.heartbeat_interval, opts.base_path, sockets, may_send,
+                           udp_pools)

@@ -15,9 +15,10 @@ from wsgiref import simple_server
 
 from oslo_config import cfg
 
-from amphorae.agent import api, heartbeat
+from amphorae.agent import api, heartbeat, udp_health
 from amphorae.agent import haproxy as hap
 from amphorae.agent import keepalived as ka
+from amphorae.agent import nftables as nft
 from amphorae.common import pki
 
 LOG = logging.getLogger(__name__)
@@ -106,16 +107,20 @@ def main(conf: cfg.ConfigOpts) -> int:
                          stop_timeout=opts.haproxy_stop_timeout)
     sup.adopt()
     vrrp = ka.Keepalived(opts.base_path)
+    rules = nft.Nftables(opts.base_path)
+    udp = udp_health.UdpHealth(rules, opts.base_path)
     try:
         # As Octavia's agent: a configured keepalived that is down means no heartbeat, so
         # the controller fails this amphora over rather than trusting half of a pair.
         sender = heartbeat.from_config(
-            conf, sup, may_send=lambda: not vrrp.has_config() or vrrp.running())
+            conf, sup, may_send=lambda: not vrrp.has_config() or vrrp.running(),
+            udp_pools=udp.pool_statuses)
     except ValueError as exc:
         LOG.error("invalid [health_manager] controller_ip_port_list: %s", exc)
         return 2
     try:
-        server = make_server(opts.bind_host, opts.bind_port, api.create_app(sup, vrrp), context,
+        app = api.create_app(sup, vrrp, rules, udp)
+        server = make_server(opts.bind_host, opts.bind_port, app, context,
                              opts.agent_request_read_timeout)
     except OSError as exc:
         LOG.error("cannot listen on %s port %d: %s", opts.bind_host, opts.bind_port, exc)
@@ -134,10 +139,12 @@ def main(conf: cfg.ConfigOpts) -> int:
     sys.stdout.flush()
     if sender is not None:
         sender.start()
+    udp.restore()  # the UDP health checks outlive an agent restart
     try:
         server.serve_forever(poll_interval=0.5)
     finally:
         if sender is not None:
             sender.stop()
+        udp.stop()
         server.server_close()
     return 0

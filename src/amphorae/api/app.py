@@ -10,7 +10,7 @@ import falcon
 
 from amphorae.api import context as ctx_mod
 from amphorae.api import neutron, versions
-from amphorae.common import errors
+from amphorae.common import config, errors
 
 LOG = logging.getLogger(__name__)
 
@@ -110,6 +110,7 @@ def _add_routes(app: falcon.App) -> None:
 
 
 def create_app() -> falcon.App:
+    """The API itself, without authentication (see wsgi_app)."""
     app = falcon.App(middleware=[RequestMiddleware()])
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
@@ -120,3 +121,14 @@ def create_app() -> falcon.App:
     app.add_error_handler(NotAcceptable, _not_acceptable)
     _add_routes(app)
     return app
+
+
+def wsgi_app() -> Any:
+    """What the server serves: the API, behind keystonemiddleware's auth_token when
+    ``[api_settings] auth_strategy = keystone`` (configured by ``[keystone_authtoken]``)."""
+    app = create_app()
+    if config.CONF.api_settings.auth_strategy != "keystone":
+        return app
+    from amphorae.api import keystone
+
+    return keystone.AuthToken(app, PUBLIC_PATHS)

@@ -13,30 +13,55 @@ from amphorae.common import config, errors
 
 PREFIX = "os_load-balancer_api"
 
+# Both of Octavia's role models are in the defaults: Keystone's default roles (admin,
+# member, reader; a system-scoped reader observes everything) and the load-balancer_*
+# roles of Octavia's advanced RBAC. Keystone's implied roles make an admin a member and a
+# member a reader. An operator's policy.yaml ([oslo_policy] policy_file) overrides any rule.
 BASE_RULES = [
-    ("context_is_admin", "role:admin"),
-    ("load-balancer:admin", "is_admin:True or role:admin"),
-    ("load-balancer:global_observer", "role:admin"),
-    ("load-balancer:member_and_owner", "role:member and project_id:%(project_id)s"),
-    ("load-balancer:observer_and_owner", "role:reader and project_id:%(project_id)s"),
-    ("load-balancer:quota-admin", "role:admin"),
-    ("service", "role:service"),
+    ("system-admin", "role:admin and system_scope:all",
+     "A system-scoped token with the admin role."),
+    ("system-reader", "role:reader and system_scope:all",
+     "A system-scoped token with the reader role."),
+    ("project-member", "role:member and project_id:%(project_id)s",
+     "A token of the owning project with the member role."),
+    ("project-reader", "role:reader and project_id:%(project_id)s",
+     "A token of the owning project with the reader role."),
+    ("context_is_admin", "role:admin or role:load-balancer_admin",
+     "An administrator of the whole service."),
+    ("load-balancer:owner", "project_id:%(project_id)s",
+     "A token of the project that owns the object."),
+    ("load-balancer:admin", "is_admin:True or role:admin or role:load-balancer_admin",
+     "Administers every project's load balancers (is_admin: noauth)."),
+    ("load-balancer:global_observer",
+     "role:admin or rule:system-reader or role:load-balancer_global_observer",
+     "Reads every project's load balancers."),
+    ("load-balancer:member_and_owner",
+     "rule:project-member or "
+     "(role:load-balancer_member and rule:load-balancer:owner)",
+     "Reads and changes its own project's load balancers."),
+    ("load-balancer:observer_and_owner",
+     "rule:project-reader or "
+     "(role:load-balancer_observer and rule:load-balancer:owner)",
+     "Reads its own project's load balancers."),
+    ("load-balancer:quota-admin", "role:admin or role:load-balancer_quota_admin",
+     "Changes quotas."),
+    ("service", "role:service", "Another OpenStack service."),
     ("load-balancer:read",
      "rule:load-balancer:observer_and_owner or rule:load-balancer:global_observer or "
-     "rule:load-balancer:member_and_owner or rule:load-balancer:admin"),
+     "rule:load-balancer:member_and_owner or rule:load-balancer:admin", ""),
     ("load-balancer:read-global",
-     "rule:load-balancer:global_observer or rule:load-balancer:admin"),
+     "rule:load-balancer:global_observer or rule:load-balancer:admin", ""),
     ("load-balancer:write",
-     "rule:load-balancer:member_and_owner or rule:load-balancer:admin"),
+     "rule:load-balancer:member_and_owner or rule:load-balancer:admin", ""),
     ("load-balancer:read-quota",
      "rule:load-balancer:observer_and_owner or rule:load-balancer:global_observer or "
      "rule:load-balancer:member_and_owner or rule:load-balancer:quota-admin or "
-     "rule:load-balancer:admin"),
+     "rule:load-balancer:admin", ""),
     ("load-balancer:read-quota-global",
      "rule:load-balancer:global_observer or rule:load-balancer:quota-admin or "
-     "rule:load-balancer:admin"),
+     "rule:load-balancer:admin", ""),
     ("load-balancer:write-quota",
-     "rule:load-balancer:quota-admin or rule:load-balancer:admin"),
+     "rule:load-balancer:quota-admin or rule:load-balancer:admin", ""),
 ]
 
 _READ, _GLOBAL, _WRITE, _ADMIN = ("rule:load-balancer:read", "rule:load-balancer:read-global",
@@ -77,12 +102,31 @@ API_RULES: dict[str, dict[str, str]] = {
 }
 
 
+# Project- and system-scoped tokens are both served; a domain-scoped one is not.
+SCOPES = ["project", "system"]
+
+
 def default_rules() -> list[policy.RuleDefault]:
-    rules = [policy.RuleDefault(name, check) for name, check in BASE_RULES]
+    rules = [policy.RuleDefault(name, check, description=text)
+             for name, check, text in BASE_RULES]
     for resource, actions in API_RULES.items():
         for action, check in actions.items():
-            rules.append(policy.RuleDefault(f"{PREFIX}:{resource}:{action}", check))
+            rules.append(policy.RuleDefault(f"{PREFIX}:{resource}:{action}", check,
+                                            scope_types=SCOPES))
     return rules
+
+
+def sample() -> str:
+    """The default rules as a commented policy.yaml, for operators to copy and edit."""
+    lines = ["# amphorae's default policy. Uncomment a rule in [oslo_policy] policy_file",
+             "# (policy.yaml next to the configuration file) to override it.", ""]
+    for rule in default_rules():
+        if rule.description:
+            lines.append(f"# {rule.description}")
+        if rule.scope_types:
+            lines.append(f"# Scope types: {', '.join(rule.scope_types)}")
+        lines += [f'#"{rule.name}": "{rule.check_str}"', ""]
+    return "\n".join(lines)
 
 
 @functools.cache
@@ -119,13 +163,13 @@ def check(ctx: RequestContext, resource: str, action: str,
           project_id: str | None = None) -> bool:
     _maybe_reload()
     target_project = project_id if project_id is not None else ctx.project_id
-    key = (resource, action, target_project, ctx.project_id, ctx.user_id,
-           tuple(ctx.roles), ctx.is_admin, ctx.system_scope)
+    creds = ctx.policy_creds()
+    key = (resource, action, target_project,
+           *(tuple(v) if isinstance(v, list) else v for v in creds.values()))
     decision = _decisions.get(key)
     if decision is None:
         decision = bool(enforcer().enforce(f"{PREFIX}:{resource}:{action}",
-                                           {"project_id": target_project},
-                                           ctx.policy_creds()))
+                                           {"project_id": target_project}, creds))
         if len(_decisions) >= _MAX_CACHED:
             _decisions.clear()
         _decisions[key] = decision

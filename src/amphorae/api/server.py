@@ -23,9 +23,9 @@ class _Gunicorn(BaseApplication):  # type: ignore[misc]
             self.cfg.set(key, value)
 
     def load(self) -> Any:
-        from amphorae.api.app import create_app
+        from amphorae.api.app import wsgi_app
 
-        return create_app()
+        return wsgi_app()
 
 
 def workers() -> int:

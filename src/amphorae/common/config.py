@@ -7,6 +7,7 @@ directory, noauth, the local network driver and netns amphorae.
 from __future__ import annotations
 
 import os
+import secrets
 
 from oslo_config import cfg
 
@@ -78,7 +79,9 @@ database_opts = [
 ]
 
 health_manager_opts = [
-    cfg.HostAddressOpt("bind_ip", default="127.0.0.1"),
+    cfg.StrOpt("bind_ip", default="",
+               help="Address the heartbeat receiver listens on; empty: the management "
+                    "gateway when amphorae are namespaces on this host, else 127.0.0.1."),
     cfg.PortOpt("bind_port", default=5555),
     cfg.StrOpt("heartbeat_key", secret=True, mutable=True,
                help="Key of the heartbeat HMAC; generated into state_path when unset."),
@@ -219,6 +222,30 @@ def database_url(conf: cfg.ConfigOpts = CONF) -> str:
     if conf.database.connection:
         return conf.database.connection
     return "sqlite:///" + os.path.join(state_path(conf), "amphorae.sqlite")
+
+
+def heartbeat_key(conf: cfg.ConfigOpts = CONF) -> str:
+    """``[health_manager] heartbeat_key``, else one generated once into the state path
+    (shared by the worker, which gives it to agents, and the health manager)."""
+    if conf.health_manager.heartbeat_key:
+        return str(conf.health_manager.heartbeat_key)
+    path = os.path.join(state_path(conf), "heartbeat.key")
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    if not os.path.exists(path):
+        # Written aside, then linked into place: whoever links first wins, and no reader
+        # ever sees a half-written file.
+        tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as handle:
+            handle.write(secrets.token_hex(32) + "\n")
+        try:
+            os.link(tmp, path)
+        except FileExistsError:
+            pass
+        finally:
+            os.unlink(tmp)
+    with open(path) as handle:
+        return handle.read().strip()
 
 
 def state_path(conf: cfg.ConfigOpts = CONF) -> str:

@@ -183,6 +183,28 @@ class AgentClient:
         """Remove the rule set (nothing applied is fine)."""
         self.request("DELETE", "nftables", **retry)
 
+    def upload_udp_config(self, document: str | bytes, **retry: Any) -> str:
+        """Hand the agent the UDP listeners (render.udp_config): it health checks their
+        members and applies the nftables rules for the healthy ones; returns the ETag.
+        A document or rules the agent refuses raise AgentRequestError(400)."""
+        body = document.encode() if isinstance(document, str) else document
+        return self.request("PUT", "udp", body=body, **retry).headers.get(
+            "etag", "").strip('"')
+
+    def get_udp_config(self, **retry: Any) -> str | None:
+        """The UDP document in force on the agent, None when it has none."""
+        try:
+            return self.request("GET", "udp", **retry).body.decode()
+        except AgentRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+
+    def udp_status(self, **retry: Any) -> dict[str, Any]:
+        """The UDP pools' statuses from the agent's checks: ``{pool id: {"status",
+        "members": {member id: status}}}``, as its heartbeat carries them."""
+        return dict(self.request("GET", "udp/status", **retry).json()["pools"])
+
     def _action(self, lb_id: str, action: str, **retry: Any) -> dict[str, Any]:
         return dict(self.request("PUT", f"loadbalancer/{lb_id}/{action}", **retry).json())
 

@@ -21,6 +21,7 @@ from amphorae.render import haproxy as render_haproxy
 from amphorae.render import keepalived as render_ka
 from amphorae.render import model
 from amphorae.render import nftables as render_nft
+from amphorae.render import udp_config as render_udp
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 
 VIP_IFNAME = "eth1"
@@ -127,18 +128,20 @@ class RestAmphoraDriver:
     # -- nftables (UDP listeners) --------------------------------------------------------
 
     def _nftables(self, client: agent_client.AgentClient, lb: model.LoadBalancer) -> None:
+        """The agent gets the UDP part of the model, not rules: it checks the members'
+        health itself and renders the nftables rules for the healthy ones."""
         if any(li.protocol == "UDP" for li in lb.listeners):
-            script = render_nft.render(lb)
-            if client.get_nftables() == script:
-                return
+            document = render_udp.render(lb)
+            if client.get_udp_config() == document:
+                return  # unchanged: the agent keeps its members' health
             try:
-                client.upload_nftables(script)
+                client.upload_udp_config(document)
             except agent_client.AgentRequestError as exc:
                 if exc.status == 400:
-                    raise ConfigRefused("nftables rules", str(exc.details)) from exc
+                    raise ConfigRefused("UDP listeners", str(exc.details)) from exc
                 raise
         elif client.get_nftables() is not None:
-            client.delete_nftables()
+            client.delete_nftables()  # also ends the agent's UDP health checks
 
     # -- keepalived (ACTIVE_STANDBY) ------------------------------------------------------
 

@@ -41,12 +41,15 @@ from amphorae.drivers.amphora import AmphoraRef, ConfigRefused, TLSFiles, VipSub
 from amphorae.drivers.network import local, ports
 from amphorae.render.keepalived import priority_for
 from amphorae.worker import certificates, completion, desired
-from amphorae.worker.queue import Claim, utcnow
+from amphorae.worker.queue import Claim
 
 LOG = logging.getLogger(__name__)
 
 ROLES = {c.TOPOLOGY_SINGLE: (c.ROLE_STANDALONE,),
          c.TOPOLOGY_ACTIVE_STANDBY: (c.ROLE_MASTER, c.ROLE_BACKUP)}
+# Amphorae kept when alive; FAILOVER_STOPPED ones serve, the circuit breaker only
+# stopped their failover (health/stale.py).
+SERVING = (c.AMPHORA_ALLOCATED, c.FAILOVER_STOPPED)
 REPLACING_JOBS = (c.JOB_FAILOVER_AMPHORA, c.JOB_DELETE_AMPHORA)
 AMPHORA_DEVICE = "amphora-{}"  # ip_allocation.device_id of an amphora's own addresses
 
@@ -142,7 +145,7 @@ class Reconciler:
         doomed = []
         for row in rows:
             if (row.id in replace or row.role not in wanted or row.role in keep
-                    or row.status != c.AMPHORA_ALLOCATED or not self.d.compute.alive(row.id)):
+                    or row.status not in SERVING or not self.d.compute.alive(row.id)):
                 doomed.append(row.id)
             else:
                 keep[row.role] = row
@@ -168,7 +171,6 @@ class Reconciler:
             row.lb_network_ip = booted.management_ip
             row.cert_expiration = booted.cert_expiration
             row.status = c.AMPHORA_ALLOCATED
-            session.add(m.AmphoraHealth(amphora_id=amp_id, last_update=utcnow(), busy=False))
         LOG.info("amphora %s (%s) of load balancer %s booted in %.2f s", amp_id, role, lb_id,
                  getattr(booted, "boot_seconds", 0.0))
         return row

@@ -39,7 +39,8 @@ def build(conf: cfg.ConfigOpts = config.CONF) -> Drivers:
         booter = None
     else:
         booter = amphora_boot.AmphoraBooter(netns.NetnsComputeDriver(conf), ca_dir(conf),
-                                            cert_validity=conf.certificates.cert_validity_time)
+                                            cert_validity=conf.certificates.cert_validity_time,
+                                            heartbeat=heartbeat_target(conf))
         compute = booter
     if worker.amphora_driver == "amphora_noop_driver" or booter is None:
         amphora = noop.NoopAmphoraDriver()
@@ -49,6 +50,15 @@ def build(conf: cfg.ConfigOpts = config.CONF) -> Drivers:
                or booter is None else ports.PortPlugger())
     return Drivers(compute=compute, plugger=plugger, amphora=amphora,
                    network=network.get_driver())
+
+
+def heartbeat_target(conf: cfg.ConfigOpts) -> amphora_boot.HeartbeatTarget:
+    from amphorae.health.service import endpoints
+
+    _, controllers = endpoints(conf)
+    return amphora_boot.HeartbeatTarget(key=config.heartbeat_key(conf),
+                                        controllers=tuple(controllers),
+                                        interval=conf.health_manager.heartbeat_interval)
 
 
 def _rest_driver(booter: amphora_boot.AmphoraBooter,

@@ -73,10 +73,19 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
+@dataclasses.dataclass(frozen=True)
+class HeartbeatTarget:
+    """Where the agent sends heartbeats, with which key, how often."""
+
+    key: str
+    controllers: tuple[str, ...]  # ip:port
+    interval: int
+
+
 def render_agent_config(amphora_id: str, management_ip: str, port: int, folder: Path,
-                        haproxy_cmd: str) -> str:
-    """The agent's [amphora_agent] section; it listens on the management address only."""
-    return (f"[amphora_agent]\n"
+                        haproxy_cmd: str, heartbeat: HeartbeatTarget | None = None) -> str:
+    """The agent's configuration; it listens on the management address only."""
+    text = (f"[amphora_agent]\n"
             f"amphora_id = {amphora_id}\n"
             f"bind_host = {management_ip}\n"
             f"bind_port = {port}\n"
@@ -84,6 +93,12 @@ def render_agent_config(amphora_id: str, management_ip: str, port: int, folder: 
             f"agent_server_ca = {folder / CLIENT_CA}\n"
             f"base_path = {folder / AGENT_BASE}\n"
             f"haproxy_cmd = {haproxy_cmd}\n")
+    if heartbeat is not None:
+        text += (f"\n[health_manager]\n"
+                 f"heartbeat_key = {heartbeat.key}\n"
+                 f"controller_ip_port_list = {', '.join(heartbeat.controllers)}\n"
+                 f"heartbeat_interval = {heartbeat.interval}\n")
+    return text
 
 
 class AmphoraBooter:
@@ -91,11 +106,13 @@ class AmphoraBooter:
                  port: int = agent_client.DEFAULT_PORT,
                  ready_timeout: float = DEFAULT_READY_TIMEOUT,
                  haproxy_cmd: str | None = None,
-                 cert_validity: int | None = None) -> None:
+                 cert_validity: int | None = None,
+                 heartbeat: HeartbeatTarget | None = None) -> None:
         self.driver = driver
         self.port = port
         self.ready_timeout = ready_timeout
         self.haproxy_cmd = haproxy_cmd or shutil.which("haproxy") or "/usr/sbin/haproxy"
+        self.heartbeat = heartbeat
         self.cert_validity = cert_validity
         self.ca_dir = Path(ca_dir)
         self.ca = pki.load_or_create_ca(self.ca_dir)
@@ -172,7 +189,8 @@ class AmphoraBooter:
         _write_private(folder / SERVER_CERT, server.bundle_pem())
         pki.save_cert(self.ca.cert, folder / CLIENT_CA)
         _write_private(folder / AGENT_CONF, render_agent_config(
-            amphora_id, management_ip, self.port, folder, self.haproxy_cmd).encode())
+            amphora_id, management_ip, self.port, folder, self.haproxy_cmd,
+            self.heartbeat).encode())
         return pki.cert_expiration(server.cert)
 
     def _wait_ready(self, amphora_id: str, management_ip: str, pid: int,

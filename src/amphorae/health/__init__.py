@@ -1,0 +1,1 @@
+"""The health manager: heartbeats in, statuses and failovers out."""

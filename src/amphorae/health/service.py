@@ -1,0 +1,162 @@
+"""The health manager: receives heartbeats (asyncio, UDP) and watches for stale amphorae.
+
+Receiving never waits on the database: datagrams are authenticated, decoded and checked
+against replays in the event loop, and queued; a writer thread takes everything queued
+every :data:`FLUSH_INTERVAL` and writes it in one transaction (health/update.py). Dropped
+datagrams are counted by reason (unsigned, forged, truncated, oversized, malformed,
+replayed, ...) and never raise. A second thread runs the stale check
+(health/stale.py) every ``health_check_interval``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import socket
+import threading
+import time
+from typing import Any
+
+from amphorae.common import config
+from amphorae.common import heartbeat as codec
+from amphorae.db import engine
+from amphorae.health import stale, update
+from amphorae.worker.queue import utcnow
+
+LOG = logging.getLogger(__name__)
+FLUSH_INTERVAL = 0.05  # seconds between batch writes
+MAX_QUEUE = 100_000  # datagrams waiting for the writer; beyond it new ones are dropped
+IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
+
+
+def endpoints(conf: Any = config.CONF) -> tuple[tuple[str, int], list[str]]:
+    """(address the receiver binds, ``ip:port`` list given to agents). Unset, both are
+    the netns management gateway when amphorae are namespaces here, else loopback."""
+    hm = conf.health_manager
+    host = hm.bind_ip
+    if not host:
+        host = "127.0.0.1"
+        if conf.controller_worker.compute_driver == "compute_netns_driver":
+            from amphorae.drivers.compute import netns
+
+            host = str(netns.NetnsComputeDriver(conf).gateway)
+    listed = list(hm.controller_ip_port_list)
+    if not listed:
+        shown = f"[{host}]" if ":" in host else host
+        listed = [f"{shown}:{hm.bind_port}"]
+    return (host, hm.bind_port), listed
+
+
+class Receiver(asyncio.DatagramProtocol):
+    def __init__(self, key: str, queue: collections.deque[update.Received],
+                 counters: collections.Counter[str]) -> None:
+        self.key = key
+        self.queue = queue
+        self.counters = counters
+        self.guard = codec.ReplayGuard()
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        now = time.monotonic()
+        self.counters["received"] += 1
+        try:
+            message = codec.decode(data, self.key)
+        except codec.InvalidHeartbeat as exc:
+            self.counters[exc.reason] += 1
+            return
+        except Exception:  # never let one datagram stop the receiver
+            LOG.exception("heartbeat from %s could not be read", addr)
+            self.counters["error"] += 1
+            return
+        if not self.guard.admit(message):
+            self.counters["replayed"] += 1
+            return
+        if len(self.queue) >= MAX_QUEUE:
+            self.counters["overflow"] += 1
+            return
+        self.counters["accepted"] += 1
+        self.queue.append(update.Received(message, now))
+
+
+class HealthManager:
+    def __init__(self, url: str | None = None, conf: Any = config.CONF) -> None:
+        hm = conf.health_manager
+        self.url = url or config.database_url(conf)
+        self.key = config.heartbeat_key(conf)
+        self.bind, _ = endpoints(conf)
+        self.interval = float(hm.heartbeat_interval)
+        self.timeout = float(hm.heartbeat_timeout)
+        self.check_interval = float(hm.health_check_interval)
+        self.threshold = hm.failover_threshold
+        self.queue: collections.deque[update.Received] = collections.deque()
+        self.counters: collections.Counter[str] = collections.Counter()
+        self.stopping = threading.Event()
+        self.partition = False  # the circuit breaker is open (stale.py)
+        self.ready = threading.Event()
+
+    def socket(self) -> socket.socket:
+        family = socket.AF_INET6 if ":" in self.bind[0] else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_DGRAM)
+        # The management gateway appears with the first amphora's bridge: bind before.
+        sock.setsockopt(socket.SOL_IP, IP_FREEBIND, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8 * 1024 * 1024)
+        sock.bind(self.bind)
+        return sock
+
+    def run(self) -> None:
+        threads = [threading.Thread(target=self._write_loop, name="health-writer"),
+                   threading.Thread(target=self._stale_loop, name="health-stale")]
+        for thread in threads:
+            thread.start()
+        try:
+            asyncio.run(self._receive())
+        finally:
+            self.stopping.set()
+            for thread in threads:
+                thread.join(10)
+
+    def stop(self) -> None:
+        self.stopping.set()
+
+    async def _receive(self) -> None:
+        loop = asyncio.get_running_loop()
+        transport, _ = await loop.create_datagram_endpoint(
+            lambda: Receiver(self.key, self.queue, self.counters), sock=self.socket())
+        LOG.info("health manager receiving heartbeats on %s port %d", *self.bind)
+        self.ready.set()
+        try:
+            while not self.stopping.is_set():
+                await asyncio.sleep(0.2)
+        finally:
+            transport.close()
+
+    def _write_loop(self) -> None:
+        while not self.stopping.is_set() or self.queue:
+            time.sleep(FLUSH_INTERVAL)
+            batch = []
+            while self.queue:
+                batch.append(self.queue.popleft())
+            if not batch:
+                continue
+            try:
+                with engine.transaction(url=self.url) as session:
+                    outcome = update.apply(session, batch, utcnow(), time.monotonic(),
+                                           self.interval)
+                self.counters["written"] += len(batch)
+                self.counters["ignored"] += outcome.ignored
+            except Exception:
+                LOG.exception("writing %d heartbeats failed", len(batch))
+                self.counters["write_failed"] += len(batch)
+
+    def _stale_loop(self) -> None:
+        # The first check waits a whole timeout: amphorae must get a chance to report.
+        if self.stopping.wait(self.timeout):
+            return
+        while not self.stopping.is_set():
+            try:
+                with engine.transaction(url=self.url) as session:
+                    result = stale.check(session, utcnow(), self.timeout, self.threshold)
+                self.partition = bool(result.stopped)
+            except Exception:
+                LOG.exception("stale amphora check failed")
+            self.stopping.wait(self.check_interval)

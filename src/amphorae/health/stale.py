@@ -1,0 +1,77 @@
+"""Stale amphorae: no accepted heartbeat for ``heartbeat_timeout`` seconds.
+
+Each check fails over at most one amphora per load balancer (its load balancer moves
+from ACTIVE or ERROR to PENDING_UPDATE and a failover job is enqueued, in one
+transaction; the reconciler replaces the amphora). Amphorae get a health row with their
+first accepted heartbeat, so one that never sent any is never stale (Octavia's rule);
+the reconciler replaces it when its compute instance is gone.
+
+The circuit breaker (``failover_threshold``): when at least that many amphorae are stale
+at once, the control plane has most likely lost its network, not its amphorae: none is
+failed over, they are marked FAILOVER_STOPPED, and the condition is logged loudly and
+kept in :attr:`StaleCheck.partition` for whoever reports health. An amphora whose
+heartbeats come back returns to ALLOCATED.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from amphorae.common import constants as c
+from amphorae.db import jobs
+from amphorae.db import models as m
+
+LOG = logging.getLogger(__name__)
+WATCHED = (c.AMPHORA_ALLOCATED, c.FAILOVER_STOPPED)
+
+
+@dataclasses.dataclass
+class CheckResult:
+    stale: list[str]
+    failed_over: list[str]
+    stopped: list[str]  # by the circuit breaker
+
+
+def check(session: Session, now: dt.datetime, timeout: float,
+          threshold: int | None) -> CheckResult:
+    cutoff = now - dt.timedelta(seconds=timeout)
+    rows = session.execute(
+        select(m.Amphora.id, m.Amphora.load_balancer_id, m.Amphora.status)
+        .join(m.AmphoraHealth, m.AmphoraHealth.amphora_id == m.Amphora.id)
+        .where(m.AmphoraHealth.busy.is_(False), m.AmphoraHealth.last_update < cutoff,
+               m.Amphora.status.in_(WATCHED))
+        .order_by(m.AmphoraHealth.last_update)).all()
+    result = CheckResult(stale=[r.id for r in rows], failed_over=[], stopped=[])
+    if threshold and len(rows) >= threshold:
+        result.stopped = [r.id for r in rows]
+        session.execute(update(m.Amphora).where(m.Amphora.id.in_(result.stopped))
+                        .values(status=c.FAILOVER_STOPPED))
+        LOG.critical("%d amphorae are stale at once (failover_threshold %d): a network "
+                     "partition of the control plane is more likely than dead amphorae; "
+                     "NO failover, amphorae marked FAILOVER_STOPPED: %s", len(rows),
+                     threshold, ", ".join(result.stopped))
+        return result
+    seen: set[str] = set()
+    for row in rows:
+        if row.load_balancer_id is None or row.load_balancer_id in seen:
+            continue
+        seen.add(row.load_balancer_id)
+        moved = session.execute(update(m.LoadBalancer).where(
+            m.LoadBalancer.id == row.load_balancer_id,
+            m.LoadBalancer.provisioning_status.in_((c.ACTIVE, c.ERROR)))
+            .values(provisioning_status=c.PENDING_UPDATE))
+        if not moved.rowcount:  # type: ignore[attr-defined]
+            continue  # the load balancer is busy: its next check comes soon enough
+        session.execute(update(m.AmphoraHealth).where(m.AmphoraHealth.amphora_id == row.id)
+                        .values(busy=True))
+        jobs.enqueue(session, row.load_balancer_id, c.JOB_FAILOVER_AMPHORA,
+                     amphora_id=row.id)
+        result.failed_over.append(row.id)
+        LOG.warning("amphora %s of load balancer %s sent no heartbeat for %s s: failover",
+                    row.id, row.load_balancer_id, timeout)
+    return result

@@ -1,0 +1,214 @@
+"""Writing a batch of heartbeats: amphora health, operating statuses, statistics.
+
+One transaction per batch, a fixed handful of queries whatever its size: the amphorae
+and their load balancers' trees are read with IN lists, only statuses that change are
+written, health rows and statistics are upserted with executemany. Per amphora:
+
+- unknown or DELETED amphorae, and amphorae of no load balancer, change nothing;
+- its health row (``last_update``) is refreshed only when it reports as many listeners as
+  the load balancer has enabled HAProxy listeners (skipped while the load balancer is
+  PENDING_* or disabled) and the heartbeat waited less than ``heartbeat_interval`` in the
+  queue: otherwise it goes stale and is failed over, as in Octavia;
+- statuses: rollup.rollup on the newest heartbeat of the batch;
+- statistics: version 3 deltas added to the (listener, amphora) row, current connections
+  replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+from sqlalchemy import bindparam, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.orm import Session
+
+from amphorae.common import constants as c
+from amphorae.db import models as m
+from amphorae.health import rollup
+
+DELTAS = ("bytes_in", "bytes_out", "total_connections", "request_errors")
+NOT_REPORTED = (c.UDP, "SCTP")  # nftables listeners are not in HAProxy's heartbeat
+
+
+@dataclasses.dataclass(frozen=True)
+class Received:
+    message: dict[str, Any]
+    received_at: float  # time.monotonic() when the datagram arrived
+
+
+@dataclasses.dataclass
+class Outcome:
+    refreshed: int = 0  # health rows written
+    ignored: int = 0  # unknown amphorae or of no load balancer
+    withheld: int = 0  # listener count off, or too old: not refreshed
+    status_changes: int = 0
+
+
+def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
+          processed_at: float, interval: float) -> Outcome:
+    outcome = Outcome()
+    newest: dict[str, Received] = {}
+    for item in batch:  # the replay guard admitted them in order: later is newer
+        newest[item.message["id"]] = item
+    amps = {row.id: row for row in session.execute(
+        select(m.Amphora.id, m.Amphora.load_balancer_id, m.Amphora.status)
+        .where(m.Amphora.id.in_(newest)))}
+    lb_ids = {row.load_balancer_id for row in amps.values()
+              if row.status != c.DELETED and row.load_balancer_id}
+    trees = _trees(session, lb_ids)
+    health: list[dict[str, Any]] = []
+    stats: list[dict[str, Any]] = []
+    changes: dict[type, dict[str, str]] = {}
+    for amp_id, item in newest.items():
+        row = amps.get(amp_id)
+        tree = trees.get(row.load_balancer_id) if row is not None else None
+        if row is None or row.status == c.DELETED or tree is None:
+            outcome.ignored += 1
+            continue
+        tree_obj, expected = tree
+        reported = len(item.message.get("listeners") or {})
+        fresh = processed_at - item.received_at < interval
+        if fresh and (expected is None or reported == expected):
+            health.append({"amphora_id": amp_id, "last_update": now})
+        else:
+            outcome.withheld += 1
+        _diff(tree_obj, rollup.rollup(tree_obj, item.message), changes)
+    for item in batch:
+        row = amps.get(item.message["id"])
+        if row is not None and row.load_balancer_id in trees:
+            stats += _stats(item.message)
+    outcome.status_changes = _write_statuses(session, changes)
+    _upsert_health(session, health)
+    back = [row["amphora_id"] for row in health
+            if amps[row["amphora_id"]].status == c.FAILOVER_STOPPED]
+    if back:  # heartbeats again after the circuit breaker stopped its failover
+        session.execute(update(m.Amphora).where(m.Amphora.id.in_(back))
+                        .values(status=c.AMPHORA_ALLOCATED))
+    _add_stats(session, stats)
+    outcome.refreshed = len(health)
+    return outcome
+
+
+# -- reading ---------------------------------------------------------------------------
+
+def _trees(session: Session, lb_ids: set[str]) -> dict[str, tuple[rollup.Tree, int | None]]:
+    """Per load balancer: its tree, and the listener count a heartbeat must report
+    (None: not checked)."""
+    if not lb_ids:
+        return {}
+    lbs = {r.id: r for r in session.execute(
+        select(m.LoadBalancer.id, m.LoadBalancer.enabled, m.LoadBalancer.provisioning_status,
+               m.LoadBalancer.operating_status).where(
+            m.LoadBalancer.id.in_(lb_ids), m.LoadBalancer.provisioning_status != c.DELETED))}
+    listeners: dict[str, dict[str, tuple[bool, str]]] = {i: {} for i in lbs}
+    counted: dict[str, int] = dict.fromkeys(lbs, 0)
+    for r in session.execute(select(
+            m.Listener.id, m.Listener.load_balancer_id, m.Listener.enabled,
+            m.Listener.operating_status, m.Listener.protocol,
+            m.Listener.provisioning_status).where(m.Listener.load_balancer_id.in_(lbs))):
+        if r.protocol in NOT_REPORTED:
+            continue
+        listeners[r.load_balancer_id][r.id] = (r.enabled, r.operating_status)
+        if r.enabled and r.provisioning_status not in (c.ERROR, c.PENDING_DELETE):
+            counted[r.load_balancer_id] += 1
+    pools: dict[str, dict[str, str]] = {i: {} for i in lbs}
+    pool_lb: dict[str, str] = {}
+    for r in session.execute(select(m.Pool.id, m.Pool.load_balancer_id,
+                                    m.Pool.operating_status, m.Pool.protocol)
+                             .where(m.Pool.load_balancer_id.in_(lbs))):
+        if r.protocol in NOT_REPORTED:
+            continue
+        pools[r.load_balancer_id][r.id] = r.operating_status
+        pool_lb[r.id] = r.load_balancer_id
+    members: dict[str, dict[str, tuple[str, str]]] = {i: {} for i in lbs}
+    for r in session.execute(select(m.Member.id, m.Member.pool_id, m.Member.operating_status)
+                             .where(m.Member.pool_id.in_(pool_lb))):
+        members[pool_lb[r.pool_id]][r.id] = (r.pool_id, r.operating_status)
+    out = {}
+    for lb_id, lb in lbs.items():
+        check = lb.enabled and lb.provisioning_status in (c.ACTIVE, c.ERROR)
+        tree = rollup.Tree(lb_id=lb_id, lb_enabled=lb.enabled,
+                           lb_active=lb.provisioning_status == c.ACTIVE,
+                           lb_status=lb.operating_status, listeners=listeners[lb_id],
+                           pools=pools[lb_id], members=members[lb_id])
+        out[lb_id] = (tree, counted[lb_id] if check else None)
+    return out
+
+
+def _diff(tree: rollup.Tree, new: rollup.Statuses,
+          changes: dict[type, dict[str, str]]) -> None:
+    current = {m.LoadBalancer: {tree.lb_id: tree.lb_status},
+               m.Listener: {i: s for i, (_, s) in tree.listeners.items()},
+               m.Pool: dict(tree.pools),
+               m.Member: {i: s for i, (_, s) in tree.members.items()}}
+    for model, statuses in ((m.LoadBalancer, new.load_balancer), (m.Listener, new.listener),
+                            (m.Pool, new.pool), (m.Member, new.member)):
+        for object_id, status in statuses.items():
+            if current[model].get(object_id) != status:
+                changes.setdefault(model, {})[object_id] = status
+
+
+# -- writing ---------------------------------------------------------------------------
+
+def _write_statuses(session: Session, changes: dict[type, dict[str, str]]) -> int:
+    count = 0
+    for model, statuses in changes.items():
+        if not statuses:
+            continue
+        table = model.__table__  # type: ignore[attr-defined]
+        session.execute(
+            update(table).where(table.c.id == bindparam("object_id"))
+            .values(operating_status=bindparam("status")),
+            [{"object_id": i, "status": s} for i, s in statuses.items()])
+        count += len(statuses)
+    return count
+
+
+def _insert(session: Session, table: Any) -> Any:
+    dialect = session.get_bind().dialect.name
+    return (pg_insert if dialect == "postgresql" else sqlite_insert)(table)
+
+
+def _upsert_health(session: Session, rows: list[dict[str, Any]]) -> None:
+    if not rows:
+        return
+    stmt = _insert(session, m.AmphoraHealth.__table__)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["amphora_id"], set_={"last_update": stmt.excluded.last_update}),
+        [{**row, "busy": False} for row in rows])
+
+
+def _stats(message: dict[str, Any]) -> Iterable[dict[str, Any]]:
+    for listener_id, entry in (message.get("listeners") or {}).items():
+        s = entry.get("stats") or {}
+        yield {"listener_id": listener_id, "amphora_id": message["id"],
+               "bytes_in": int(s.get("rx", 0)), "bytes_out": int(s.get("tx", 0)),
+               "active_connections": int(s.get("conns", 0)),
+               "total_connections": int(s.get("totconns", 0)),
+               "request_errors": int(s.get("ereq", 0))}
+
+
+def _add_stats(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Deltas summed per (listener, amphora) within the batch, then added to the row."""
+    merged: dict[tuple[str, str], dict[str, Any]] = {}
+    for row in rows:
+        key = (row["listener_id"], row["amphora_id"])
+        if key in merged:
+            for name in DELTAS:
+                merged[key][name] += row[name]
+            merged[key]["active_connections"] = row["active_connections"]
+        else:
+            merged[key] = dict(row)
+    if not merged:
+        return
+    table = m.ListenerStatistics.__table__
+    stmt = _insert(session, table)
+    session.execute(stmt.on_conflict_do_update(
+        index_elements=["listener_id", "amphora_id"],
+        set_={**{name: table.c[name] + stmt.excluded[name] for name in DELTAS},
+              "active_connections": stmt.excluded.active_connections}),
+        list(merged.values()))
