@@ -40,6 +40,7 @@ import ssl
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
@@ -655,3 +656,53 @@ def single_amphora_topology(marker: str, vip_cidr: str, member_cidr: str, *,
         yield topo
     finally:
         topo._teardown()
+
+
+class Probe(threading.Thread):
+    """Calls ``request`` (one request on a fresh connection; raising means it failed)
+    every ``interval`` until stopped, recording (completion time, success) of each."""
+
+    def __init__(self, request: Callable[[], object], interval: float = 0.02) -> None:
+        super().__init__(daemon=True)
+        self.request = request
+        self.interval = interval
+        self.results: list[tuple[float, bool]] = []
+        self._halt = threading.Event()
+
+    def run(self) -> None:
+        while not self._halt.is_set():
+            try:
+                self.request()
+                ok = True
+            except (OSError, http.client.HTTPException, AssertionError, RuntimeError):
+                ok = False
+            self.results.append((time.monotonic(), ok))
+            self._halt.wait(self.interval)
+
+    def stop(self) -> None:
+        self._halt.set()
+        self.join(10)
+
+    def successes(self) -> list[float]:
+        return [t for t, ok in self.results if ok]
+
+    def failures(self) -> int:
+        return sum(1 for _, ok in self.results if not ok)
+
+    def wait_successes(self, count: int, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        start = len(self.successes())
+        while len(self.successes()) < start + count:
+            if time.monotonic() > deadline or not self.is_alive():
+                raise TopologyError(f"fewer than {count} successful requests in {timeout} s")
+            time.sleep(0.02)
+
+    def gap(self, since: float) -> float:
+        """The outage around ``since`` (e.g. a kill): from the last success before it to
+        the first success after the last failure that followed it. A request sent before
+        ``since`` that completes just after it does not end the outage."""
+        ok = self.successes()
+        before = max(t for t in ok if t <= since)
+        failures = [t for t, good in self.results if not good and t > since]
+        after = min(t for t in ok if t > (failures[-1] if failures else since))
+        return after - before

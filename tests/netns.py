@@ -10,7 +10,9 @@ from __future__ import annotations
 import contextlib
 import os
 import secrets
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 
 import pytest
@@ -44,3 +46,24 @@ def namespace(purpose: str) -> Iterator[str]:
     finally:
         # Deleting the namespace also removes every interface inside it.
         subprocess.run(["ip", "netns", "delete", name], check=False, capture_output=True)
+
+
+def crash_namespace(ns: str, timeout: float = 10.0) -> list[int]:
+    """SIGKILL every process in ``ns`` until none is left (the namespace and its
+    addresses stay, as with a hung machine); the pids killed.
+
+    All are stopped first: keepalived's children get SIGTERM when their parent dies
+    (PR_SET_PDEATHSIG) and would otherwise leave gracefully, handing a VIP over at once
+    instead of crashing."""
+    killed: list[int] = []
+    deadline = time.monotonic() + timeout
+    while pids := [int(p) for p in run("ip", "netns", "pids", ns).stdout.split()]:
+        if time.monotonic() > deadline:
+            raise RuntimeError(f"processes {pids} in {ns} survive SIGKILL")
+        for sig in (signal.SIGSTOP, signal.SIGKILL):
+            for pid in pids:
+                with contextlib.suppress(ProcessLookupError):
+                    os.kill(pid, sig)
+        killed += pids
+        time.sleep(0.01)
+    return sorted(set(killed))

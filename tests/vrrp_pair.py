@@ -27,14 +27,11 @@ import contextlib
 import dataclasses
 import http.client
 import ipaddress
-import os
 import secrets
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -50,7 +47,8 @@ from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import keepalived as render_keepalived
 from amphorae.render import model
-from tests.dataplane import http_request, subnets_in_use
+from tests.dataplane import Probe, http_request, subnets_in_use
+from tests.netns import crash_namespace
 
 MEMBER_PORT = 8080
 VIP_PORT = 80
@@ -179,25 +177,8 @@ class Pair:
         return render_haproxy.AmphoraPaths.for_lb(str(amp.base), self.lb_id).stats_socket
 
     def kill(self, amp: PairAmphora, timeout: float = 10.0) -> list[int]:
-        """Crash the amphora: SIGKILL every process in its namespace (agent, HAProxy,
-        keepalived, a check script) until none is left. The namespace and its addresses
-        stay, as with a hung amphora. Returns the pids killed.
-
-        All are stopped first: keepalived's children get SIGTERM when their parent dies
-        (PR_SET_PDEATHSIG) and would otherwise leave gracefully, handing the VIP over
-        at once instead of crashing."""
-        killed: list[int] = []
-        deadline = time.monotonic() + timeout
-        while pids := self.pids(amp):
-            if time.monotonic() > deadline:
-                raise PairError(f"processes {pids} in {amp.ns} survive SIGKILL")
-            for sig in (signal.SIGSTOP, signal.SIGKILL):
-                for pid in pids:
-                    with contextlib.suppress(ProcessLookupError):
-                        os.kill(pid, sig)
-            killed += pids
-            time.sleep(0.01)
-        return sorted(set(killed))
+        """Crash the amphora (tests/netns.crash_namespace); the pids killed."""
+        return crash_namespace(amp.ns, timeout)
 
     def takeover_bound(self) -> float:
         """The BACKUP's master down interval: ``down_timer_adverts`` adverts (keepalived
@@ -216,50 +197,12 @@ class Pair:
 # --- traffic while failing over -----------------------------------------------------
 
 
-class Probe(threading.Thread):
-    """GETs to the VIP on fresh connections every ``interval`` until stopped; records
-    (completion time, success) of each."""
-
-    def __init__(self, pair: Pair, interval: float = 0.02, timeout: float = 0.5) -> None:
-        super().__init__(daemon=True)
-        self.pair = pair
-        self.interval = interval
-        self.timeout = timeout
-        self.results: list[tuple[float, bool]] = []
-        self._halt = threading.Event()
-
-    def run(self) -> None:
-        while not self._halt.is_set():
-            try:
-                self.pair.get(timeout=self.timeout)
-                ok = True
-            except (OSError, http.client.HTTPException, PairError):
-                ok = False
-            self.results.append((time.monotonic(), ok))
-            self._halt.wait(self.interval)
-
-    def stop(self) -> None:
-        self._halt.set()
-        self.join(10)
-
-    def successes(self) -> list[float]:
-        return [t for t, ok in self.results if ok]
-
-    def wait_successes(self, count: int, timeout: float) -> None:
-        deadline = time.monotonic() + timeout
-        start = len(self.successes())
-        while len(self.successes()) < start + count:
-            if time.monotonic() > deadline or not self.is_alive():
-                raise PairError(f"fewer than {count} successful GETs in {timeout} s")
-            time.sleep(0.02)
-
-
 def fail_over(pair: Pair, settle: int = 20) -> Failover:
     """Continuous traffic to the VIP; SIGKILL everything in the MASTER; wait for the
     BACKUP to hold the VIP and for ``settle`` successful GETs after that."""
     if pair.holders() != ["MASTER"]:
         raise PairError(f"VIP held by {pair.holders()}, not by the MASTER alone")
-    probe = Probe(pair)
+    probe = Probe(pair.get)
     probe.start()
     try:
         probe.wait_successes(settle, READY_TIMEOUT)
@@ -275,14 +218,7 @@ def fail_over(pair: Pair, settle: int = 20) -> Failover:
         probe.wait_successes(settle, READY_TIMEOUT)
     finally:
         probe.stop()
-    ok = probe.successes()
-    before = max(t for t in ok if t <= killed_at)
-    # The outage ends with the last failure after the kill: a request sent before the
-    # kill that completes just after it does not end it.
-    failures = [t for t, good in probe.results if not good and t > killed_at]
-    after = min(t for t in ok if t > (failures[-1] if failures else killed_at))
-    return Failover(gap=after - before, takeover=took,
-                    failed=sum(1 for _, good in probe.results if not good),
+    return Failover(gap=probe.gap(killed_at), takeover=took, failed=probe.failures(),
                     requests=len(probe.results))
 
 

@@ -49,7 +49,7 @@ class NoopPlugger:
     def plug(self, namespace: str, ports: Sequence[ports.Port], mac_seed: str) -> None:
         LOG.debug("noop network: plug %d ports into %s", len(ports), namespace)
 
-    def unplug_all(self, namespace: str) -> None:
+    def unplug_all(self, namespace: str, ifnames: Sequence[str] = ()) -> None:
         LOG.debug("noop network: unplug %s", namespace)
 
 

@@ -21,6 +21,7 @@ from typing import Any
 from amphorae.common import config
 from amphorae.common import heartbeat as codec
 from amphorae.db import engine
+from amphorae.drivers.compute import base as compute_base
 from amphorae.health import stale, update
 from amphorae.worker.queue import utcnow
 
@@ -92,6 +93,11 @@ class HealthManager:
         self.counters: collections.Counter[str] = collections.Counter()
         self.stopping = threading.Event()
         self.partition = False  # the circuit breaker is open (stale.py)
+        self.host = None
+        if conf.controller_worker.compute_driver == "compute_netns_driver":
+            from amphorae.drivers.compute import netns
+
+            self.host = netns.NetnsComputeDriver(conf)
         self.ready = threading.Event()
 
     def socket(self) -> socket.socket:
@@ -148,14 +154,23 @@ class HealthManager:
                 LOG.exception("writing %d heartbeats failed", len(batch))
                 self.counters["write_failed"] += len(batch)
 
+    def _gone(self) -> list[str]:
+        """Amphorae of this host (netns) whose namespace is no longer there."""
+        if self.host is None:
+            return []
+        return [amp.amphora_id for amp in self.host.list_amphorae()
+                if amp.amphora_id and amp.status == compute_base.ERROR]
+
     def _stale_loop(self) -> None:
         # The first check waits a whole timeout: amphorae must get a chance to report.
         if self.stopping.wait(self.timeout):
             return
         while not self.stopping.is_set():
             try:
+                gone = self._gone()
                 with engine.transaction(url=self.url) as session:
-                    result = stale.check(session, utcnow(), self.timeout, self.threshold)
+                    result = stale.check(session, utcnow(), self.timeout, self.threshold,
+                                         gone)
                 self.partition = bool(result.stopped)
             except Exception:
                 LOG.exception("stale amphora check failed")

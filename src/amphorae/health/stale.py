@@ -6,6 +6,9 @@ transaction; the reconciler replaces the amphora). Amphorae get a health row wit
 first accepted heartbeat, so one that never sent any is never stale (Octavia's rule);
 the reconciler replaces it when its compute instance is gone.
 
+Amphorae whose compute instance is gone (a netns amphora whose namespace was deleted:
+its processes may live on unnamed and keep sending heartbeats) are failed over too.
+
 The circuit breaker (``failover_threshold``): when at least that many amphorae are stale
 at once, the control plane has most likely lost its network, not its amphorae: none is
 failed over, they are marked FAILOVER_STOPPED, and the condition is logged loudly and
@@ -18,6 +21,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import logging
+from collections.abc import Collection
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -38,7 +42,10 @@ class CheckResult:
 
 
 def check(session: Session, now: dt.datetime, timeout: float,
-          threshold: int | None) -> CheckResult:
+          threshold: int | None, gone: Collection[str] = ()) -> CheckResult:
+    """``gone``: amphorae whose compute instance no longer exists (the caller asked the
+    compute driver); they are failed over like stale ones, whatever the threshold (a
+    missing instance is no sign of a partition)."""
     cutoff = now - dt.timedelta(seconds=timeout)
     rows = session.execute(
         select(m.Amphora.id, m.Amphora.load_balancer_id, m.Amphora.status)
@@ -56,6 +63,11 @@ def check(session: Session, now: dt.datetime, timeout: float,
                      "NO failover, amphorae marked FAILOVER_STOPPED: %s", len(rows),
                      threshold, ", ".join(result.stopped))
         return result
+    if gone:
+        rows += session.execute(
+            select(m.Amphora.id, m.Amphora.load_balancer_id, m.Amphora.status)
+            .where(m.Amphora.id.in_(gone), m.Amphora.status.in_(WATCHED),
+                   m.Amphora.id.not_in(result.stale))).all()
     seen: set[str] = set()
     for row in rows:
         if row.load_balancer_id is None or row.load_balancer_id in seen:
@@ -72,6 +84,7 @@ def check(session: Session, now: dt.datetime, timeout: float,
         jobs.enqueue(session, row.load_balancer_id, c.JOB_FAILOVER_AMPHORA,
                      amphora_id=row.id)
         result.failed_over.append(row.id)
-        LOG.warning("amphora %s of load balancer %s sent no heartbeat for %s s: failover",
-                    row.id, row.load_balancer_id, timeout)
+        LOG.warning("amphora %s of load balancer %s %s: failover", row.id,
+                    row.load_balancer_id, "is gone" if row.id in gone
+                    else f"sent no heartbeat for {timeout:g} s")
     return result

@@ -62,7 +62,7 @@ class Compute(Protocol):
 
 class Plugger(Protocol):
     def plug(self, namespace: str, ports: Sequence[ports.Port], mac_seed: str) -> None: ...
-    def unplug_all(self, namespace: str) -> None: ...
+    def unplug_all(self, namespace: str, ifnames: Sequence[str] = ()) -> None: ...
 
 
 class AmphoraDriver(Protocol):
@@ -104,6 +104,11 @@ class Reconciler:
             return
         try:
             amps, doomed = self._ensure_amphorae(lb_id, str(topology), claim)
+            if topology == c.TOPOLOGY_SINGLE:
+                # The replacement takes the same VIP (and MAC): the old one must go first.
+                for amp_id in doomed:
+                    self._destroy(amp_id)
+                doomed = []
             failed = self._ensure_ports(lb_id, amps)
             with engine.transaction(write=False, url=self.url) as session:
                 tls = certificates.collect(session, lb_id, LocalCertManager())
@@ -180,8 +185,11 @@ class Reconciler:
         with engine.transaction(write=False, url=self.url) as session:
             row = session.get(m.Amphora, amp_id)
             compute_id = row.compute_id if row is not None else None
+            subnets = session.scalars(select(m.IPAllocation.subnet_id).where(
+                m.IPAllocation.device_id == AMPHORA_DEVICE.format(amp_id)))
+            ifnames = [ports.VIP_IFNAME, *(ports.member_ifname(s) for s in subnets)]
         if compute_id:
-            self.d.plugger.unplug_all(compute_id)
+            self.d.plugger.unplug_all(compute_id, ifnames)
         self.d.compute.delete(amp_id)
         with engine.transaction(url=self.url) as session:
             self.d.network.release_device(session, AMPHORA_DEVICE.format(amp_id))
@@ -237,7 +245,8 @@ class Reconciler:
                     session.merge(amp)
                 vip_addresses = ([amp.vrrp_ip] if pair
                                  else [vip.ip_address, *_extra_vips(session, lb_id, subnet)])
-                plan = [_port(ports.VIP_IFNAME, subnet, vip_addresses, gateway=True)]
+                plan = [_port(ports.VIP_IFNAME, subnet, vip_addresses, gateway=True,
+                              mac_seed=None if pair else f"lb-{lb_id}")]
                 for sub in sorted(member_subnets.values(), key=lambda s: s.id):
                     plan.append(_port(ports.member_ifname(sub.id), sub,
                                       [self._address(session, amp.id, sub)]))
@@ -313,12 +322,12 @@ class Reconciler:
 
 
 def _port(ifname: str, subnet: local.Subnet, addresses: list[str],
-          gateway: bool = False) -> ports.Port:
+          gateway: bool = False, mac_seed: str | None = None) -> ports.Port:
     prefix = subnet.cidr.prefixlen
     return ports.Port(ifname=ifname, bridge=local.bridge_name(subnet),
                       host_cidr=f"{subnet.gateway_ip}/{prefix}",
                       addresses=tuple(f"{a}/{prefix}" for a in addresses),
-                      gateway=subnet.gateway_ip if gateway else None)
+                      gateway=subnet.gateway_ip if gateway else None, mac_seed=mac_seed)
 
 
 def _extra_vips(session: Session, lb_id: str, subnet: local.Subnet) -> list[str]:

@@ -124,6 +124,7 @@ class NetnsComputeDriver:
             self.plumbing.ensure_host_address(
                 self.bridge, f"{self.gateway}/{self.cidr.prefixlen}")
             self.plumbing.ensure_netns(ns)
+            self._remember_inode(short, ns)
             self.plumbing.sysctl(ns, SYSCTLS)
             self.plumbing.ensure_veth(mgmt_veth_name(short), self.bridge, ns, MGMT_IFNAME,
                                       mac=plumbing_mod.mac_address(amphora_id))
@@ -153,9 +154,7 @@ class NetnsComputeDriver:
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             state = {"amphora_id": amphora_id, "namespace": namespace_name(short),
                      "management_ip": free, "management_veth": mgmt_veth_name(short)}
-            tmp = path / (STATE_FILE + ".tmp")
-            tmp.write_text(json.dumps(state))
-            tmp.replace(path / STATE_FILE)
+            self._write_state(short, state)
             return free
 
     # -- processes ---------------------------------------------------------------------
@@ -194,7 +193,7 @@ class NetnsComputeDriver:
         ns = namespace_name(short)
         deadline = time.monotonic() + TERM_GRACE
         sig = signal.SIGTERM
-        while pids := self.plumbing.netns_pids(ns):
+        while pids := self._pids(short, ns):
             for pid in pids:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(pid, sig)
@@ -205,6 +204,24 @@ class NetnsComputeDriver:
                 sig = signal.SIGKILL
             time.sleep(0.01)
         self._reap(short)
+
+    def _pids(self, short: str, ns: str) -> list[int]:
+        """Processes in the amphora's network namespace: by its name, and by the inode
+        recorded at creation, which finds them also after someone deleted the name
+        (`ip netns delete` leaves a namespace with processes running, unnamed)."""
+        pids = set(self.plumbing.netns_pids(ns))
+        inode = (self._read_state(short) or {}).get("netns_inode")
+        if inode and not self.plumbing.netns_exists(ns):
+            # An inode is reused once its namespace is gone: only processes started
+            # from this amphora's directory (agent, HAProxy, keepalived) are its own.
+            pids.update(pids_in_netns(int(inode), str(self._dir(short))))
+        return sorted(pids)
+
+    def _remember_inode(self, short: str, ns: str) -> None:
+        with self._state_lock():
+            state = self._read_state(short) or {}
+            state["netns_inode"] = os.stat(f"/run/netns/{ns}").st_ino
+            self._write_state(short, state)
 
     def _reap(self, short: str) -> None:
         with self._lock:
@@ -264,6 +281,12 @@ class NetnsComputeDriver:
         except (OSError, ValueError):
             return None
 
+    def _write_state(self, short: str, state: dict) -> None:
+        path = self._dir(short)
+        tmp = path / (STATE_FILE + ".tmp")
+        tmp.write_text(json.dumps(state))
+        tmp.replace(path / STATE_FILE)
+
     def _all_states(self) -> dict[str, dict]:
         if not self.state_dir.is_dir():
             return {}
@@ -283,3 +306,17 @@ class NetnsComputeDriver:
                 yield
             finally:
                 fcntl.flock(fh, fcntl.LOCK_UN)
+
+
+def pids_in_netns(inode: int, marker: str) -> list[int]:
+    """Processes whose network namespace has this inode (named or not) and whose
+    command line mentions ``marker``."""
+    found = []
+    for entry in os.scandir("/proc"):
+        if entry.name.isdigit():
+            with contextlib.suppress(OSError):
+                if (os.stat(f"/proc/{entry.name}/ns/net").st_ino == inode
+                        and marker.encode() in Path(f"/proc/{entry.name}/cmdline")
+                        .read_bytes()):
+                    found.append(int(entry.name))
+    return found

@@ -67,6 +67,10 @@ class Port:
     host_cidr: str  # the host's address on the bridge (the subnet's gateway)
     addresses: tuple[str, ...]
     gateway: str | None = None
+    # Whose MAC the port gets; None: the amphora's. A SINGLE amphora's VIP port takes
+    # the load balancer's, so a replacement answers with the same MAC and the neighbours'
+    # ARP caches stay right.
+    mac_seed: str | None = None
 
 
 class PortPlugger:
@@ -86,14 +90,15 @@ class PortPlugger:
             self.plumbing.ensure_bridge(port.bridge)
             self.plumbing.ensure_host_address(port.bridge, port.host_cidr)
             plug_port(self.plumbing, namespace, port.bridge, port.ifname,
-                      plumbing_mod.mac_address(f"{mac_seed}/{port.ifname}"),
+                      plumbing_mod.mac_address(f"{port.mac_seed or mac_seed}/{port.ifname}"),
                       port.addresses[0], gateway=port.gateway)
             for extra in port.addresses[1:]:
                 self.plumbing.ensure_address(namespace, port.ifname, extra)
 
-    def unplug_all(self, namespace: str) -> None:
-        if not self.plumbing.netns_exists(namespace):
-            return
-        for link in self.plumbing.links(ns=namespace):
-            if _is_port(link.get("ifname", "")):
-                unplug_port(self.plumbing, namespace, link["ifname"])
+    def unplug_all(self, namespace: str, ifnames: Sequence[str] = ()) -> None:
+        """Every port of the namespace, and the ports ``ifnames`` even when the
+        namespace's name is gone (their host ends are found by name)."""
+        found = [link.get("ifname", "") for link in self.plumbing.links(ns=namespace)] \
+            if self.plumbing.netns_exists(namespace) else []
+        for ifname in {*(n for n in found if _is_port(n)), *ifnames}:
+            unplug_port(self.plumbing, namespace, ifname)
