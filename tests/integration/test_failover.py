@@ -194,3 +194,23 @@ def test_active_standby_master_dies_backup_serves_and_a_new_backup_comes(
 def _holds(namespace: str, address: str) -> bool:
     out = netns.run("ip", "-o", "address", "show", "dev", ports.VIP_IFNAME, ns=namespace)
     return f" {address}/" in out.stdout
+
+
+def test_failover_through_the_api_replaces_amphorae(up: Deployment, lbs: list,
+                                                     pair_flavor: str) -> None:
+    d = up
+    lb = serving_lb(d, pair_flavor)
+    lbs.append(lb)
+    first = set(amphorae(d, lb.id))
+    d.lb.failover_load_balancer(lb.id)  # 202: every amphora replaced
+    d.wait_lb(lb.id)
+    second = amphorae(d, lb.id)
+    assert len(second) == 2 and not first & set(second)
+    eventually(lambda: _both(lb.vip_address), "traffic after the load balancer failover")
+    backup = next(a for a in second.values() if a.role == "BACKUP")
+    d.lb.failover_amphora(backup.id)  # 202: just that one
+    d.wait_lb(lb.id)
+    third = amphorae(d, lb.id)
+    assert backup.id not in third and set(second) - {backup.id} <= set(third)
+    assert sorted(a.role for a in third.values()) == ["BACKUP", "MASTER"]
+    eventually(lambda: _both(lb.vip_address), "traffic after the amphora failover")
