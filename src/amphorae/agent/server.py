@@ -140,6 +140,7 @@ def main(conf: cfg.ConfigOpts) -> int:
     if sender is not None:
         sender.start()
     udp.restore()  # the UDP health checks outlive an agent restart
+    udp.start()
     try:
         server.serve_forever(poll_interval=0.5)
     finally:

@@ -24,10 +24,11 @@ HAProxy's counting, as the API documents it:
 - Conntrack keeps flows that are running on the member they started on; new flows
   follow the new rules (IPVS's default, ``expire_nodest_conn = 0``, does the same).
 
-One scheduler thread per agent (so per amphora) starts due checks on a small thread
-pool and applies a new rule set when a result changed the healthy set. The document is
-kept at ``<base>/udp.d/config.json``; :meth:`UdpHealth.restore` resumes after an agent
-restart (members UP again, as after a keepalived restart).
+One scheduler thread per agent (so per amphora; :meth:`UdpHealth.start`) starts due
+checks on a small thread pool and applies a new rule set when a result changed the
+healthy set. The document is kept at ``<base>/udp.d/config.json``;
+:meth:`UdpHealth.restore` resumes after an agent restart (members UP again, as after a
+keepalived restart).
 """
 
 from __future__ import annotations
@@ -106,11 +107,8 @@ class Check:
 
 def monitored_pools(lb: model.LoadBalancer) -> list[model.Pool]:
     """Enabled pools behind enabled UDP listeners that have an enabled monitor."""
-    found: dict[str, model.Pool] = {}
-    for pool in _served_pools(lb):
-        if pool.health_monitor is not None and pool.health_monitor.enabled:
-            found[pool.id] = pool
-    return list(found.values())
+    return [pool for pool in _served_pools(lb)
+            if pool.health_monitor is not None and pool.health_monitor.enabled]
 
 
 def _served_pools(lb: model.LoadBalancer) -> list[model.Pool]:
@@ -160,8 +158,8 @@ class UdpHealth:
 
     def configure(self, data: bytes) -> None:
         """Take a new document: check it, apply its rules (members whose check did not
-        change keep their state), store it, start checking. On any error nothing
-        changes. Raises UdpConfigError, or nft.NftError when nft refuses the rules."""
+        change keep their state), store it; the thread checks from now on. On any error
+        nothing changes. Raises UdpConfigError, or nft.NftError when nft refuses."""
         lb = self._parse(data)
         with self._lock:
             checks = checks_of(lb)
@@ -172,12 +170,12 @@ class UdpHealth:
             self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
             hap.write_file(self.path, data, 0o600)
             self._set(lb, checks, health)
-        self.start()
 
     def _parse(self, data: bytes) -> model.LoadBalancer:
         try:
             lb = udp_config.parse(data)
             render_nft.render(lb)  # ids nft cannot carry, addresses of no family
+            checks_of(lb)  # a monitor_address that is no IP address
         except ValueError as exc:
             raise UdpConfigError(str(exc)) from None
         for pool in monitored_pools(lb):

@@ -40,6 +40,9 @@ class Target:
     address: str
     port: int
 
+    def __post_init__(self) -> None:
+        ipaddress.ip_address(self.address)  # ValueError for anything but an IP address
+
     @classmethod
     def of(cls, member: model.Member) -> Target:
         return cls(member.monitor_address or member.address,
