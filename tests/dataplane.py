@@ -300,6 +300,39 @@ def http_request(address: str, port: int, path: str = "/", *, method: str = "GET
         sock.close()
 
 
+# -- member servers ------------------------------------------------------------------
+
+
+def start_member_server(ns: str, name: str, address: str, specs: Sequence[dict[str, Any]],
+                        log: Path) -> subprocess.Popen[bytes]:
+    """:data:`MEMBER_SERVER` in namespace ``ns``, answering as ``name`` on ``address``
+    with the services in ``specs``; returns once every socket is bound."""
+    with open(log, "ab") as err:
+        proc = subprocess.Popen(
+            ["ip", "netns", "exec", ns, sys.executable, "-c", MEMBER_SERVER, name, address,
+             json.dumps(list(specs))],
+            stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], MEMBER_READY_TIMEOUT)
+    if not ready or proc.stdout.readline().strip() != b"ready":
+        stop_member_server(proc)
+        raise TopologyError(f"member {name} did not start:\n{log.read_text()[-2000:]}")
+    return proc
+
+
+def stop_member_server(proc: subprocess.Popen[bytes]) -> None:
+    """Closing its stdin ends a member server."""
+    for stream in (proc.stdin, proc.stdout):
+        if stream is not None:
+            with contextlib.suppress(OSError):
+                stream.close()
+    try:
+        proc.wait(5)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait(5)
+
+
 # -- the topology -------------------------------------------------------------------
 
 
@@ -384,33 +417,15 @@ class Topology:
         specs = [{"kind": s.kind, "port": s.port,
                   **({"cert": str(self.member_cert(name))} if s.kind == "https" else {})}
                  for s in (self.services if services is None else services)]
-        log = self.workdir / f"member-{name}.log"
-        with open(log, "ab") as err:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.member_ns[name], sys.executable, "-c",
-                 MEMBER_SERVER, name, self.members[name], json.dumps(specs)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-        self.servers[name] = proc
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], MEMBER_READY_TIMEOUT)
-        if not ready or proc.stdout.readline().strip() != b"ready":
-            self.stop_member(name)
-            raise TopologyError(f"member {name} did not start:\n{log.read_text()[-2000:]}")
+        self.servers[name] = start_member_server(
+            self.member_ns[name], name, self.members[name], specs,
+            self.workdir / f"member-{name}.log")
 
     def stop_member(self, name: str) -> None:
-        """Stop member ``name``'s server (closing its stdin ends it); no-op if stopped."""
+        """Stop member ``name``'s server; no-op if stopped."""
         proc = self.servers.pop(name, None)
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            stop_member_server(proc)
 
     # -- the agent and HAProxy ----------------------------------------------------------
 

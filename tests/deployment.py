@@ -165,6 +165,14 @@ cleanup_interval = 2
         dp.wait_for(reached, f"load balancer {lb_id} {status}", timeout=timeout)
         return found["lb"]
 
+    def settle(self, lb_id: str, call: Callable[..., Any], *args: Any,
+               **kwargs: Any) -> Any:
+        """Make one API call that changes the load balancer, then wait until it is
+        ACTIVE again; the call's result."""
+        out = call(*args, **kwargs)
+        self.wait_lb(lb_id)
+        return out
+
     def wait_gone(self, lb_id: str, timeout: float = WAIT) -> None:
         def gone() -> bool:
             try:

@@ -8,12 +8,8 @@ names the member). :class:`MemberFarm` removes all of it again, also after a fai
 
 from __future__ import annotations
 
-import contextlib
 import ipaddress
-import json
-import select
 import subprocess
-import sys
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -59,34 +55,15 @@ class MemberFarm:
         specs = [{"kind": s.kind, "port": s.port,
                   **({"cert": str(self._cert(name))} if s.kind == "https" else {})}
                  for s in services]
-        log = self.workdir / f"member-{name}.log"
-        with open(log, "ab") as err:
-            proc = subprocess.Popen(
-                ["ip", "netns", "exec", self.namespace(name), sys.executable, "-c",
-                 dp.MEMBER_SERVER, name, self.addresses[name], json.dumps(specs)],
-                stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err)
-        self.servers[name] = proc
-        assert proc.stdout is not None
-        ready, _, _ = select.select([proc.stdout], [], [], dp.MEMBER_READY_TIMEOUT)
-        if not ready or proc.stdout.readline().strip() != b"ready":
-            self.stop(name)
-            raise dp.TopologyError(f"member {name} did not start:\n"
-                                   f"{log.read_text()[-2000:]}")
+        self.servers[name] = dp.start_member_server(
+            self.namespace(name), name, self.addresses[name], specs,
+            self.workdir / f"member-{name}.log")
 
     def stop(self, name: str) -> None:
-        """Stop member ``name``'s server (closing its stdin ends it); no-op if stopped."""
+        """Stop member ``name``'s server; no-op if stopped."""
         proc = self.servers.pop(name, None)
-        if proc is None:
-            return
-        for stream in (proc.stdin, proc.stdout):
-            if stream is not None:
-                with contextlib.suppress(OSError):
-                    stream.close()
-        try:
-            proc.wait(5)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            proc.wait(5)
+        if proc is not None:
+            dp.stop_member_server(proc)
 
     def close(self) -> None:
         for name in list(self.servers):

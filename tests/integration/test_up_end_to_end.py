@@ -36,27 +36,20 @@ def up() -> Iterator[Deployment]:
         yield d
 
 
-def settle(d: Deployment, lb_id: str, call: Any, *args: Any, **kwargs: Any) -> Any:
-    """Make one API call that changes the load balancer, then wait until it is ACTIVE."""
-    out = call(*args, **kwargs)
-    d.wait_lb(lb_id)
-    return out
-
-
 def build_http_tree(d: Deployment, lb_id: str, names: tuple[str, ...]) -> tuple[Any, Any]:
-    listener = settle(d, lb_id, d.lb.create_listener, loadbalancer_id=lb_id,
+    listener = d.settle(lb_id, d.lb.create_listener, loadbalancer_id=lb_id,
                       protocol="HTTP", protocol_port=80)
-    pool = settle(d, lb_id, d.lb.create_pool, listener_id=listener.id, protocol="HTTP",
+    pool = d.settle(lb_id, d.lb.create_pool, listener_id=listener.id, protocol="HTTP",
                   lb_algorithm="ROUND_ROBIN")
     for name in names:
         add_member(d, lb_id, pool.id, name)
-    settle(d, lb_id, d.lb.create_health_monitor, pool_id=pool.id, type="HTTP", delay=1,
+    d.settle(lb_id, d.lb.create_health_monitor, pool_id=pool.id, type="HTTP", delay=1,
            timeout=1, max_retries=1, max_retries_down=1, url_path="/")
     return listener, pool
 
 
 def add_member(d: Deployment, lb_id: str, pool_id: str, name: str) -> Any:
-    return settle(d, lb_id, d.lb.create_member, pool_id, name=name,
+    return d.settle(lb_id, d.lb.create_member, pool_id, name=name,
                   address=d.members.addresses[name], protocol_port=dp.HTTP.port,
                   subnet_id=d.member_subnet_id)
 
@@ -108,26 +101,26 @@ def test_single_load_balancer_lifecycle(up: Deployment) -> None:
     eventually(lambda: dp.assert_round_robin(answers(lb.vip_address, 40), list(MEMBERS)),
                "round robin over 4")
     m2 = next(mem for mem in d.lb.members(pool.id) if mem.name == "m2")
-    settle(d, lb.id, d.lb.delete_member, m2.id, pool.id)
+    d.settle(lb.id, d.lb.delete_member, m2.id, pool.id)
     eventually(lambda: dp.assert_round_robin(answers(lb.vip_address, 30),
                                              ["m1", "m3", "m4"]), "m2 gone")
 
     # SOURCE_IP: one client always reaches the same member.
-    settle(d, lb.id, d.lb.update_pool, pool.id, lb_algorithm="SOURCE_IP")
+    d.settle(lb.id, d.lb.update_pool, pool.id, lb_algorithm="SOURCE_IP")
     eventually(lambda: _one_member(answers(lb.vip_address, 12)), "one member per client")
 
     # L7: /admin is refused, /api goes to a pool of its own (m1 only).
     listener_id = d.lb.get_pool(pool.id).listeners[0]["id"]
-    api_pool = settle(d, lb.id, d.lb.create_pool, loadbalancer_id=lb.id, protocol="HTTP",
+    api_pool = d.settle(lb.id, d.lb.create_pool, loadbalancer_id=lb.id, protocol="HTTP",
                       lb_algorithm="ROUND_ROBIN")
     add_member(d, lb.id, api_pool.id, "m1")
-    reject = settle(d, lb.id, d.lb.create_l7_policy, listener_id=listener_id,
+    reject = d.settle(lb.id, d.lb.create_l7_policy, listener_id=listener_id,
                     action="REJECT", position=1)
-    settle(d, lb.id, d.lb.create_l7_rule, reject.id, type="PATH",
+    d.settle(lb.id, d.lb.create_l7_rule, reject.id, type="PATH",
            compare_type="STARTS_WITH", value="/admin")
-    to_api = settle(d, lb.id, d.lb.create_l7_policy, listener_id=listener_id,
+    to_api = d.settle(lb.id, d.lb.create_l7_policy, listener_id=listener_id,
                     action="REDIRECT_TO_POOL", redirect_pool_id=api_pool.id, position=2)
-    settle(d, lb.id, d.lb.create_l7_rule, to_api.id, type="PATH",
+    d.settle(lb.id, d.lb.create_l7_rule, to_api.id, type="PATH",
            compare_type="STARTS_WITH", value="/api")
     assert_tree_active(d, lb.id)
     eventually(lambda: _l7_routes(lb.vip_address), "L7 routing")

@@ -30,23 +30,17 @@ def up() -> Iterator[Deployment]:
         yield d
 
 
-def settle(d: Deployment, lb_id: str, call: Any, *args: Any, **kwargs: Any) -> Any:
-    out = call(*args, **kwargs)
-    d.wait_lb(lb_id)
-    return out
-
-
 @pytest.fixture
 def lb(up: Deployment) -> Iterator[Any]:
     """An ACTIVE load balancer serving HTTP on port 80 from member m1."""
     d = up
     lb = d.lb.create_load_balancer(vip_subnet_id=d.vip_subnet_id)
     d.wait_lb(lb.id)
-    listener = settle(d, lb.id, d.lb.create_listener, loadbalancer_id=lb.id,
+    listener = d.settle(lb.id, d.lb.create_listener, loadbalancer_id=lb.id,
                       protocol="HTTP", protocol_port=80)
-    pool = settle(d, lb.id, d.lb.create_pool, listener_id=listener.id, protocol="HTTP",
+    pool = d.settle(lb.id, d.lb.create_pool, listener_id=listener.id, protocol="HTTP",
                   lb_algorithm="ROUND_ROBIN")
-    settle(d, lb.id, d.lb.create_member, pool.id, address=d.members.addresses["m1"],
+    d.settle(lb.id, d.lb.create_member, pool.id, address=d.members.addresses["m1"],
            protocol_port=dp.HTTP.port, subnet_id=d.member_subnet_id)
     eventually(lambda: _serves_http(lb.vip_address), "HTTP through the VIP")
     yield lb
@@ -70,7 +64,7 @@ def test_a_certificate_that_stopped_parsing_fails_only_its_listener(
     ca = pki.create_ca("amphorae test TLS CA", validity=3600, digest="sha256")
     certstore.store_cert(store, ref, pki.issue_server_cert(ca, "web.example", validity=3600,
                                                            digest="sha256"))
-    tls = settle(d, lb.id, d.lb.create_listener, loadbalancer_id=lb.id,
+    tls = d.settle(lb.id, d.lb.create_listener, loadbalancer_id=lb.id,
                  protocol="TERMINATED_HTTPS", protocol_port=443,
                  default_tls_container_ref=ref,
                  default_pool_id=next(d.lb.pools(loadbalancer_id=lb.id)).id)
@@ -80,7 +74,7 @@ def test_a_certificate_that_stopped_parsing_fails_only_its_listener(
 
     # The stored certificate is damaged; the next reconcile cannot use it.
     (store / f"{ref}.crt").write_text("-----BEGIN CERTIFICATE-----\nnot base64\n")
-    settle(d, lb.id, d.lb.update_listener, tls.id, name="renamed")
+    d.settle(lb.id, d.lb.update_listener, tls.id, name="renamed")
     assert _status(d, "listener", tls.id) == "ERROR"
     assert d.lb.get_load_balancer(lb.id).provisioning_status == "ACTIVE"
     log = (d.state / "up.log").read_text()
@@ -101,13 +95,13 @@ def _serves_https(vip: str, client: ssl.SSLContext) -> None:
 def test_a_rule_haproxy_refuses_fails_only_the_rule(up: Deployment, lb: Any) -> None:
     d = up
     listener = next(d.lb.listeners(loadbalancer_id=lb.id))
-    policy = settle(d, lb.id, d.lb.create_l7_policy, listener_id=listener.id,
+    policy = d.settle(lb.id, d.lb.create_l7_policy, listener_id=listener.id,
                     action="REJECT", position=1)
-    good = settle(d, lb.id, d.lb.create_l7_rule, policy.id, type="PATH",
+    good = d.settle(lb.id, d.lb.create_l7_rule, policy.id, type="PATH",
                   compare_type="STARTS_WITH", value="/admin")
     eventually(lambda: _rejects(lb.vip_address, "/admin/x"), "the REJECT policy")
     # Python's re accepts it, so the API does; HAProxy's PCRE2 refuses the quantifier.
-    bad = settle(d, lb.id, d.lb.create_l7_rule, policy.id, type="PATH",
+    bad = d.settle(lb.id, d.lb.create_l7_rule, policy.id, type="PATH",
                  compare_type="REGEX", value="^/a{1,70000}$")
     assert d.lb.get_l7_rule(bad.id, policy.id).provisioning_status == "ERROR"
     assert d.lb.get_l7_rule(good.id, policy.id).provisioning_status == "ACTIVE"
