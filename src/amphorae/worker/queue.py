@@ -19,7 +19,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import zlib
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -28,6 +28,7 @@ from amphorae.db import engine
 from amphorae.db.models import Job
 
 ATTEMPTS = 20  # targets tried per claim: enough to step over those busy elsewhere
+AMPHORA_TARGET = "amphora:"  # prefix of the target of jobs without a load balancer
 
 
 def utcnow() -> dt.datetime:
@@ -36,7 +37,7 @@ def utcnow() -> dt.datetime:
 
 def target_of(load_balancer_id: str | None, amphora_id: str | None) -> str:
     """The unit of exclusion: the load balancer, or the amphora for jobs without one."""
-    return load_balancer_id or f"amphora:{amphora_id}"
+    return load_balancer_id or f"{AMPHORA_TARGET}{amphora_id}"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -62,10 +63,12 @@ class JobQueue:
 
     # -- claiming ----------------------------------------------------------------------
 
-    def claim(self) -> Claim | None:
-        """Lease the jobs of the oldest due target nobody else works on, if any."""
-        busy_lbs: set[str] = set()
-        busy_amps: set[str] = set()
+    def claim(self, skip: Collection[str] = ()) -> Claim | None:
+        """Lease the jobs of the oldest due target nobody else works on, if any. The
+        caller's own targets in flight go in ``skip``: a job written meanwhile, or one
+        whose lease ran out while the caller still works, must wait for that work."""
+        busy_lbs = {t for t in skip if not t.startswith(AMPHORA_TARGET)}
+        busy_amps = {t[len(AMPHORA_TARGET):] for t in skip if t.startswith(AMPHORA_TARGET)}
         for _ in range(ATTEMPTS):
             with engine.transaction(url=self.url) as session:
                 now = utcnow()

@@ -58,7 +58,7 @@ class Worker:
             while not self.stopping.is_set():
                 if self._busy() < self.threads:
                     try:
-                        claim = self.queue.claim()
+                        claim = self.queue.claim(skip=self._targets())
                     except Exception:  # the database is away: wait and try again
                         LOG.exception("claiming a job failed")
                         claim = None
@@ -75,6 +75,10 @@ class Worker:
     def _busy(self) -> int:
         with self._lock:
             return len(self._inflight)
+
+    def _targets(self) -> set[str]:
+        with self._lock:
+            return set(self._inflight)
 
     def _start(self, pool: ThreadPoolExecutor, claim: Claim) -> None:
         if claim.attempts > MAX_ATTEMPTS:
