@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import ipaddress
 import os
 import random
 import re
@@ -158,18 +157,9 @@ class Chaos:
                                  "lb_algorithm": self.rng.choice(ALGORITHMS),
                                  "members": [member_spec(self.d, n) for n in chosen]}}]
         lb = self.d.lb.create_load_balancer(vip_subnet_id=self.d.vip_subnet_id, name=name,
-                                            vip_address=self.fresh_vip(), **kwargs)
+                                            **kwargs)
         self.created.append(lb.id)
         self.ops["create full" if kwargs else "create bare"] += 1
-
-    def fresh_vip(self) -> str:
-        """A VIP no earlier load balancer of this test had. A reused one can be out of
-        reach for up to ~45 s: the host's neighbour entry keeps the MAC of the deleted
-        amphora, as nothing announces the new one (no gratuitous ARP when a port is
-        plugged) - a bug of its own, kept out of this crash test."""
-        host = FIRST_VIP_HOST + len(self.created)
-        assert host < ipaddress.ip_network(VIP_CIDR).num_addresses - 1, "VIPs used up"
-        return str(ipaddress.ip_network(VIP_CIDR)[host])
 
     def update(self, v: LbView) -> None:
         """One change that fits what the load balancer holds."""

@@ -33,6 +33,18 @@ def test_plug_creates_veth_address_and_route():
     assert f"ip link set dev {host} master amph-brvip up" in calls
     assert f"ip -n {NS} address replace 198.18.230.10/24 dev eth1" in calls
     assert f"ip -n {NS} route replace default via 198.18.230.1 dev eth1" in calls
+    # A new port announces its address (gratuitous ARP from inside the namespace).
+    garp = [c for c in runner.calls if c[:4] == ["ip", "netns", "exec", NS]]
+    assert len(garp) == 1 and garp[0][-2:] == ["eth1", "198.18.230.10"]
+
+
+def test_plugging_an_existing_port_announces_nothing():
+    found = (0, '[{"ifname": "x"}]', "")  # both ends of the pair exist already
+    runner = FakeRunner({("ip", "-json", "link", "show"): found,
+                         ("ip", "-n", NS, "-json", "link", "show"): found})
+    ports.plug_port(plumbing.Plumbing(runner), NS, "amph-brvip", "eth1", None,
+                    "198.18.230.10/24")
+    assert not any(c[:3] == ["ip", "netns", "exec"] for c in runner.calls)
 
 
 def test_plug_without_gateway_adds_no_route():

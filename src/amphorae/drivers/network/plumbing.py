@@ -13,7 +13,9 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import json
+import logging
 import subprocess
+import sys
 from collections.abc import Callable, Iterable, Sequence
 
 IFNAMSIZ = 15  # usable characters of a Linux interface name
@@ -23,9 +25,26 @@ BRIDGE_PREFIX = "amph-br"
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
 
 # Messages iproute2 prints when the thing to delete is already gone, or to add is there.
+LOG = logging.getLogger(__name__)
 _MISSING = ("does not exist", "Cannot find device", "No such file", "No such process",
             "Cannot open network namespace", "Cannot assign requested address")
 _EXISTS = ("File exists",)
+
+# Sends two gratuitous ARP requests (sender = target = the address) per address, 50 ms
+# apart, from the interface named first; run inside the namespace.
+_GARP = """
+import socket, struct, sys, time
+ifname, ips = sys.argv[1], sys.argv[2:]
+with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
+    s.bind((ifname, 0))
+    mac = s.getsockname()[4]
+    for attempt in range(2):
+        for ip in ips:
+            addr = socket.inet_aton(ip)
+            s.send(b"\\xff" * 6 + mac + struct.pack("!HHHBBH", 0x0806, 1, 0x0800, 6, 4, 1)
+                   + mac + addr + b"\\x00" * 6 + addr)
+        time.sleep(0.05)
+"""
 
 
 class PlumbingError(RuntimeError):
@@ -113,6 +132,12 @@ class Plumbing:
         kind = details[0].get("linkinfo", {}).get("info_kind") if details else None
         if kind != "bridge":
             raise PlumbingError(f"{name} exists and is not a bridge ({kind})")
+        # A bridge without an address of its own takes the lowest MAC of its ports, so
+        # it changes as amphorae come and go: everyone behind it that cached the host's
+        # address (heartbeats, default routes) would then send to a MAC nobody has.
+        mac = mac_address(f"bridge/{name}")
+        if details[0].get("address") != mac:
+            self.ip("link", "set", "dev", name, "address", mac)
         self.ip("link", "set", "dev", name, "up")
 
     def delete_bridge(self, name: str) -> None:
@@ -126,9 +151,9 @@ class Plumbing:
         self.ip("address", "replace", str(iface), "dev", bridge, *extra)
 
     def ensure_veth(self, host_name: str, bridge: str, ns: str, peer_name: str,
-                    mac: str | None = None, mtu: int | None = None) -> None:
+                    mac: str | None = None, mtu: int | None = None) -> bool:
         """A veth pair: ``host_name`` on ``bridge`` in the host, ``peer_name`` (with ``mac``)
-        inside ``ns``; both up.
+        inside ``ns``; both up. True when the pair was (re)created.
 
         The peer is created directly inside the namespace, so there is never a moment where
         it sits in the host under a name that could clash. A pair found half-made (host end
@@ -141,7 +166,8 @@ class Plumbing:
         if host is not None and (peer is None or (mac and peer.get("address") != mac.lower())):
             self.delete_link(host_name)
             host = None
-        if host is None:
+        created = host is None
+        if created:
             if peer is not None:  # a stale peer (another pair) blocks the name
                 self.delete_link(peer_name, ns=ns)
             peer_opts = ["address", mac] if mac else []
@@ -150,6 +176,21 @@ class Plumbing:
                     peer_name, *peer_opts, *mtu_opts, "netns", ns)
         self.ip("link", "set", "dev", host_name, "master", bridge, "up")
         self.ip("link", "set", "dev", peer_name, "up", ns=ns)
+        return created
+
+    def announce(self, ns: str, ifname: str, addresses: Sequence[str]) -> None:
+        """Gratuitous ARP for the IPv4 ``addresses`` from ``ifname`` in ``ns``: neighbours
+        that knew one of them at another MAC (a deleted load balancer's VIP, handed out
+        again) learn the new one at once instead of after their entry times out. The
+        kernel's own (arp_notify) goes out before a new veth has carrier, and is lost."""
+        ips = [a for a in addresses if ipaddress.ip_address(a).version == 4]
+        if not ips:
+            return
+        proc = self._run(["ip", "netns", "exec", ns, sys.executable, "-c", _GARP, ifname,
+                          *ips])
+        if proc.returncode != 0:  # best effort: neighbours still learn it, only later
+            LOG.warning("gratuitous ARP from %s in %s failed: %s", ifname, ns,
+                        (proc.stderr or "").strip()[-500:])
 
     # -- addresses and routes inside a namespace --------------------------------------
 

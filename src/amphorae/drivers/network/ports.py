@@ -31,8 +31,10 @@ def plug_port(plumbing: plumbing_mod.Plumbing, namespace: str, bridge: str, ifna
     if gateway is not None and ipaddress.ip_address(gateway) not in iface.network:
         raise ValueError(f"gateway {gateway} is not in {iface.network}")
     host = host_veth_name(namespace, ifname)
-    plumbing.ensure_veth(host, bridge, namespace, ifname, mac=mac)
+    created = plumbing.ensure_veth(host, bridge, namespace, ifname, mac=mac)
     plumbing.ensure_address(namespace, ifname, str(iface))
+    if created:
+        plumbing.announce(namespace, ifname, [str(iface.ip)])
     if gateway is not None:
         plumbing.ensure_route(namespace, "default", via=gateway, dev=ifname)
     return host
