@@ -47,6 +47,10 @@ class Housekeeper:
                 select(m.Amphora.id).where(m.Amphora.status != c.DELETED))}
         removed = []
         plugger = ports.PortPlugger(self.host.plumbing)
+        # Listed again after reading the rows: one the worker was removing meanwhile
+        # (listed, then its row DELETED) is gone now and not reported as an orphan.
+        still = {amp.short_id for amp in self.host.list_amphorae()}
+        found = [amp for amp in found if amp.short_id in still]
         for amp in found:
             # Only amphorae with a state file in this driver's directory are ours: other
             # controllers (or test runs) on the host keep theirs elsewhere.

@@ -25,8 +25,9 @@ import logging
 import secrets
 import string
 import uuid
-from collections.abc import Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor, wait
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -44,6 +45,8 @@ from amphorae.worker import certificates, completion, desired
 from amphorae.worker.queue import Claim
 
 LOG = logging.getLogger(__name__)
+_T = TypeVar("_T")
+_R = TypeVar("_R")
 
 ROLES = {c.TOPOLOGY_SINGLE: (c.ROLE_STANDALONE,),
          c.TOPOLOGY_ACTIVE_STANDBY: (c.ROLE_MASTER, c.ROLE_BACKUP)}
@@ -106,8 +109,7 @@ class Reconciler:
             amps, doomed = self._ensure_amphorae(lb_id, str(topology), claim)
             if topology == c.TOPOLOGY_SINGLE:
                 # The replacement takes the same VIP (and MAC): the old one must go first.
-                for amp_id in doomed:
-                    self._destroy(amp_id)
+                each(self._destroy, doomed)
                 doomed = []
             failed = self._ensure_ports(lb_id, amps)
             with engine.transaction(write=False, url=self.url) as session:
@@ -125,8 +127,7 @@ class Reconciler:
             with engine.transaction(url=self.url) as session:
                 completion.fail(session, lb_id)
             return
-        for amp_id in doomed:
-            self._destroy(amp_id)
+        each(self._destroy, doomed)
         with engine.transaction(url=self.url) as session:
             completion.complete(session, lb_id, failed)
 
@@ -154,9 +155,9 @@ class Reconciler:
                 doomed.append(row.id)
             else:
                 keep[row.role] = row
-        for role in wanted:
-            if role not in keep:
-                keep[role] = self._boot(lb_id, role)
+        missing = [role for role in wanted if role not in keep]
+        keep.update(zip(missing, each(lambda role: self._boot(lb_id, role), missing),
+                        strict=True))
         return [keep[role] for role in wanted], doomed
 
     def _boot(self, lb_id: str, role: str) -> m.Amphora:
@@ -205,8 +206,7 @@ class Reconciler:
         with engine.transaction(write=False, url=self.url) as session:
             amp_ids = list(session.scalars(select(m.Amphora.id).where(
                 m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)))
-        for amp_id in amp_ids:
-            self._destroy(amp_id)
+        each(self._destroy, amp_ids)
         with engine.transaction(url=self.url) as session:
             completion.complete(session, lb_id)
 
@@ -251,8 +251,8 @@ class Reconciler:
                     plan.append(_port(ports.member_ifname(sub.id), sub,
                                       [self._address(session, amp.id, sub)]))
                 plans[amp.id] = (amp.compute_id, plan)
-        for amp_id, (compute_id, plan) in plans.items():
-            self.d.plugger.plug(compute_id, plan, mac_seed=amp_id)
+        each(lambda item: self.d.plugger.plug(item[1][0], item[1][1], mac_seed=item[0]),
+             list(plans.items()))
         return failed
 
     def _address(self, session: Session, amp_id: str, subnet: local.Subnet) -> str:
@@ -303,10 +303,10 @@ class Reconciler:
             assert subnet is not None  # _ensure_ports checked it
             vrrp = self._vrrp_group(session, lb_id) if len(amps) > 1 else None
         vip_subnet = VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
-        for amp in amps:
-            ref = AmphoraRef(id=amp.id, role=amp.role or c.ROLE_STANDALONE,
-                             management_ip=amp.lb_network_ip or "", vrrp_ip=amp.vrrp_ip)
-            self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet)
+        refs = [AmphoraRef(id=amp.id, role=amp.role or c.ROLE_STANDALONE,
+                           management_ip=amp.lb_network_ip or "", vrrp_ip=amp.vrrp_ip)
+                for amp in amps]
+        each(lambda ref: self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet), refs)
 
     def _vrrp_group(self, session: Session, lb_id: str) -> VRRPGroup:
         row = session.get(m.VRRPGroup, lb_id)
@@ -319,6 +319,17 @@ class Reconciler:
                               advert_int=_advert_int())
             session.add(row)
         return VRRPGroup(auth_pass=row.vrrp_auth_pass or "", advert_int=row.advert_int or 1)
+
+
+def each(work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
+    """``work`` on every item, the amphorae of a pair side by side; results in order.
+    Every item runs to its end before the first error (if any) is raised."""
+    if len(items) < 2:
+        return [work(item) for item in items]
+    with ThreadPoolExecutor(len(items), thread_name_prefix="amphora") as pool:
+        futures = [pool.submit(work, item) for item in items]
+        wait(futures)
+    return [f.result() for f in futures]
 
 
 def _port(ifname: str, subnet: local.Subnet, addresses: list[str],

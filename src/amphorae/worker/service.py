@@ -120,7 +120,11 @@ class Worker:
             with self._lock:
                 claims = [claim for claim, _ in self._inflight.values()]
             try:
-                for target in self.queue.renew(claims):
+                lost = self.queue.renew(claims)
+                with self._lock:  # a claim finished meanwhile gave its jobs up itself
+                    lost = {t for t in lost if t in self._inflight
+                            and not self._inflight[t][1].done()}
+                for target in lost:
                     LOG.warning("lost the lease of %s to another worker", target)
             except Exception:
                 LOG.exception("renewing leases failed")
