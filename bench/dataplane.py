@@ -1,17 +1,34 @@
 """Data plane figures of netns amphorae on this host, next to their targets (root).
 
-    .venv/bin/python -m bench.dataplane [--boots 10] [--seconds 5] [--reloads 20]
+    .venv/bin/python -m bench.dataplane [--boots 10] [--seconds 4] [--rounds 3] [--reloads 20]
 
 - amphora create time: namespace to agent answering /info (AmphoraBooter.create),
   median and max over ``--boots`` boots (each deleted again);
 - memory of one amphora of an ACTIVE_STANDBY pair with its load balancer and keepalived
   running: RSS of every process in its namespace (agent, HAProxy, keepalived);
-- requests/s with wrk through the VIP, balanced over two members, against straight to
-  one member; each member is a single-threaded HAProxy answering a static 200, so the
-  VIP's side is not limited by its members;
-- failed requests while the load balancer is reloaded ``--reloads`` times under wrk;
+- requests/s with wrk straight to one member against through the VIP to that same member
+  (the pool's other member set to maint over the stats socket), with the same wrk
+  connections, in two CPU layouts (below); the member is a single-threaded HAProxy
+  answering a static 200. For each run: the CPU time per request of wrk, the member and
+  the load balancer (/proc/<pid>/stat, wrk's rusage), and what the rest of the host
+  used meanwhile (/proc/stat busy time minus ours: other tests, agents, keepalived);
+- failed requests while the load balancer is reloaded ``--reloads`` times under wrk, with
+  keep-alive connections and with a connection per request;
 - the clients' outage when every process of the MASTER is killed (VRRP failover), with
   Octavia's advert interval of 1 s and with 0.2 s.
+
+CPU layouts of the throughput runs. ``shared``: nothing pinned, as on a host running
+amphorae; wrk, the load balancer and the member compete for every CPU, so when both runs
+are CPU-bound the ratio is about the inverse of the CPU per request (straight: a client
+and a server; through the VIP: the same plus a proxy terminating two TCP connections and
+parsing request and answer). ``dedicated`` (needs 2 CPUs): the load balancer pinned to
+CPU 1, wrk and the member to CPU 0 in both runs, as an amphora with a CPU of its own (the
+rest of the host is not pinned: what it runs meanwhile is printed); the load balancer is
+reloaded once pinned, so HAProxy sizes its threads (one per CPU it may use) to it. A
+request through the VIP then crosses between the CPUs four times (straight: never), each
+time maybe waking an idle CPU, so these runs need not be CPU-bound: the "CPUs busy" line
+tells. The kernel runs a packet's receive path on the CPU of the process that sent it,
+so part of each side's network cost lands on the other's CPU in both layouts.
 
 Topology: tests/vrrp_pair.py, on 198.18.246.0/24 - 198.18.249.0/24 only. Everything made
 is removed when the run ends, also when it fails.
@@ -39,6 +56,7 @@ from pathlib import Path
 
 from tests import vrrp_pair as pairs
 
+from amphorae.agent.haproxy import LbFiles, parse_show_proc, unix_command
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import plumbing as plumbing_mod
@@ -46,6 +64,7 @@ from amphorae.drivers.network import plumbing as plumbing_mod
 PAIR_NET = pairs.Subnets("198.18.246.0/24", "198.18.247.0/24", "198.18.248.0/24")
 BOOT_CIDR = "198.18.249.0/24"  # management subnet of the create-time boots
 WRK = ["wrk", "-t2", "-c50"]
+LB_CPU, CLIENT_CPU = 1, 0  # the dedicated layout
 
 TARGET_BOOT = 0.5  # s, median create time
 TARGET_RATIO = 0.8  # VIP requests/s over direct requests/s
@@ -80,9 +99,11 @@ def _find(pattern: str, text: str) -> str:
     return match.group(1)
 
 
-def wrk(url: str, seconds: int) -> WrkResult:
-    out = subprocess.run([*WRK, f"-d{seconds}s", url], capture_output=True, text=True,
-                         check=True, timeout=seconds + 30).stdout
+def wrk(url: str, seconds: int, cpus: frozenset[int] | None = None) -> WrkResult:
+    """wrk on ``url`` for ``seconds``, pinned to ``cpus`` if given."""
+    pinning = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
+    out = subprocess.run([*pinning, *WRK, f"-d{seconds}s", url], capture_output=True,
+                         text=True, check=True, timeout=seconds + 30).stdout
     return parse_wrk(out)
 
 
@@ -157,10 +178,34 @@ def amphora_memory(pair: pairs.Pair) -> dict[str, int]:
 class Throughput:
     rps: float
     cpu_us: dict[str, float]  # CPU microseconds per request, per part
+    others: float  # CPUs the rest of the host kept busy on average during the run
+
+    @property
+    def cpu_total(self) -> float:
+        return sum(self.cpu_us.values())
+
+    @property
+    def busy(self) -> float:
+        """CPUs the measured parts kept busy on average."""
+        return self.cpu_total * self.rps / 1e6
 
     def cpu_text(self) -> str:
         parts = ", ".join(f"{name} {us:.1f}" for name, us in self.cpu_us.items() if us)
-        return f"{sum(self.cpu_us.values()):.1f} us ({parts})"
+        return f"{self.cpu_total:.1f} us ({parts})"
+
+
+@dataclasses.dataclass(frozen=True)
+class Layout:
+    """Where wrk, the member and the load balancer may run during a throughput run."""
+
+    name: str
+    lb_cpus: frozenset[int] | None  # None: not pinned
+    client_cpus: frozenset[int] | None  # wrk and the member
+
+
+SHARED = Layout("shared CPUs, nothing pinned", None, None)
+DEDICATED = Layout(f"LB pinned to CPU {LB_CPU}, wrk and the member to CPU {CLIENT_CPU}",
+                   frozenset({LB_CPU}), frozenset({CLIENT_CPU}))
 
 
 def cpu_seconds(pids: list[int]) -> float:
@@ -173,38 +218,157 @@ def cpu_seconds(pids: list[int]) -> float:
     return ticks / os.sysconf("SC_CLK_TCK")
 
 
-def measured_wrk(url: str, seconds: int, parts: dict[str, list[int]]) -> Throughput:
-    """wrk on ``url``; requests/s and the CPU each part (and wrk) spent per request."""
+def host_busy_seconds() -> float:
+    """CPU time the whole host spent working (all CPUs, /proc/stat): user, nice,
+    system, irq and softirq; not idle, iowait or time stolen by the hypervisor."""
+    fields = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    user, nice, system, _idle, _iowait, irq, softirq = fields[:7]
+    return (user + nice + system + irq + softirq) / os.sysconf("SC_CLK_TCK")
+
+
+def measured_wrk(url: str, seconds: int, parts: dict[str, list[int]],
+                 cpus: frozenset[int] | None = None) -> Throughput:
+    """wrk on ``url`` (pinned to ``cpus`` if given); requests/s, the CPU each part (and
+    wrk) spent per request, and the CPU the rest of the host used meanwhile."""
     def children() -> float:
         usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         return usage.ru_utime + usage.ru_stime
 
     before = {name: cpu_seconds(pids) for name, pids in parts.items()}
-    wrk_before = children()
-    result = wrk(url, seconds)
+    wrk_before, host_before, started = children(), host_busy_seconds(), time.monotonic()
+    result = wrk(url, seconds, cpus)
+    host, elapsed = host_busy_seconds() - host_before, time.monotonic() - started
     if result.errors:
         raise RuntimeError(f"wrk on {url} saw errors: {result.detail}")
     spent = {name: cpu_seconds(pids) - before[name] for name, pids in parts.items()}
     spent["wrk"] = children() - wrk_before
     return Throughput(result.rps, {name: sec * 1e6 / result.requests
-                                   for name, sec in spent.items()})
+                                   for name, sec in spent.items()},
+                      max(0.0, host - sum(spent.values())) / elapsed)
 
 
-def throughput(pair: pairs.Pair, seconds: int, rounds: int = 2) -> tuple[Throughput, Throughput]:
-    """(straight to the first member, through the VIP): the best of ``rounds``
-    alternating runs each, so that a burst of other work on the host hits both alike."""
-    lb = [pid for pid in pair.pids(pair.master)
-          if Path(f"/proc/{pid}/comm").read_text().strip() == "haproxy"]
-    members = [pid for m in pair.members for pid in pair.plumbing.netns_pids(m.ns)]
-    first = pair.plumbing.netns_pids(pair.members[0].ns)
+def lb_pids(pair: pairs.Pair) -> list[int]:
+    """The MASTER's HAProxy processes (master, worker, old workers)."""
+    return [pid for pid in pair.pids(pair.master) if _comm(pid) == "haproxy"]
+
+
+def _comm(pid: int) -> str | None:
+    try:
+        return Path(f"/proc/{pid}/comm").read_text().strip()
+    except OSError:  # ended meanwhile, e.g. keepalived's check script
+        return None
+
+
+def lb_threads(pair: pairs.Pair) -> int:
+    """Threads of the current HAProxy worker (the master CLI's ``show proc``)."""
+    files = LbFiles(Path(pair.stats_socket(pair.master)).parent)
+    state = parse_show_proc(unix_command(files.master_socket, "show proc"))
+    if state is None or len(state.workers) != 1:
+        raise RuntimeError(f"not one current HAProxy worker: {state}")
+    return len(os.listdir(f"/proc/{state.workers[0]}/task"))
+
+
+def pin(pids: list[int], cpus: set[int] | frozenset[int]) -> None:
+    """Every thread of the processes on ``cpus``."""
+    for pid in pids:
+        with contextlib.suppress(FileNotFoundError):  # ended meanwhile
+            for tid in os.listdir(f"/proc/{pid}/task"):
+                with contextlib.suppress(ProcessLookupError):
+                    os.sched_setaffinity(int(tid), cpus)
+
+
+@contextlib.contextmanager
+def placed(pair: pairs.Pair, layout: Layout) -> Iterator[None]:
+    """The load balancer and the first member pinned as ``layout`` says, the load
+    balancer reloaded so that its worker has one thread per CPU it may use; all CPUs and
+    a reload again afterwards."""
+    member = pair.plumbing.netns_pids(pair.members[0].ns)
+    if layout.lb_cpus is None or layout.client_cpus is None:
+        yield
+        return
+    try:
+        pin(lb_pids(pair), layout.lb_cpus)
+        pin(member, layout.client_cpus)
+        pair.master.client.reload(pair.lb_id)
+        yield
+    finally:
+        every = os.sched_getaffinity(0)
+        pin(lb_pids(pair), every)
+        pin(member, every)
+        pair.master.client.reload(pair.lb_id)
+
+
+@contextlib.contextmanager
+def first_member_only(pair: pairs.Pair) -> Iterator[None]:
+    """Every server of the VIP's pool but the first member in maint (runtime API), so
+    that through the VIP and straight reach the same member."""
+    sock = Path(pair.stats_socket(pair.master))
+    others = {m.address for m in pair.members[1:]}
+    # show servers state: "<be_id> <be_name> <srv_id> <srv_name> <srv_addr> ..."
+    rows = [line.split() for line in unix_command(sock, "show servers state").splitlines()]
+    servers = [f"{row[1]}/{row[3]}" for row in rows if len(row) > 4 and row[4] in others]
+    if len(servers) != len(others):
+        raise RuntimeError(f"servers of {sorted(others)} not found in the LB's state")
+    try:
+        for server in servers:
+            unix_command(sock, f"set server {server} state maint")
+        answers = {pair.get() for _ in range(2 * len(pair.members))}
+        if answers != {pair.members[0].name}:
+            raise RuntimeError(f"the VIP still reaches {sorted(answers)}")
+        yield
+    finally:
+        for server in servers:
+            unix_command(sock, f"set server {server} state ready")
+
+
+@dataclasses.dataclass(frozen=True)
+class Comparison:
+    layout: Layout
+    lb_threads: int
+    direct: Throughput
+    via_vip: Throughput
+
+    @property
+    def ratio(self) -> float:
+        return self.via_vip.rps / self.direct.rps
+
+    @property
+    def cpu_ratio(self) -> float:
+        """Requests per CPU-second through the VIP over straight."""
+        return self.direct.cpu_total / self.via_vip.cpu_total
+
+
+def throughput(pair: pairs.Pair, layout: Layout, seconds: int, rounds: int) -> Comparison:
+    """Straight to the first member against through the VIP to it alone: the best of
+    ``rounds`` alternating runs each, so that a burst of other work on the host hits
+    both alike."""
+    member = pair.members[0]
+    first = pair.plumbing.netns_pids(member.ns)
     direct: list[Throughput] = []
     via_vip: list[Throughput] = []
-    for _ in range(rounds):
-        direct.append(measured_wrk(f"http://{pair.members[0].address}:{pairs.MEMBER_PORT}/",
-                                   seconds, {"member": first}))
-        via_vip.append(measured_wrk(f"http://{pair.vip}:{pairs.VIP_PORT}/", seconds,
-                                    {"load balancer": lb, "members": members}))
-    return max(direct, key=lambda t: t.rps), max(via_vip, key=lambda t: t.rps)
+    with placed(pair, layout), first_member_only(pair):
+        threads = lb_threads(pair)
+        for _ in range(rounds):
+            direct.append(measured_wrk(f"http://{member.address}:{pairs.MEMBER_PORT}/",
+                                       seconds, {"member": first}, layout.client_cpus))
+            via_vip.append(measured_wrk(f"http://{pair.vip}:{pairs.VIP_PORT}/", seconds,
+                                        {"load balancer": lb_pids(pair), "member": first},
+                                        layout.client_cpus))
+    return Comparison(layout, threads, max(direct, key=lambda t: t.rps),
+                      max(via_vip, key=lambda t: t.rps))
+
+
+def report_throughput(c: Comparison) -> None:
+    print(f"  {c.layout.name} (LB worker {c.lb_threads} thread"
+          f"{'s' if c.lb_threads > 1 else ''}): straight {c.direct.rps:.0f}, through the "
+          f"VIP {c.via_vip.rps:.0f}, ratio {c.ratio:.2f}   target >= {TARGET_RATIO}: "
+          f"{verdict(c.ratio >= TARGET_RATIO)}")
+    print(f"    CPU per request: straight {c.direct.cpu_text()}; through the VIP "
+          f"{c.via_vip.cpu_text()}; requests per CPU-second through the VIP / straight "
+          f"{c.cpu_ratio:.2f}")
+    print(f"    CPUs busy, these parts + the rest of the host, of {os.cpu_count()}: straight "
+          f"{c.direct.busy:.2f} + {c.direct.others:.2f}, through the VIP "
+          f"{c.via_vip.busy:.2f} + {c.via_vip.others:.2f}")
 
 
 def reload_under_load(pair: pairs.Pair, reloads: int, *wrk_args: str) -> tuple[WrkResult, float]:
@@ -233,7 +397,9 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--boots", type=int, default=10)
     parser.add_argument("--seconds", type=int, default=4,
-                        help="per wrk throughput run (two each, alternating)")
+                        help="per wrk throughput run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="alternating straight/VIP throughput runs per CPU layout")
     parser.add_argument("--reloads", type=int, default=20)
     args = parser.parse_args()
     if os.geteuid() != 0:
@@ -255,14 +421,13 @@ def main() -> int:
         print(f"memory of one amphora (LB and keepalived running): "
               f"{sum(memory.values()) / 1024:.1f} MiB RSS ({parts})")
 
-        direct, via_vip = throughput(pair, args.seconds)
-        ratio = via_vip.rps / direct.rps
-        print(f"requests/s: straight to one member {direct.rps:.0f}, through the VIP over "
-              f"{len(pair.members)} members {via_vip.rps:.0f}, ratio {ratio:.2f}   "
-              f"target >= {TARGET_RATIO}: {verdict(ratio >= TARGET_RATIO)}")
-        print(f"  CPU per request (client, members and load balancer share the "
-              f"{os.cpu_count()} CPUs): straight {direct.cpu_text()}; through the VIP "
-              f"{via_vip.cpu_text()}")
+        layouts = [SHARED] + ([DEDICATED] if {LB_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
+                              else [])
+        print(f"requests/s straight to member {pair.members[0].name} and through the VIP "
+              f"to it alone (the other member in maint), same wrk; best of {args.rounds} "
+              f"alternating {args.seconds} s runs:")
+        for layout in layouts:
+            report_throughput(throughput(pair, layout, args.seconds, args.rounds))
 
         for clients, wrk_args in (("keep-alive", ()),
                                   ("a connection per request", ("-H", "Connection: close"))):

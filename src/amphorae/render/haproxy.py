@@ -20,6 +20,9 @@ Differences from Octavia, on purpose:
   ``ciphers``). A TLS-HELLO monitor completes a TLS handshake rather than a bare connect.
 - ``hard-stop-after`` bounds how long old workers survive a reload; the stats socket is
   ``level admin`` (the agent drains and sets weights through it) and owner-only.
+- ``option idle-close-on-response``: a reload does not close idle keep-alive client
+  connections under a client about to reuse them; each gets its next answer, marked
+  ``Connection: close``, from the old worker.
 - Log formats and headers are written with every user-supplied value quoted, so spaces,
   ``#``, quotes and ``$`` in project ids, ACL values or redirect URLs cannot change the
   meaning of the file.
@@ -215,6 +218,11 @@ def _frontend(lb: model.LoadBalancer, listener: model.Listener,
     for vip in lb.vips:
         body.append(" ".join(["bind", host_port(vip, listener.protocol_port), *tls_words]))
     body.append(f"mode {mode}")
+    if mode == "http":
+        # On a reload the old worker answers the next request of an idle keep-alive
+        # connection with "Connection: close" rather than closing it at once, which
+        # races a client sending on it (HAProxy >= 2.6; HTTP mode only).
+        body.append("option idle-close-on-response")
     body += _allowed_cidrs(listener.allowed_cidrs)
     body.append(f"timeout client {int(listener.timeout_client_data)}")
     if listener.timeout_tcp_inspect:

@@ -578,6 +578,15 @@ def test_memory_bounds_and_reload_friendliness(root: pathlib.Path) -> None:
     assert "tune.ssl.cachesize" not in render_checked(root, _tcp())
 
 
+def test_reload_answers_idle_http_connections_before_closing(root: pathlib.Path) -> None:
+    """HTTP frontends: a reload marks the next answer on an idle keep-alive connection
+    "Connection: close" instead of closing under the client. TCP frontends have no such
+    option (haproxy -c warns, which render_checked refuses)."""
+    http = _section_of(render_checked(root, _http_basic()), f"frontend {LST(1)}")
+    assert "option idle-close-on-response" in http
+    assert "idle-close-on-response" not in render_checked(root, _tcp())
+
+
 def test_l7_policies_keep_position_order(root: pathlib.Path) -> None:
     lines = _section_of(render_checked(root, _l7()), f"frontend {LST(1)}")
     actions = [line for line in lines
