@@ -1,11 +1,11 @@
 """A real OpenStack Keystone for the tests and the benchmark.
 
-The `keystone` package from PyPI runs from its own venv (.venv-keystone, made and cached
-by scripts/keystone-venv), on SQLite with fernet tokens, served by gunicorn on a free
-loopback port. It is bootstrapped (user `admin`), seeded with two projects and a user for
-each role of both of Octavia's role models, and given a `load-balancer` service whose
-endpoint (and a `network` one) point at the API under test. Everything lives in one
-`amph-keystone-*` directory, removed with the server afterwards.
+The `keystone` package from PyPI runs from its own venv (made and cached in
+~/.cache/amphorae/venv-keystone by scripts/keystone-venv), on SQLite with fernet tokens,
+served by gunicorn on a free loopback port. It is bootstrapped (user `admin`), seeded
+with two projects and a user for each role of both of Octavia's role models, and given a
+`load-balancer` service whose endpoint (and a `network` one) point at the API under test.
+Everything lives in one `amph-keystone-*` directory, removed with the server afterwards.
 """
 
 from __future__ import annotations
@@ -32,7 +32,9 @@ from keystoneauth1.identity import v3
 from tests import servers
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
-VENV = pathlib.Path(os.environ.get("KEYSTONE_VENV", ROOT / ".venv-keystone"))
+VENV = pathlib.Path(os.environ.get("KEYSTONE_VENV") or pathlib.Path(
+    os.environ.get("XDG_CACHE_HOME") or pathlib.Path.home() / ".cache")
+    / "amphorae" / "venv-keystone")
 ADMIN_PASSWORD = "amph-admin-secret"
 PASSWORD = "amph-user-secret"
 REGION = "RegionOne"
