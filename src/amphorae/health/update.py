@@ -31,7 +31,9 @@ from amphorae.db import models as m
 from amphorae.health import rollup
 
 DELTAS = ("bytes_in", "bytes_out", "total_connections", "request_errors")
-NOT_REPORTED = (c.UDP, "SCTP")  # nftables listeners are not in HAProxy's heartbeat
+# nftables listeners are not in HAProxy's heartbeat; their pools are (the agent checks
+# UDP members itself and reports them under the bare pool id, as Octavia's LVS path).
+NOT_REPORTED = (c.UDP, "SCTP")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -54,39 +56,33 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
     newest: dict[str, Received] = {}
     for item in batch:  # the replay guard admitted them in order: later is newer
         newest[item.message["id"]] = item
-    amps = {row.id: row for row in session.execute(
-        select(m.Amphora.id, m.Amphora.load_balancer_id, m.Amphora.status)
-        .where(m.Amphora.id.in_(newest)))}
-    lb_ids = {row.load_balancer_id for row in amps.values()
-              if row.status != c.DELETED and row.load_balancer_id}
-    trees = _trees(session, lb_ids)
+    amps, lbs = _amphorae(session, newest)
+    trees = _trees(session, lbs)
     health: list[dict[str, Any]] = []
-    stats: list[dict[str, Any]] = []
+    back: list[str] = []
     changes: dict[type, dict[str, str]] = {}
     for amp_id, item in newest.items():
-        row = amps.get(amp_id)
-        tree = trees.get(row.load_balancer_id) if row is not None else None
-        if row is None or row.status == c.DELETED or tree is None:
+        lb_id, status = amps.get(amp_id, (None, None))
+        tree = trees.get(lb_id) if lb_id is not None else None
+        if tree is None:
             outcome.ignored += 1
             continue
         tree_obj, expected = tree
         reported = len(item.message.get("listeners") or {})
         fresh = processed_at - item.received_at < interval
         if fresh and (expected is None or reported == expected):
-            health.append({"amphora_id": amp_id, "last_update": now})
+            health.append({"amphora_id": amp_id, "last_update": now, "busy": False})
+            if status == c.FAILOVER_STOPPED:
+                back.append(amp_id)
         else:
             outcome.withheld += 1
         _diff(tree_obj, rollup.rollup(tree_obj, item.message), changes)
-    for item in batch:
-        row = amps.get(item.message["id"])
-        if row is not None and row.load_balancer_id in trees:
-            stats += _stats(item.message)
+    stats = [row for item in batch if amps.get(item.message["id"], (None,))[0] in trees
+             for row in _stats(item.message)]
     outcome.status_changes = _write_statuses(session, changes)
     _upsert_health(session, health)
-    back = [row["amphora_id"] for row in health
-            if amps[row["amphora_id"]].status == c.FAILOVER_STOPPED]
     if back:  # heartbeats again after the circuit breaker stopped its failover
-        session.execute(update(m.Amphora).where(m.Amphora.id.in_(back))
+        session.execute(update(AMPHORA).where(AMPHORA.c.id.in_(back))
                         .values(status=c.AMPHORA_ALLOCATED))
     _add_stats(session, stats)
     outcome.refreshed = len(health)
@@ -94,47 +90,68 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
 
 
 # -- reading ---------------------------------------------------------------------------
+# Core tables, plain tuples, fetchall: ORM rows and row-by-row fetches cost more than
+# the rest of a batch's work.
 
-def _trees(session: Session, lb_ids: set[str]) -> dict[str, tuple[rollup.Tree, int | None]]:
+AMPHORA, LOAD_BALANCER, LISTENER, POOL, MEMBER = (
+    model.__table__ for model in (m.Amphora, m.LoadBalancer, m.Listener, m.Pool, m.Member))
+LbRow = tuple[bool, str, str]  # enabled, provisioning_status, operating_status
+
+
+def _amphorae(session: Session, ids: Iterable[str]
+              ) -> tuple[dict[str, tuple[str, str]], dict[str, LbRow]]:
+    """The amphorae that count (known, not DELETED, of a load balancer that is not
+    DELETED) -> (load balancer id, status), and those load balancers, in one query."""
+    a, lb = AMPHORA, LOAD_BALANCER
+    rows = session.execute(
+        select(a.c.id, a.c.load_balancer_id, a.c.status, lb.c.enabled,
+               lb.c.provisioning_status, lb.c.operating_status)
+        .join(lb, lb.c.id == a.c.load_balancer_id)
+        .where(a.c.id.in_(list(ids)), a.c.status != c.DELETED,
+               lb.c.provisioning_status != c.DELETED)).all()
+    amps = {amp_id: (lb_id, status) for amp_id, lb_id, status, *_ in rows}
+    lbs = {lb_id: (enabled, prov, op) for _, lb_id, _, enabled, prov, op in rows}
+    return amps, lbs
+
+
+def _trees(session: Session, lbs: dict[str, LbRow]
+           ) -> dict[str, tuple[rollup.Tree, int | None]]:
     """Per load balancer: its tree, and the listener count a heartbeat must report
     (None: not checked)."""
-    if not lb_ids:
+    if not lbs:
         return {}
-    lbs = {r.id: r for r in session.execute(
-        select(m.LoadBalancer.id, m.LoadBalancer.enabled, m.LoadBalancer.provisioning_status,
-               m.LoadBalancer.operating_status).where(
-            m.LoadBalancer.id.in_(lb_ids), m.LoadBalancer.provisioning_status != c.DELETED))}
     listeners: dict[str, dict[str, tuple[bool, str]]] = {i: {} for i in lbs}
     counted: dict[str, int] = dict.fromkeys(lbs, 0)
-    for r in session.execute(select(
-            m.Listener.id, m.Listener.load_balancer_id, m.Listener.enabled,
-            m.Listener.operating_status, m.Listener.protocol,
-            m.Listener.provisioning_status).where(m.Listener.load_balancer_id.in_(lbs))):
-        if r.protocol in NOT_REPORTED:
+    for listener_id, lb_id, enabled, status, protocol, provisioning in session.execute(
+            select(LISTENER.c.id, LISTENER.c.load_balancer_id, LISTENER.c.enabled,
+                   LISTENER.c.operating_status, LISTENER.c.protocol,
+                   LISTENER.c.provisioning_status)
+            .where(LISTENER.c.load_balancer_id.in_(list(lbs)))).all():
+        if protocol in NOT_REPORTED:
             continue
-        listeners[r.load_balancer_id][r.id] = (r.enabled, r.operating_status)
-        if r.enabled and r.provisioning_status not in (c.ERROR, c.PENDING_DELETE):
-            counted[r.load_balancer_id] += 1
+        listeners[lb_id][listener_id] = (enabled, status)
+        if enabled and provisioning not in (c.ERROR, c.PENDING_DELETE):
+            counted[lb_id] += 1
     pools: dict[str, dict[str, str]] = {i: {} for i in lbs}
     pool_lb: dict[str, str] = {}
-    for r in session.execute(select(m.Pool.id, m.Pool.load_balancer_id,
-                                    m.Pool.operating_status, m.Pool.protocol)
-                             .where(m.Pool.load_balancer_id.in_(lbs))):
-        if r.protocol in NOT_REPORTED:
-            continue
-        pools[r.load_balancer_id][r.id] = r.operating_status
-        pool_lb[r.id] = r.load_balancer_id
+    for pool_id, lb_id, status in session.execute(
+            select(POOL.c.id, POOL.c.load_balancer_id, POOL.c.operating_status)
+            .where(POOL.c.load_balancer_id.in_(list(lbs)))).all():
+        pools[lb_id][pool_id] = status
+        pool_lb[pool_id] = lb_id
     members: dict[str, dict[str, tuple[str, str]]] = {i: {} for i in lbs}
-    for r in session.execute(select(m.Member.id, m.Member.pool_id, m.Member.operating_status)
-                             .where(m.Member.pool_id.in_(pool_lb))):
-        members[pool_lb[r.pool_id]][r.id] = (r.pool_id, r.operating_status)
+    if pool_lb:
+        for member_id, pool_id, status in session.execute(
+                select(MEMBER.c.id, MEMBER.c.pool_id, MEMBER.c.operating_status)
+                .where(MEMBER.c.pool_id.in_(list(pool_lb)))).all():
+            members[pool_lb[pool_id]][member_id] = (pool_id, status)
     out = {}
-    for lb_id, lb in lbs.items():
-        check = lb.enabled and lb.provisioning_status in (c.ACTIVE, c.ERROR)
-        tree = rollup.Tree(lb_id=lb_id, lb_enabled=lb.enabled,
-                           lb_active=lb.provisioning_status == c.ACTIVE,
-                           lb_status=lb.operating_status, listeners=listeners[lb_id],
-                           pools=pools[lb_id], members=members[lb_id])
+    for lb_id, (enabled, provisioning, status) in lbs.items():
+        check = enabled and provisioning in (c.ACTIVE, c.ERROR)
+        tree = rollup.Tree(lb_id=lb_id, lb_enabled=enabled,
+                           lb_active=provisioning == c.ACTIVE, lb_status=status,
+                           listeners=listeners[lb_id], pools=pools[lb_id],
+                           members=members[lb_id])
         out[lb_id] = (tree, counted[lb_id] if check else None)
     return out
 
@@ -179,7 +196,7 @@ def _upsert_health(session: Session, rows: list[dict[str, Any]]) -> None:
     stmt = _insert(session, m.AmphoraHealth.__table__)
     session.execute(stmt.on_conflict_do_update(
         index_elements=["amphora_id"], set_={"last_update": stmt.excluded.last_update}),
-        [{**row, "busy": False} for row in rows])
+        rows)
 
 
 def _stats(message: dict[str, Any]) -> Iterable[dict[str, Any]]:

@@ -1,0 +1,106 @@
+"""The health manager's receive path and counter line (health/service.py), without a
+database: datagrams drained from a real UDP socket on loopback, and the counter line
+that operators read and bench/health.py parses."""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import types
+from collections.abc import Iterator
+
+import pytest
+from bench.health import parse_line
+
+from amphorae.common import heartbeat as codec
+from amphorae.health import service, update
+
+KEY = "unit-test-heartbeat-key"
+
+
+def conf() -> types.SimpleNamespace:
+    return types.SimpleNamespace(
+        health_manager=types.SimpleNamespace(
+            bind_ip="127.0.0.1", bind_port=0, controller_ip_port_list=[], heartbeat_key=KEY,
+            heartbeat_interval=1, heartbeat_timeout=5, health_check_interval=1,
+            failover_threshold=None),
+        controller_worker=types.SimpleNamespace(compute_driver="compute_noop_driver"))
+
+
+@pytest.fixture
+def manager() -> service.HealthManager:
+    return service.HealthManager(url="sqlite://", conf=conf())
+
+
+@pytest.fixture
+def bound(manager: service.HealthManager) -> Iterator[socket.socket]:
+    sock = manager.socket()
+    sock.setblocking(False)
+    yield sock
+    sock.close()
+
+
+def datagram(seq: int, key: str = KEY) -> bytes:
+    return codec.encode(codec.build_message("amp-1", seq, {}, {}), key)
+
+
+def send(sock: socket.socket, *datagrams: bytes) -> None:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as out:
+        for d in datagrams:
+            out.sendto(d, sock.getsockname())
+    time.sleep(0.05)  # loopback delivery
+
+
+def receiver(manager: service.HealthManager) -> service.Receiver:
+    return service.Receiver(manager.key, manager.queue, manager.counters)
+
+
+def test_one_wake_up_reads_every_waiting_datagram(manager: service.HealthManager,
+                                                  bound: socket.socket) -> None:
+    old = datagram(1)
+    unsigned = datagram(4)[:-codec.HEX_DIGEST_LEN]
+    send(bound, old, datagram(2), datagram(3, key="not-the-key"), unsigned, old)
+    service._drain(bound, receiver(manager), bytearray(codec.RECV_BUFFER))
+    assert manager.counters == {"received": 5, "accepted": 2, "forged": 1, "unsigned": 1,
+                                "replayed": 1}
+    assert [r.message["seq"] for r in manager.queue] == [1, 2]
+
+
+def test_a_wake_up_reads_at_most_drain_datagrams(manager: service.HealthManager,
+                                                 bound: socket.socket,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(service, "DRAIN", 2)
+    send(bound, *(datagram(seq) for seq in range(1, 6)))
+    rec = receiver(manager)
+    buffer = bytearray(codec.RECV_BUFFER)
+    service._drain(bound, rec, buffer)
+    assert manager.counters["received"] == 2
+    service._drain(bound, rec, buffer)
+    service._drain(bound, rec, buffer)
+    service._drain(bound, rec, buffer)  # nothing left: returns at once
+    assert manager.counters["accepted"] == 5
+
+
+def test_the_counter_line_is_logged_when_something_changed_and_parses(
+        manager: service.HealthManager, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, logger=service.LOG.name)
+    manager.counters.update(received=7, accepted=5, forged=2, written=4, withheld=1)
+    manager.queue.append(update.Received({"id": "a"}, 0.0))
+    manager.batches.add(0.010, 0.200)
+    manager.batches.add(0.030, 0.100)
+    manager.log_counters()
+    manager.queue.clear()
+    manager.log_counters()  # nothing changed and nothing queued: no line
+    lines = [r for r in caplog.records if "heartbeats:" in r.getMessage()]
+    assert len(lines) == 1
+    text = f"2030-01-01 12:00:00,000 1 INFO {service.LOG.name}: {lines[0].getMessage()}"
+    parsed = parse_line(text)
+    assert parsed is not None
+    assert {k: parsed.counts[k] for k in ("received", "accepted", "forged", "written",
+                                         "withheld", "replayed", "queued")} == {
+        "received": 7, "accepted": 5, "forged": 2, "written": 4, "withheld": 1,
+        "replayed": 0, "queued": 1}
+    assert (parsed.batches, parsed.write_mean_ms, parsed.write_max_ms,
+            parsed.wait_max_ms) == (2, 20.0, 30.0, 200.0)
+    assert manager.batches.count == 0  # each line covers its own interval
