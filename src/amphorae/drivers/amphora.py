@@ -117,12 +117,7 @@ class RestAmphoraDriver:
         running = any(x.get("status") == "ACTIVE" for x in client.listeners())
         if running and _current(lambda: client.get_haproxy_config(lb.id)) == text:
             return
-        try:
-            client.upload_haproxy_config(lb.id, text)
-        except agent_client.AgentRequestError as exc:
-            if exc.status == 400:
-                raise ConfigRefused("HAProxy configuration", str(exc.details)) from exc
-            raise
+        _upload("HAProxy configuration", lambda: client.upload_haproxy_config(lb.id, text))
         client.reload(lb.id)  # starts it when it is not running
 
     # -- nftables (UDP listeners) --------------------------------------------------------
@@ -134,12 +129,7 @@ class RestAmphoraDriver:
             document = render_udp.render(lb)
             if client.get_udp_config() == document:
                 return  # unchanged: the agent keeps its members' health
-            try:
-                client.upload_udp_config(document)
-            except agent_client.AgentRequestError as exc:
-                if exc.status == 400:
-                    raise ConfigRefused("UDP listeners", str(exc.details)) from exc
-                raise
+            _upload("UDP listeners", lambda: client.upload_udp_config(document))
         elif client.get_nftables() is not None:
             client.delete_nftables()  # also ends the agent's UDP health checks
 
@@ -175,13 +165,18 @@ class RestAmphoraDriver:
         text = render_ka.render(vrrp)
         if _current(client.get_vrrp_config) == text:
             return
-        try:
-            client.upload_vrrp_config(text)
-        except agent_client.AgentRequestError as exc:
-            if exc.status == 400:
-                raise ConfigRefused("keepalived configuration", str(exc.details)) from exc
-            raise
+        _upload("keepalived configuration", lambda: client.upload_vrrp_config(text))
         client.vrrp_reload()  # starts keepalived when it is down
+
+
+def _upload(what: str, upload: Callable[[], object]) -> None:
+    """The agent validates what it is sent: its 400 means the content was refused."""
+    try:
+        upload()
+    except agent_client.AgentRequestError as exc:
+        if exc.status == 400:
+            raise ConfigRefused(what, str(exc.details)) from exc
+        raise
 
 
 def _current(read: Callable[[], str]) -> str | None:
