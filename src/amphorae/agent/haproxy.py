@@ -35,6 +35,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from amphorae.agent.errors import ToolError
+
 LOG = logging.getLogger(__name__)
 
 # Load balancer ids are UUIDs in practice; anything else that could name a path is refused.
@@ -44,13 +46,8 @@ _POLL = 0.02
 LOG_LIMIT = 1024 * 1024
 
 
-class HaproxyError(Exception):
+class HaproxyError(ToolError):
     """An HAProxy operation failed; ``details`` holds HAProxy's own words."""
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
 
 
 class InvalidConfig(HaproxyError):

@@ -33,18 +33,14 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amphorae.agent import haproxy as hap
+from amphorae.agent.errors import ToolError
 
 LOG = logging.getLogger(__name__)
 _POLL = 0.05
 
 
-class KeepalivedError(Exception):
+class KeepalivedError(ToolError):
     """keepalived failed to start, reload or stop; ``details`` is its output."""
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
 
 
 class InvalidConfig(KeepalivedError):

@@ -23,6 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amphorae.agent import haproxy as hap
+from amphorae.agent.errors import ToolError
 from amphorae.render import nftables as render_nft
 
 LOG = logging.getLogger(__name__)
@@ -31,13 +32,8 @@ LOG = logging.getLogger(__name__)
 _FORWARDING = ("/proc/sys/net/ipv4/ip_forward", "/proc/sys/net/ipv6/conf/all/forwarding")
 
 
-class NftError(Exception):
+class NftError(ToolError):
     """nft refused or failed; ``details`` is its output."""
-
-    def __init__(self, message: str, details: str = "") -> None:
-        super().__init__(message)
-        self.message = message
-        self.details = details
 
 
 @dataclass(frozen=True)
