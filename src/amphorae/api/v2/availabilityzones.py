@@ -110,10 +110,8 @@ class AvailabilityZone:
         _authorize(req, "delete")
         with db.transaction() as session:
             zone = _load(session, name)
-            # Deleted load balancers let go of it, as in Octavia; live ones make it a 409.
-            common.release_from_deleted(session, m.LoadBalancer.availability_zone, name)
-            common.delete_unless_used(session, zone, m.LoadBalancer.availability_zone == name,
-                                      NAME, name)
+            common.delete_unless_a_load_balancer_uses(
+                session, zone, m.LoadBalancer.availability_zone, name, NAME)
         resp.status = 204
 
 

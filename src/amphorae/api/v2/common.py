@@ -267,11 +267,15 @@ def flush_or_conflict(session: Session, conflict: errors.APIError) -> None:
         raise conflict from None
 
 
-def release_from_deleted(session: Session, column: Any, value: str) -> None:
-    """Clear ``column`` (a load balancer's reference) on DELETED load balancers."""
+def delete_unless_a_load_balancer_uses(session: Session, obj: Any, column: Any, value: str,
+                                        resource_name: str) -> None:
+    """Delete ``obj`` (a flavor, an availability zone) unless a live load balancer refers
+    to it through ``column``; DELETED ones, kept until housekeeping purges them, let go
+    of it first, as in Octavia."""
     session.execute(update(m.LoadBalancer).where(
         column == value, m.LoadBalancer.provisioning_status == c.DELETED).values(
         {column.key: None}))
+    delete_unless_used(session, obj, column == value, resource_name, value)
 
 
 def delete_unless_used(session: Session, obj: Any, used_by: Any, resource_name: str,

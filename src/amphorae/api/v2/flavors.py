@@ -111,11 +111,8 @@ class Flavor:
         _authorize(req, "delete")
         with db.transaction() as session:
             flavor = _load(session, flavor_id)
-            # Deleted load balancers (kept until housekeeping purges them) let go of it,
-            # as in Octavia; live ones make the delete a 409.
-            common.release_from_deleted(session, m.LoadBalancer.flavor_id, flavor_id)
-            common.delete_unless_used(session, flavor, m.LoadBalancer.flavor_id == flavor_id,
-                                      NAME, flavor_id)
+            common.delete_unless_a_load_balancer_uses(
+                session, flavor, m.LoadBalancer.flavor_id, flavor_id, NAME)
         resp.status = 204
 
 
