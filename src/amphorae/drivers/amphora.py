@@ -25,6 +25,7 @@ from amphorae.render import udp_config as render_udp
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 
 VIP_IFNAME = "eth1"
+MAX_FDS_REMEMBERED = 4096
 
 
 class ConfigRefused(Exception):
@@ -79,6 +80,9 @@ class RestAmphoraDriver:
         self.client_for = client_for
         self.base_path = base_path
         self.settings = HaproxySettings.from_config(config.CONF)
+        # amphora id -> its agent's descriptor limit: fixed for an amphora's life, so
+        # asked once rather than on every reconcile.
+        self._max_fds: dict[str, int | None] = {}
 
     def apply(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
               vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None:
@@ -86,7 +90,7 @@ class RestAmphoraDriver:
         base = self.base_path(amp)
         paths = AmphoraPaths.for_lb(str(base), lb.id)
         self._certificates(client, lb.id, paths, tls)
-        self._haproxy(client, lb, paths)
+        self._haproxy(client, amp, lb, paths)
         self._nftables(client, lb)
         if vrrp is not None:
             self._keepalived(client, amp, lb, paths, base, vrrp, vip_subnet)
@@ -106,13 +110,17 @@ class RestAmphoraDriver:
 
     # -- HAProxy -----------------------------------------------------------------------
 
-    def _haproxy(self, client: agent_client.AgentClient, lb: model.LoadBalancer,
-                 paths: AmphoraPaths) -> None:
+    def _haproxy(self, client: agent_client.AgentClient, amp: AmphoraRef,
+                 lb: model.LoadBalancer, paths: AmphoraPaths) -> None:
         if not any(li.protocol != "UDP" for li in lb.listeners):
             if client.listeners():
                 client.delete_listeners(lb.id)
             return
-        settings = dataclasses.replace(self.settings, fd_limit=client.info().max_fds)
+        if amp.id not in self._max_fds:
+            if len(self._max_fds) >= MAX_FDS_REMEMBERED:  # amphorae come and go
+                self._max_fds.clear()
+            self._max_fds[amp.id] = client.info().max_fds
+        settings = dataclasses.replace(self.settings, fd_limit=self._max_fds[amp.id])
         text = render_haproxy.render(lb, settings, paths)
         running = any(x.get("status") == "ACTIVE" for x in client.listeners())
         if running and _current(lambda: client.get_haproxy_config(lb.id)) == text:
