@@ -32,9 +32,11 @@ from amphorae.render import nftables as render_nft
 from amphorae.render import udp_config as render_udp
 from tests import dataplane, netns
 from tests.dataplane import assert_round_robin, member_name, new_id, wait_for
+from tests.deployment import per_worker
 
 RUN = secrets.token_hex(3)
-VIP_CIDR, MEMBER_CIDR, MANAGEMENT_CIDR = "198.18.104.0/24", "198.18.105.0/24", "198.18.106.0/24"
+# Per xdist worker (the module's tests may be split over two): 104/105, then 106/107.
+VIP_CIDR, MEMBER_CIDR = per_worker("198.18.104.0/24", "198.18.105.0/24")
 SERVICES = (dataplane.UDP, dataplane.TCP, dataplane.HTTP)
 PORT = 53
 ROUNDS = 3  # flows per member in a rotation check
@@ -44,15 +46,9 @@ SETTLE = 10.0  # bound for a state change (delay 1 s, fall/rise 2); measured ~1-
 @pytest.fixture(scope="module")
 def topo() -> Iterator[dataplane.Topology]:
     netns.require_root()
-    busy = dataplane.subnets_in_use([MANAGEMENT_CIDR])
-    if busy:
-        raise dataplane.TopologyError(f"{MANAGEMENT_CIDR} already routed on this host")
-    # The management network from this test's range instead of a random one.
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(dataplane, "free_cidr", lambda: MANAGEMENT_CIDR)
-        with dataplane.single_amphora_topology(RUN, VIP_CIDR, MEMBER_CIDR, members=3,
-                                               services=SERVICES) as topo:
-            yield topo
+    with dataplane.single_amphora_topology(RUN, VIP_CIDR, MEMBER_CIDR, members=3,
+                                           services=SERVICES) as topo:
+        yield topo
 
 
 def monitor(kind: str, **fields: object) -> model.HealthMonitor:
