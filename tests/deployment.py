@@ -39,7 +39,6 @@ from tests import netns, servers
 from tests.integration.test_netns_compute import free_cidr, link_names, netns_names
 from tests.members import MemberFarm
 
-FINAL = ("ACTIVE", "ERROR")
 WAIT = 30.0
 
 

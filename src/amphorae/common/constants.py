@@ -96,7 +96,6 @@ ROLE_STANDALONE = "STANDALONE"
 # Amphora statuses (Octavia's lib constants).
 AMPHORA_BOOTING = "BOOTING"
 AMPHORA_ALLOCATED = "ALLOCATED"
-AMPHORA_READY = "READY"
 VNIC_NORMAL = "normal"
 VNIC_DIRECT = "direct"
 

@@ -17,6 +17,7 @@ from pathlib import Path
 
 from amphorae.common import config
 from amphorae.drivers import agent_client
+from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import keepalived as render_ka
 from amphorae.render import model
@@ -24,7 +25,6 @@ from amphorae.render import nftables as render_nft
 from amphorae.render import udp_config as render_udp
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 
-VIP_IFNAME = "eth1"
 MAX_FDS_REMEMBERED = 4096
 
 
@@ -158,7 +158,7 @@ class RestAmphoraDriver:
             nft_tables=[render_nft.TABLE] if has_udp else [])
         peers = tuple(p.address for p in lb.peers if p.address != amp.vrrp_ip)
         vrrp = render_ka.VRRPConfig(
-            name=lb.id.replace("-", ""), interface=VIP_IFNAME, vrrp_ip=amp.vrrp_ip,
+            name=lb.id.replace("-", ""), interface=ports.VIP_IFNAME, vrrp_ip=amp.vrrp_ip,
             peer_ips=peers, priority=render_ka.priority_for(amp.role),
             vips=tuple(render_ka.VRRPVip(v, vip_subnet.prefixlen, vip_subnet.gateway)
                        for v in lb.vips if _same_family(v, amp.vrrp_ip)),
