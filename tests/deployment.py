@@ -39,6 +39,7 @@ from tests import netns, servers
 from tests.integration.test_netns_compute import free_cidr, link_names, netns_names
 from tests.members import MemberFarm
 
+FINAL = ("ACTIVE", "ERROR")  # the states a load balancer settles in (or it is gone)
 WAIT = 30.0
 
 
