@@ -5,6 +5,7 @@ certificates, and traffic through the HAProxy it runs."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.client
 import http.server
 import resource
@@ -304,6 +305,33 @@ def test_traffic_flows_through_haproxy(agent: Agent, lb: RunningLb) -> None:
     assert pid_file.is_file()
     assert (agent.base / lb.lb_id / "servers-state").exists()
     assert client.start(lb.lb_id)["details"].endswith("already running")
+
+
+def test_the_running_config_is_told_apart_from_the_installed_one(agent: Agent,
+                                                                  lb: RunningLb) -> None:
+    """Between an upload and its reload the agent reports both: a controller that died in
+    between must see that the new config is not running yet."""
+    client = agent.client()
+    changed = lb.config + "# changed\n"
+    try:
+        assert client.running_haproxy_md5(lb.lb_id) == _md5(lb.config)
+        client.upload_haproxy_config(lb.lb_id, changed)
+        assert client.get_haproxy_config(lb.lb_id) == changed
+        assert client.running_haproxy_md5(lb.lb_id) == _md5(lb.config)
+        client.reload(lb.lb_id)
+        assert client.running_haproxy_md5(lb.lb_id) == _md5(changed)
+        client.stop(lb.lb_id)
+        assert client.running_haproxy_md5(lb.lb_id) is None
+        assert client.running_haproxy_md5(str(uuid.uuid4())) is None
+    finally:
+        client.upload_haproxy_config(lb.lb_id, lb.config)
+        client.reload(lb.lb_id)  # starts it again
+    assert client.running_haproxy_md5(lb.lb_id) == _md5(lb.config)
+    assert http_get(lb.port) == b"member-says-hello"
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 def test_broken_config_is_refused_and_old_one_keeps_serving(agent: Agent,

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import secrets
 import shutil
 import subprocess
@@ -250,14 +251,21 @@ def test_vrrp_master_holds_vip_until_stopped(amphora: Amphora) -> None:
     assert _refused(amp, "PUT", "vrrp/explode").status == 400
 
     assert not _has_vip(amp)
+    assert amp.client.running_vrrp_md5() is None  # installed, not running
     assert "started" in _put(amp, "vrrp/start")["details"]
     pid = _keepalived_pid(amp)
     assert pid is not None
     _wait("VIP on the MASTER", lambda: _has_vip(amp), 15)
+    assert amp.client.running_vrrp_md5() == _md5(config)
 
-    # start when running is a reload (same process); so is reload.
+    # start when running is a reload (same process); so is reload. What runs is told
+    # apart from what is installed until the reload.
     assert "reloaded" in _put(amp, "vrrp/start")["details"]
+    changed = config + "# changed\n"
+    amp.client.upload_vrrp_config(changed)
+    assert amp.client.running_vrrp_md5() == _md5(config)
     assert "reloaded" in _put(amp, "vrrp/reload")["details"]
+    assert amp.client.running_vrrp_md5() == _md5(changed)
     assert _keepalived_pid(amp) == pid
     _wait("VIP after reload", lambda: _has_vip(amp), 15)
 
@@ -274,7 +282,12 @@ def test_vrrp_master_holds_vip_until_stopped(amphora: Amphora) -> None:
     assert "reloaded" in _put(amp, "vrrp/start")["details"]
 
     assert _put(amp, "vrrp/stop")["details"] == "keepalived stopped: stopped"
+    assert amp.client.running_vrrp_md5() is None
     assert not _has_vip(amp)  # stop returns once keepalived is gone, VIPs with it
     assert not hap._alive(pid)  # (not yet reaped by init maybe, but not running)
     assert _put(amp, "vrrp/stop")["details"] == "keepalived stopped: not running"
     amp.client.request("DELETE", "nftables")
+
+
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()

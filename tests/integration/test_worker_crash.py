@@ -296,13 +296,33 @@ def assert_no_orphans(d: Deployment) -> None:
 
 
 def vip_holders(d: Deployment, vip: str) -> str:
-    """For a failure message: which amphorae of this deployment hold the address, and
-    what the host's neighbour table says about it."""
+    """For a failure message: which amphorae of this deployment hold the address, what
+    the host's neighbour table says about it, and for the one holding it its HAProxy
+    configuration, server states, neighbours and log."""
     out = [netns.run("ip", "neigh", "show", vip, check=False).stdout.strip()]
     for short in d.amphora_dirs():
         ns = compute.NAMESPACE_PREFIX + short
         found = netns.run("ip", "-br", "address", ns=ns, check=False).stdout
         out.append(f"{ns}: {' | '.join(found.splitlines())}")
+        if f" {vip}/" in found:
+            out.append(_amphora_report(d, short, ns))
+    return "\n".join(out)
+
+
+def _amphora_report(d: Deployment, short: str, ns: str) -> str:
+    out = [f"--- neighbours in {ns}",
+           netns.run("ip", "neigh", ns=ns, check=False).stdout.strip(),
+           f"--- routes in {ns}", netns.run("ip", "route", ns=ns, check=False).stdout.strip()]
+    for cfg in (d.state / "amphorae" / short).glob("lb/*/haproxy.cfg"):
+        out += [f"--- {cfg}", cfg.read_text(errors="replace")]
+        sock = cfg.with_name("haproxy.sock")
+        stat = netns.run("socat", "-", f"UNIX-CONNECT:{sock}", check=False,
+                         input="show stat\n")
+        out += ["--- show stat", (stat.stdout or stat.stderr).strip()]
+        log = cfg.with_name("haproxy.log")
+        if log.exists():
+            out += ["--- haproxy.log", "\n".join(log.read_text(
+                errors="replace").splitlines()[-30:])]
     return "\n".join(out)
 
 

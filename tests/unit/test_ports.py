@@ -3,6 +3,8 @@ in tests/integration/test_vip_traffic.py)."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 
 from amphorae.drivers.network import plumbing, ports
@@ -33,18 +35,44 @@ def test_plug_creates_veth_address_and_route():
     assert f"ip link set dev {host} master amph-brvip up" in calls
     assert f"ip -n {NS} address replace 198.18.230.10/24 dev eth1" in calls
     assert f"ip -n {NS} route replace default via 198.18.230.1 dev eth1" in calls
-    # A new port announces its address (gratuitous ARP from inside the namespace).
-    garp = [c for c in runner.calls if c[:4] == ["ip", "netns", "exec", NS]]
-    assert len(garp) == 1 and garp[0][-2:] == ["eth1", "198.18.230.10"]
+    # A new address is announced (gratuitous ARP from inside the namespace) before it is
+    # added, so a crash between the two announces it again on the next plug.
+    garp = [i for i, c in enumerate(runner.calls) if c[:4] == ["ip", "netns", "exec", NS]]
+    assert len(garp) == 1 and runner.calls[garp[0]][-2:] == ["eth1", "198.18.230.10"]
+    assert garp[0] < calls.index(f"ip -n {NS} address replace 198.18.230.10/24 dev eth1")
 
 
-def test_plugging_an_existing_port_announces_nothing():
+def _held(*addresses: str) -> tuple[int, str, str]:
+    """``ip -json address show`` of an interface holding ``addresses``."""
+    info = [{"local": a.split("/")[0], "prefixlen": int(a.split("/")[1]), "scope": "global"}
+            for a in addresses]
+    return 0, json.dumps([{"ifname": "eth1", "addr_info": info}]), ""
+
+
+def test_an_address_held_already_is_neither_announced_nor_added_again():
     found = (0, '[{"ifname": "x"}]', "")  # both ends of the pair exist already
     runner = FakeRunner({("ip", "-json", "link", "show"): found,
-                         ("ip", "-n", NS, "-json", "link", "show"): found})
+                         ("ip", "-n", NS, "-json", "link", "show"): found,
+                         ("ip", "-n", NS, "-json", "address"): _held("198.18.230.10/24")})
     ports.plug_port(plumbing.Plumbing(runner), NS, "amph-brvip", "eth1", None,
                     "198.18.230.10/24")
     assert not any(c[:3] == ["ip", "netns", "exec"] for c in runner.calls)
+    assert not any("replace" in c for c in runner.calls)
+
+
+def test_an_address_missing_from_an_existing_port_is_announced():
+    """A worker killed after creating the port and before adding an address: the next
+    plug announces and adds it (neighbours may still know the address at another MAC)."""
+    found = (0, '[{"ifname": "x"}]', "")
+    runner = FakeRunner({("ip", "-json", "link", "show"): found,
+                         ("ip", "-n", NS, "-json", "link", "show"): found,
+                         ("ip", "-n", NS, "-json", "address"): _held("198.18.230.10/24")})
+    ports.plug_port(plumbing.Plumbing(runner), NS, "amph-brvip", "eth1", None,
+                    "198.18.230.10/24", extra_addresses=["198.18.230.11/24"])
+    garp = [c for c in runner.calls if c[:3] == ["ip", "netns", "exec"]]
+    assert len(garp) == 1 and garp[0][-2:] == ["eth1", "198.18.230.11"]
+    assert [" ".join(c) for c in runner.calls if "replace" in c] == [
+        f"ip -n {NS} address replace 198.18.230.11/24 dev eth1"]
 
 
 def test_plug_without_gateway_adds_no_route():

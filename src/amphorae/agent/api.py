@@ -163,7 +163,7 @@ class HaproxyConfig:
             data = files.config.read_bytes()
         except FileNotFoundError:
             raise _not_found(lb_id) from None
-        send_text(resp, data)
+        send_text(resp, data, self.sup.running_config(lb_id))
 
 
 class Action:

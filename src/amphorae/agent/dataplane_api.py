@@ -57,7 +57,7 @@ class VrrpUpload:
             data = self.vrrp.files.config.read_bytes()
         except FileNotFoundError:
             raise _no_config() from None
-        send_text(resp, data)
+        send_text(resp, data, self.vrrp.running_config())
 
 
 class VrrpCheckScript:

@@ -85,6 +85,11 @@ class LbFiles:
         return self.root / "haproxy.cfg.failed"
 
     @property
+    def running_config(self) -> Path:
+        """A copy of the config the running HAProxy loaded (see :class:`RunningCopy`)."""
+        return self.root / "haproxy.cfg.running"
+
+    @property
     def pid_file(self) -> Path:
         return self.root / "haproxy.pid"
 
@@ -215,6 +220,11 @@ class Supervisor:
     def running(self, lb_id: str) -> bool:
         return self.master_pid(lb_id) is not None
 
+    def running_config(self, lb_id: str) -> bytes | None:
+        """The config the running HAProxy of ``lb_id`` loaded; None when it is down."""
+        files = self.files(lb_id)
+        return RunningCopy(files.running_config).read(self.running(lb_id))
+
     # -- configuration -------------------------------------------------------------
 
     def version(self) -> str:
@@ -260,6 +270,7 @@ class Supervisor:
             if pid is None:
                 return self._start(lb_id)
             files = self.files(lb_id)
+            loading = files.config.read_bytes()
             self.check(files.config)
             self._save_server_state(files)
             offset = _bound_log(files.log)
@@ -270,6 +281,7 @@ class Supervisor:
             self._wait(files, lambda s: s.master_reloads > before.master_reloads
                        and bool(s.workers) and not set(s.workers) & set(before.workers),
                        pid, "reload", offset)
+            RunningCopy(files.running_config).loaded(loading)
             return "reloaded"
 
     def stop(self, lb_id: str) -> str:
@@ -289,6 +301,7 @@ class Supervisor:
             return "already running"
         if not files.config.is_file():
             raise FileNotFoundError(lb_id)
+        loading = files.config.read_bytes()
         files.pid_file.unlink(missing_ok=True)
         files.master_socket.unlink(missing_ok=True)
         # load-server-state-from-file needs the file at the first start; "1" is the
@@ -305,6 +318,7 @@ class Supervisor:
                                      start_new_session=True, close_fds=True)
         self._children[lb_id] = child
         self._wait(files, lambda s: bool(s.workers), child.pid, "start", offset)
+        RunningCopy(files.running_config).loaded(loading)
         LOG.info("started HAProxy of %s (master %d)", lb_id, child.pid)
         return "started"
 
@@ -323,6 +337,7 @@ class Supervisor:
             LOG.info("stopped HAProxy of %s", lb_id)
         files.pid_file.unlink(missing_ok=True)
         files.master_socket.unlink(missing_ok=True)
+        files.running_config.unlink(missing_ok=True)
         return "not running" if pid is None else "stopped"
 
     def _wait_gone(self, lb_id: str, pid: int, until: float) -> bool:
@@ -368,6 +383,28 @@ class Supervisor:
             LOG.debug("no server state saved for %s: %s", files.root.name, exc)
             return
         write_file(files.server_state, state.encode(), 0o600)
+
+
+@dataclass(frozen=True)
+class RunningCopy:
+    """A copy of what a process (HAProxy, keepalived) was last started or reloaded with,
+    beside its installed config. An upload installs a file without a reload; a controller
+    that died between the two would otherwise find the new file installed and never
+    reload, leaving the old configuration serving."""
+
+    copy: Path
+
+    def loaded(self, data: bytes) -> None:
+        """The process now runs ``data`` (its config, read before it was loaded)."""
+        write_file(self.copy, data, 0o644)
+
+    def read(self, running: bool) -> bytes | None:
+        if not running:
+            return None
+        try:
+            return self.copy.read_bytes()
+        except FileNotFoundError:
+            return None
 
 
 def write_file(path: Path, data: bytes, mode: int) -> None:

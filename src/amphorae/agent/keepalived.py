@@ -70,6 +70,10 @@ class VrrpFiles:
         return self.root / "keepalived.conf.failed"
 
     @property
+    def running_config(self) -> Path:
+        return self.root / "keepalived.conf.running"
+
+    @property
     def check_script(self) -> Path:
         return self.root / "check_script.sh"
 
@@ -164,6 +168,13 @@ class Keepalived:
     def running(self) -> bool:
         return self.pid() is not None
 
+    def running_config(self) -> bytes | None:
+        """The config the running keepalived was started or reloaded with, or None."""
+        return self._copy().read(self.running())
+
+    def _copy(self) -> hap.RunningCopy:
+        return hap.RunningCopy(self.files.running_config)
+
     def start(self) -> str:
         """Start keepalived; one already running is reloaded instead (Octavia's start)."""
         with self._lock:
@@ -186,6 +197,7 @@ class Keepalived:
         files = self.files
         if not files.config.is_file():
             raise FileNotFoundError(files.config)
+        loading = files.config.read_bytes()
         for path in (files.pid_file, files.vrrp_pid_file, files.checkers_pid_file,
                      files.bfd_pid_file):
             path.unlink(missing_ok=True)
@@ -206,6 +218,7 @@ class Keepalived:
                 raise KeepalivedError("keepalived failed to start",
                                       hap._tail(files.log, offset))
             if _read_pid(files.pid_file) == child.pid and _live_pid(files.vrrp_pid_file):
+                self._copy().loaded(loading)
                 LOG.info("started keepalived (pid %d)", child.pid)
                 return "started"
             time.sleep(_POLL)
@@ -217,8 +230,10 @@ class Keepalived:
         pid = self.pid()
         if pid is None:
             raise KeepalivedError("keepalived is not running")
+        loading = self.files.config.read_bytes()
         self.check(self.files.config)
         os.kill(pid, signal.SIGHUP)
+        self._copy().loaded(loading)
         LOG.info("reloaded keepalived (pid %d)", pid)
         return "reloaded"
 
@@ -231,7 +246,8 @@ class Keepalived:
             LOG.warning("keepalived (pid %d) ignored SIGTERM; killing it", pid)
             self._kill(pid)
         for path in (self.files.pid_file, self.files.vrrp_pid_file,
-                     self.files.checkers_pid_file, self.files.bfd_pid_file):
+                     self.files.checkers_pid_file, self.files.bfd_pid_file,
+                     self.files.running_config):
             path.unlink(missing_ok=True)
         LOG.info("stopped keepalived")
         return "stopped"

@@ -8,6 +8,8 @@ from typing import Any
 
 import falcon
 
+from amphorae.common import constants as c
+
 
 class AgentError(falcon.HTTPError):
     """An error in the agent's own shape: ``{"message", "details"}``."""
@@ -31,8 +33,11 @@ def stored(resp: falcon.Response, data: bytes) -> None:
     resp.media = {"message": "OK"}
 
 
-def send_text(resp: falcon.Response, data: bytes) -> None:
-    """Answer with a stored file as plain text, its MD5 as the ETag."""
+def send_text(resp: falcon.Response, data: bytes, running: bytes | None = None) -> None:
+    """Answer with a stored file as plain text, its MD5 as the ETag; with ``running``,
+    the MD5 of that (what the running process loaded) as ``X-Running-ETag``."""
     resp.content_type = falcon.MEDIA_TEXT
     resp.etag = hashlib.md5(data).hexdigest()
+    if running is not None:
+        resp.set_header(c.RUNNING_ETAG_HEADER, hashlib.md5(running).hexdigest())
     resp.data = data

@@ -119,3 +119,8 @@ JOB_DELETE_AMPHORA = "delete_amphora"
 
 PROVIDER_AMPHORA = "amphora"
 PROVIDER_OCTAVIA = "octavia"
+
+# The agent's answer to a configuration GET carries, besides the ETag (MD5 of the
+# installed file), the MD5 of the config the running process loaded; the two differ
+# between an upload and its reload. Absent when the process is down.
+RUNNING_ETAG_HEADER = "X-Running-ETag"

@@ -18,6 +18,7 @@ from typing import Any
 
 import tenacity
 
+from amphorae.common import constants as c
 from amphorae.common import pki
 
 LOG = logging.getLogger(__name__)
@@ -122,6 +123,11 @@ class AgentClient:
     def get_haproxy_config(self, lb_id: str, **retry: Any) -> str:
         return self.request("GET", f"loadbalancer/{lb_id}/haproxy", **retry).body.decode()
 
+    def running_haproxy_md5(self, lb_id: str, **retry: Any) -> str | None:
+        """MD5 of the config the running HAProxy of ``lb_id`` loaded; None when it is
+        down or has no config (the installed one may be newer: uploaded, not reloaded)."""
+        return self._running_md5(f"loadbalancer/{lb_id}/haproxy", **retry)
+
     def start(self, lb_id: str, **retry: Any) -> dict[str, Any]:
         return self._action(lb_id, "start", **retry)
 
@@ -219,6 +225,19 @@ class AgentClient:
 
     def get_vrrp_config(self, **retry: Any) -> str:
         return self.request("GET", "vrrp/upload", **retry).body.decode()
+
+    def running_vrrp_md5(self, **retry: Any) -> str | None:
+        """MD5 of the config the running keepalived was started or reloaded with."""
+        return self._running_md5("vrrp/upload", **retry)
+
+    def _running_md5(self, path: str, **retry: Any) -> str | None:
+        try:
+            headers = self.request("GET", path, **retry).headers
+        except AgentRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
+        return headers.get(c.RUNNING_ETAG_HEADER.lower())
 
     def upload_vrrp_check_script(self, script: str | bytes, **retry: Any) -> str:
         """Install the VRRP check script (render.keepalived.render_check_script)."""

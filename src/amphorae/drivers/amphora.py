@@ -11,6 +11,7 @@ refuses raises :class:`ConfigRefused` and the amphora keeps serving the previous
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import ipaddress
 from collections.abc import Callable
 from pathlib import Path
@@ -122,8 +123,9 @@ class RestAmphoraDriver:
             self._max_fds[amp.id] = client.info().max_fds
         settings = dataclasses.replace(self.settings, fd_limit=self._max_fds[amp.id])
         text = render_haproxy.render(lb, settings, paths)
-        running = any(x.get("status") == "ACTIVE" for x in client.listeners())
-        if running and _current(lambda: client.get_haproxy_config(lb.id)) == text:
+        # What HAProxy runs, not what is installed: a worker that died between an upload
+        # and its reload left the new file installed and the old config serving.
+        if client.running_haproxy_md5(lb.id) == _md5(text):
             return
         _upload("HAProxy configuration", lambda: client.upload_haproxy_config(lb.id, text))
         client.reload(lb.id)  # starts it when it is not running
@@ -171,7 +173,7 @@ class RestAmphoraDriver:
             down_timer_adverts=conf.vrrp_down_timer_adverts, router_id=amp.id)
         client.upload_vrrp_check_script(script)
         text = render_ka.render(vrrp)
-        if _current(client.get_vrrp_config) == text:
+        if client.running_vrrp_md5() == _md5(text):
             return
         _upload("keepalived configuration", lambda: client.upload_vrrp_config(text))
         client.vrrp_reload()  # starts keepalived when it is down
@@ -187,14 +189,8 @@ def _upload(what: str, upload: Callable[[], object]) -> None:
         raise
 
 
-def _current(read: Callable[[], str]) -> str | None:
-    """What the agent holds (None when it has nothing yet)."""
-    try:
-        return read()
-    except agent_client.AgentRequestError as exc:
-        if exc.status == 404:
-            return None
-        raise
+def _md5(text: str) -> str:
+    return hashlib.md5(text.encode()).hexdigest()
 
 
 def _same_family(a: str, b: str) -> bool:

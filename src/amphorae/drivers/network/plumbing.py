@@ -31,10 +31,21 @@ _MISSING = ("does not exist", "Cannot find device", "No such file", "No such pro
 _EXISTS = ("File exists",)
 
 # Sends two gratuitous ARP requests (sender = target = the address) per address, 50 ms
-# apart, from the interface named first; run inside the namespace.
+# apart, from the interface named first; run inside the namespace. It first waits (1 s at
+# most) for the interface to be operationally up: until the kernel has seen the carrier,
+# frames sent on a new veth are dropped.
 _GARP = """
 import socket, struct, sys, time
 ifname, ips = sys.argv[1], sys.argv[2:]
+deadline = time.monotonic() + 1.0
+while time.monotonic() < deadline:
+    try:
+        with open(f"/sys/class/net/{ifname}/operstate") as fh:
+            if fh.read().strip() == "up":
+                break
+    except OSError:
+        break
+    time.sleep(0.005)
 with socket.socket(socket.AF_PACKET, socket.SOCK_RAW, socket.htons(0x0806)) as s:
     s.bind((ifname, 0))
     mac = s.getsockname()[4]
@@ -181,8 +192,9 @@ class Plumbing:
     def announce(self, ns: str, ifname: str, addresses: Sequence[str]) -> None:
         """Gratuitous ARP for the IPv4 ``addresses`` from ``ifname`` in ``ns``: neighbours
         that knew one of them at another MAC (a deleted load balancer's VIP, handed out
-        again) learn the new one at once instead of after their entry times out. The
-        kernel's own (arp_notify) goes out before a new veth has carrier, and is lost."""
+        again) learn the new one at once instead of after their entry times out (up to
+        45 s). The kernel's own (arp_notify) goes out before a new veth has carrier, and
+        is lost; ours needs no address on the interface yet."""
         ips = [a for a in addresses if ipaddress.ip_address(a).version == 4]
         if not ips:
             return

@@ -23,18 +23,25 @@ def host_veth_name(namespace: str, ifname: str) -> str:
 
 
 def plug_port(plumbing: plumbing_mod.Plumbing, namespace: str, bridge: str, ifname: str,
-              mac: str | None, address_cidr: str, gateway: str | None = None) -> str:
+              mac: str | None, address_cidr: str, gateway: str | None = None,
+              extra_addresses: Sequence[str] = ()) -> str:
     """``ifname`` in ``namespace``, attached to ``bridge``, up, holding ``address_cidr``
-    (``ip/prefixlen``); with ``gateway``, the namespace's default route goes through it.
-    Idempotent. Returns the host end's name."""
-    iface = ipaddress.ip_interface(address_cidr)  # reject a bad address before creating
-    if gateway is not None and ipaddress.ip_address(gateway) not in iface.network:
-        raise ValueError(f"gateway {gateway} is not in {iface.network}")
+    (``ip/prefixlen``, the primary) and ``extra_addresses``; with ``gateway``, the
+    namespace's default route goes through it. Idempotent. Returns the host end's name.
+
+    An address is announced (gratuitous ARP) before it is added: neighbours may know it at
+    another MAC (a deleted port's, handed out again). One the interface does not hold yet
+    is announced on every call, so a crash between the two steps announces it again."""
+    ifaces = [ipaddress.ip_interface(a) for a in (address_cidr, *extra_addresses)]
+    if gateway is not None and ipaddress.ip_address(gateway) not in ifaces[0].network:
+        raise ValueError(f"gateway {gateway} is not in {ifaces[0].network}")
     host = host_veth_name(namespace, ifname)
-    created = plumbing.ensure_veth(host, bridge, namespace, ifname, mac=mac)
-    plumbing.ensure_address(namespace, ifname, str(iface))
-    if created:
-        plumbing.announce(namespace, ifname, [str(iface.ip)])
+    plumbing.ensure_veth(host, bridge, namespace, ifname, mac=mac)
+    held = set(plumbing.addresses(ifname, ns=namespace))
+    new = [iface for iface in ifaces if str(iface) not in held]
+    plumbing.announce(namespace, ifname, [str(iface.ip) for iface in new])
+    for iface in new:
+        plumbing.ensure_address(namespace, ifname, str(iface))
     if gateway is not None:
         plumbing.ensure_route(namespace, "default", via=gateway, dev=ifname)
     return host
@@ -93,9 +100,8 @@ class PortPlugger:
             self.plumbing.ensure_host_address(port.bridge, port.host_cidr)
             plug_port(self.plumbing, namespace, port.bridge, port.ifname,
                       plumbing_mod.mac_address(f"{port.mac_seed or mac_seed}/{port.ifname}"),
-                      port.addresses[0], gateway=port.gateway)
-            for extra in port.addresses[1:]:
-                self.plumbing.ensure_address(namespace, port.ifname, extra)
+                      port.addresses[0], gateway=port.gateway,
+                      extra_addresses=port.addresses[1:])
 
     def unplug_all(self, namespace: str, ifnames: Sequence[str] = ()) -> None:
         """Every port of the namespace, and the ports ``ifnames`` even when the
