@@ -222,8 +222,8 @@ class Supervisor:
 
     def running_config(self, lb_id: str) -> bytes | None:
         """The config the running HAProxy of ``lb_id`` loaded; None when it is down."""
-        files = self.files(lb_id)
-        return RunningCopy(files.running_config).read(self.running(lb_id))
+        return RunningCopy(self.files(lb_id).running_config).read() \
+            if self.running(lb_id) else None
 
     # -- configuration -------------------------------------------------------------
 
@@ -398,9 +398,7 @@ class RunningCopy:
         """The process now runs ``data`` (its config, read before it was loaded)."""
         write_file(self.copy, data, 0o644)
 
-    def read(self, running: bool) -> bytes | None:
-        if not running:
-            return None
+    def read(self) -> bytes | None:
         try:
             return self.copy.read_bytes()
         except FileNotFoundError:

@@ -170,7 +170,7 @@ class Keepalived:
 
     def running_config(self) -> bytes | None:
         """The config the running keepalived was started or reloaded with, or None."""
-        return self._copy().read(self.running())
+        return self._copy().read() if self.running() else None
 
     def _copy(self) -> hap.RunningCopy:
         return hap.RunningCopy(self.files.running_config)

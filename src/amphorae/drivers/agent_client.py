@@ -148,14 +148,8 @@ class AgentClient:
 
     def certificate_md5(self, lb_id: str, filename: str, **retry: Any) -> str | None:
         """The md5 of a stored certificate file, None when the agent has none."""
-        try:
-            data = self.request("GET", f"loadbalancer/{lb_id}/certificates/{filename}",
-                                **retry).json()
-        except AgentRequestError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return str(data["md5sum"])
+        resp = self._get_found(f"loadbalancer/{lb_id}/certificates/{filename}", **retry)
+        return None if resp is None else str(resp.json()["md5sum"])
 
     def ensure_certificate(self, lb_id: str, filename: str, pem: bytes, **retry: Any) -> bool:
         """Upload unless the agent already holds the same bytes; True when uploaded."""
@@ -178,12 +172,8 @@ class AgentClient:
 
     def get_nftables(self, **retry: Any) -> str | None:
         """The last script the agent applied, None when it has applied none."""
-        try:
-            return self.request("GET", "nftables", **retry).body.decode()
-        except AgentRequestError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        resp = self._get_found("nftables", **retry)
+        return None if resp is None else resp.body.decode()
 
     def delete_nftables(self, **retry: Any) -> None:
         """Remove the rule set (nothing applied is fine)."""
@@ -199,17 +189,22 @@ class AgentClient:
 
     def get_udp_config(self, **retry: Any) -> str | None:
         """The UDP document in force on the agent, None when it has none."""
-        try:
-            return self.request("GET", "udp", **retry).body.decode()
-        except AgentRequestError as exc:
-            if exc.status == 404:
-                return None
-            raise
+        resp = self._get_found("udp", **retry)
+        return None if resp is None else resp.body.decode()
 
     def udp_status(self, **retry: Any) -> dict[str, Any]:
         """The UDP pools' statuses from the agent's checks: ``{pool id: {"status",
         "members": {member id: status}}}``, as its heartbeat carries them."""
         return dict(self.request("GET", "udp/status", **retry).json()["pools"])
+
+    def _get_found(self, path: str, **retry: Any) -> Response | None:
+        """GET ``path``; None when the agent answers 404 (it holds nothing there)."""
+        try:
+            return self.request("GET", path, **retry)
+        except AgentRequestError as exc:
+            if exc.status == 404:
+                return None
+            raise
 
     def _action(self, lb_id: str, action: str, **retry: Any) -> dict[str, Any]:
         return dict(self.request("PUT", f"loadbalancer/{lb_id}/{action}", **retry).json())
@@ -231,13 +226,8 @@ class AgentClient:
         return self._running_md5("vrrp/upload", **retry)
 
     def _running_md5(self, path: str, **retry: Any) -> str | None:
-        try:
-            headers = self.request("GET", path, **retry).headers
-        except AgentRequestError as exc:
-            if exc.status == 404:
-                return None
-            raise
-        return headers.get(c.RUNNING_ETAG_HEADER.lower())
+        resp = self._get_found(path, **retry)
+        return None if resp is None else resp.headers.get(c.RUNNING_ETAG_HEADER.lower())
 
     def upload_vrrp_check_script(self, script: str | bytes, **retry: Any) -> str:
         """Install the VRRP check script (render.keepalived.render_check_script)."""

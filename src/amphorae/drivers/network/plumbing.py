@@ -162,9 +162,9 @@ class Plumbing:
         self.ip("address", "replace", str(iface), "dev", bridge, *extra)
 
     def ensure_veth(self, host_name: str, bridge: str, ns: str, peer_name: str,
-                    mac: str | None = None, mtu: int | None = None) -> bool:
+                    mac: str | None = None, mtu: int | None = None) -> None:
         """A veth pair: ``host_name`` on ``bridge`` in the host, ``peer_name`` (with ``mac``)
-        inside ``ns``; both up. True when the pair was (re)created.
+        inside ``ns``; both up.
 
         The peer is created directly inside the namespace, so there is never a moment where
         it sits in the host under a name that could clash. A pair found half-made (host end
@@ -177,8 +177,7 @@ class Plumbing:
         if host is not None and (peer is None or (mac and peer.get("address") != mac.lower())):
             self.delete_link(host_name)
             host = None
-        created = host is None
-        if created:
+        if host is None:
             if peer is not None:  # a stale peer (another pair) blocks the name
                 self.delete_link(peer_name, ns=ns)
             peer_opts = ["address", mac] if mac else []
@@ -187,7 +186,6 @@ class Plumbing:
                     peer_name, *peer_opts, *mtu_opts, "netns", ns)
         self.ip("link", "set", "dev", host_name, "master", bridge, "up")
         self.ip("link", "set", "dev", peer_name, "up", ns=ns)
-        return created
 
     def announce(self, ns: str, ifname: str, addresses: Sequence[str]) -> None:
         """Gratuitous ARP for the IPv4 ``addresses`` from ``ifname`` in ``ns``: neighbours
