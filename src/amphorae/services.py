@@ -49,11 +49,10 @@ def worker() -> int:
 
 
 def _housekeeper():  # type: ignore[no-untyped-def]
-    from amphorae.drivers.compute import netns
+    from amphorae.drivers import registry
     from amphorae.housekeeping.service import Housekeeper
 
-    netns_host = config.CONF.controller_worker.compute_driver == "compute_netns_driver"
-    return Housekeeper(netns.NetnsComputeDriver() if netns_host else None)
+    return Housekeeper(registry.compute(), registry.network())
 
 
 def housekeeping() -> int:

@@ -44,7 +44,7 @@ class HeldReconciler:
         self.most_at_once = 0
         self.runs: list[tuple[int, ...]] = []
 
-    def run(self, claim: Claim) -> None:
+    def run(self, claim: Claim, fence: object = None) -> None:
         with self.lock:
             self.running[claim.target] += 1
             self.most_at_once = max(self.most_at_once, self.running[claim.target])

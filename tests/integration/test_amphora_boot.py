@@ -26,9 +26,9 @@ from cryptography.x509.oid import NameOID
 
 from amphorae.common import pki
 from amphorae.drivers import agent_client
-from amphorae.drivers.compute import DELETED
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
+from amphorae.drivers.compute.base import DELETED
 from tests import netns
 from tests.integration.test_netns_compute import (
     free_cidr,

@@ -24,8 +24,8 @@ from pathlib import Path
 
 import pytest
 
-from amphorae.drivers.compute import ACTIVE, BUILDING, DELETED
 from amphorae.drivers.compute import netns as compute
+from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED
 from amphorae.drivers.network import plumbing
 from tests import netns
 

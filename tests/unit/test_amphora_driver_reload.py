@@ -9,9 +9,9 @@ from pathlib import Path
 from typing import Any
 
 from amphorae.drivers.agent_client import AgentInfo
-from amphorae.drivers.amphora import AmphoraRef, RestAmphoraDriver
+from amphorae.drivers.amphora.base import AmphoraRef, TLSFiles, VipSubnet
+from amphorae.drivers.amphora.rest import RestAmphoraDriver
 from amphorae.render import model
-from amphorae.render.haproxy_settings import AmphoraPaths
 
 
 class Agent:
@@ -46,11 +46,19 @@ BALANCER = model.LoadBalancer(
     listeners=(model.Listener(id="li", protocol="HTTP", protocol_port=80),))
 
 
-def step(agent: Agent) -> None:
+AMPHORA = AmphoraRef("amp", "STANDALONE", "198.18.98.2")
+VIP_SUBNET = VipSubnet(24, None)
+
+
+def driver_for(agent: Agent) -> RestAmphoraDriver:
     client: Any = agent
-    driver = RestAmphoraDriver(lambda amp: client, lambda amp: Path("/nonexistent"))
-    driver._haproxy(client, AmphoraRef("amp", "STANDALONE", "198.18.98.2"), BALANCER,
-                    AmphoraPaths.for_lb("/nonexistent", "lb"))
+    return RestAmphoraDriver(lambda amp: client, lambda amp: Path("/nonexistent"))
+
+
+def step(agent: Agent) -> None:
+    driver = driver_for(agent)
+    plan = driver._plan(agent, AMPHORA, BALANCER, None, VIP_SUBNET)  # type: ignore[arg-type]
+    driver._haproxy(agent, "lb", plan.haproxy)  # type: ignore[arg-type]
 
 
 def test_a_new_config_is_uploaded_and_reloaded_then_left_alone() -> None:
@@ -70,3 +78,13 @@ def test_a_config_installed_but_not_loaded_is_reloaded() -> None:
     step(agent)
     assert agent.calls == ["running_haproxy_md5", "upload", "reload"]
     assert agent.running == agent.installed
+
+
+def test_drift_is_what_runs_differently_from_the_rendered_config() -> None:
+    agent = Agent()
+    driver = driver_for(agent)
+    assert driver.drifted(AMPHORA, BALANCER, TLSFiles(), None, VIP_SUBNET) == ["haproxy"]
+    step(agent)
+    assert driver.drifted(AMPHORA, BALANCER, TLSFiles(), None, VIP_SUBNET) == []
+    agent.running = "someone restarted HAProxy with an old file"
+    assert driver.drifted(AMPHORA, BALANCER, TLSFiles(), None, VIP_SUBNET) == ["haproxy"]

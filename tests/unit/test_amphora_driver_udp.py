@@ -10,7 +10,8 @@ from typing import Any
 import pytest
 
 from amphorae.drivers import agent_client
-from amphorae.drivers.amphora import ConfigRefused, RestAmphoraDriver
+from amphorae.drivers.amphora.base import ConfigRefused
+from amphorae.drivers.amphora.rest import RestAmphoraDriver
 from amphorae.render import model, udp_config
 
 
@@ -57,7 +58,8 @@ def step(agent: Agent, balancer: model.LoadBalancer) -> None:
     """The driver's UDP step (apply() also does certificates, HAProxy and VRRP)."""
     client: Any = agent
     driver = RestAmphoraDriver(lambda amp: client, lambda amp: Path("/nonexistent"))
-    driver._nftables(client, balancer)
+    has_udp = any(li.protocol == "UDP" for li in balancer.listeners)
+    driver._nftables(client, udp_config.render(balancer) if has_udp else None)
 
 
 def test_upload_only_when_the_agent_holds_another_document() -> None:

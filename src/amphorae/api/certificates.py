@@ -7,12 +7,13 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 from amphorae.common import errors
-from amphorae.common.cert_manager import CertificateError, LocalCertManager
+from amphorae.common.cert_manager import CertificateError
+from amphorae.drivers import registry
 
 
 def check(certs: Iterable[str | None] = (), cas: Iterable[str | None] = (),
           crls: Iterable[str | None] = ()) -> None:
-    manager = LocalCertManager()
+    manager = registry.cert_manager()
     bad = []
     for load, refs in ((manager.get_cert, certs), (manager.get_ca, cas),
                        (manager.get_crl, crls)):

@@ -1,5 +1,6 @@
-"""The local network driver's networks and subnets, served read-only at Neutron's paths,
-so clients that resolve `--vip-subnet-id public` against the endpoint find them."""
+"""The network driver's networks and subnets, served read-only at Neutron's paths when
+the driver says so (the local and no-op drivers: there is no Neutron the clients could
+ask), so clients that resolve `--vip-subnet-id public` against the endpoint find them."""
 
 from __future__ import annotations
 
@@ -8,10 +9,11 @@ from typing import Any
 import falcon
 
 from amphorae.common import errors
-from amphorae.drivers.network import local
+from amphorae.drivers import registry
+from amphorae.drivers.network import base as net
 
 
-def subnet_view(subnet: local.Subnet) -> dict[str, Any]:
+def subnet_view(subnet: net.Subnet) -> dict[str, Any]:
     cidr = subnet.cidr
     # Never enumerate hosts: an IPv6 /64 has 2**64 of them.
     start, end = cidr.network_address + 2, cidr.broadcast_address - (cidr.version == 4)
@@ -25,9 +27,9 @@ def subnet_view(subnet: local.Subnet) -> dict[str, Any]:
     }
 
 
-def network_view(net: local.Network) -> dict[str, Any]:
+def network_view(network: net.Network) -> dict[str, Any]:
     return {
-        "id": net.id, "name": net.name, "subnets": [s.id for s in net.subnets],
+        "id": network.id, "name": network.name, "subnets": [s.id for s in network.subnets],
         "status": "ACTIVE", "admin_state_up": True, "shared": True, "router:external": True,
         "mtu": 1500, "description": "", "tags": [], "project_id": "", "tenant_id": "",
     }
@@ -69,14 +71,15 @@ class Subnets(_Collection):
     key = "subnets"
 
     def items(self) -> list[dict[str, Any]]:
-        return [subnet_view(s) for s in local.subnets().values()]
+        return [subnet_view(s) for n in registry.shared_network().list_networks()
+                for s in n.subnets]
 
 
 class Networks(_Collection):
     key = "networks"
 
     def items(self) -> list[dict[str, Any]]:
-        return [network_view(n) for n in local.networks().values()]
+        return [network_view(n) for n in registry.shared_network().list_networks()]
 
 
 class Subnet(_Item):
@@ -88,6 +91,8 @@ class Network(_Item):
 
 
 def add_routes(app: falcon.App) -> None:
+    if not registry.shared_network().serves_networks:
+        return
     # openstackclient asks the endpoint at /v2.0/... or, given a bare endpoint, /v2/...
     for version in ("/v2.0", "/v2"):
         app.add_route(f"{version}/subnets", Subnets())

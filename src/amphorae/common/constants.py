@@ -124,3 +124,6 @@ PROVIDER_OCTAVIA = "octavia"
 # installed file), the MD5 of the config the running process loaded; the two differ
 # between an upload and its reload. Absent when the process is down.
 RUNNING_ETAG_HEADER = "X-Running-ETag"
+
+# The amphora's interface on the VIP subnet (the agent, keepalived and the drivers agree).
+AMPHORA_VIP_INTERFACE = "eth1"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import contextvars
 import functools
 import os
 from collections.abc import Iterator
@@ -64,11 +65,34 @@ def session(write: bool = False, url: str | None = None) -> Session:
     return (write_maker if write else read_maker)()
 
 
+# The write transaction open in this thread (or task), per database: a transaction
+# opened inside it joins it (as oslo.db's enginefacade nests), so a driver that keeps its
+# state in our database commits or rolls back with its caller without being handed a
+# session, and never waits for the lock its own caller holds (SQLite: one writer).
+_open: contextvars.ContextVar[dict[str, Session] | None] = contextvars.ContextVar(
+    "amphorae_open_transactions", default=None)
+
+
 @contextlib.contextmanager
 def transaction(write: bool = True, url: str | None = None) -> Iterator[Session]:
-    """One unit of work: commits on success, rolls back on any exception."""
+    """One unit of work: commits on success, rolls back on any exception. Inside an open
+    write transaction on the same database it is a savepoint of that one instead."""
+    key = url or config.database_url()
+    opened = _open.get() or {}
+    outer = opened.get(key)
+    if outer is not None:
+        with outer.begin_nested():
+            yield outer
+        return
     with session(write, url) as sess, sess.begin():
-        yield sess
+        if not write:
+            yield sess
+            return
+        token = _open.set({**opened, key: sess})
+        try:
+            yield sess
+        finally:
+            _open.reset(token)
 
 
 def dispose() -> None:

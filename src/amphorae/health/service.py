@@ -26,6 +26,7 @@ from typing import Any
 from amphorae.common import config
 from amphorae.common import heartbeat as codec
 from amphorae.db import engine
+from amphorae.drivers import registry
 from amphorae.drivers.compute import base as compute_base
 from amphorae.health import stale, update
 from amphorae.worker.queue import utcnow
@@ -143,11 +144,7 @@ class HealthManager:
         self.counters: collections.Counter[str] = collections.Counter()
         self.stopping = threading.Event()
         self.partition = False  # the circuit breaker is open (stale.py)
-        self.host = None
-        if conf.controller_worker.compute_driver == "compute_netns_driver":
-            from amphorae.drivers.compute import netns
-
-            self.host = netns.NetnsComputeDriver(conf)
+        self.compute = registry.compute(conf)
         self.ready = threading.Event()
         self.batches = BatchTimes()
         self._logged: tuple[dict[str, int], float] = ({}, time.monotonic())
@@ -240,11 +237,9 @@ class HealthManager:
         self._logged = (dict(self.counters), now)
 
     def _gone(self) -> list[str]:
-        """Amphorae of this host (netns) whose namespace is no longer there."""
-        if self.host is None:
-            return []
-        return [amp.amphora_id for amp in self.host.list_amphorae()
-                if amp.amphora_id and amp.status == compute_base.ERROR]
+        """Amphorae the compute driver sees broken (netns: the namespace is gone)."""
+        return [i.amphora_id for i in self.compute.list_instances()
+                if i.status == compute_base.ERROR]
 
     def _stale_loop(self) -> None:
         # The first check waits a whole timeout: amphorae must get a chance to report.

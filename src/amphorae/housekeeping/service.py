@@ -11,8 +11,8 @@ from amphorae.common import config
 from amphorae.common import constants as c
 from amphorae.db import engine
 from amphorae.db import models as m
-from amphorae.drivers.compute import netns
-from amphorae.drivers.network import ports
+from amphorae.drivers.compute.base import ComputeDriver
+from amphorae.drivers.network.base import NetworkDriver
 from amphorae.housekeeping import sweeps
 from amphorae.worker.queue import utcnow
 
@@ -20,12 +20,12 @@ LOG = logging.getLogger(__name__)
 
 
 class Housekeeper:
-    """``host`` is this host's netns driver (None when amphorae are not namespaces
-    here: nothing to look for)."""
+    """Without drivers (``compute``, ``network``) there are no orphans to look for."""
 
-    def __init__(self, host: netns.NetnsComputeDriver | None = None,
-                 url: str | None = None) -> None:
-        self.host = host
+    def __init__(self, compute: ComputeDriver | None = None,
+                 network: NetworkDriver | None = None, url: str | None = None) -> None:
+        self.compute = compute
+        self.network = network
         self.url = url
         self.stopping = threading.Event()
 
@@ -39,28 +39,25 @@ class Housekeeper:
             LOG.info("purged %d deleted load balancers and %d amphorae", lbs, amps)
 
     def remove_orphans(self) -> list[str]:
-        if self.host is None:
+        """Amphora instances of this deployment that no live row claims."""
+        if self.compute is None or self.network is None:
             return []
-        found = self.host.list_amphorae()
+        found = self.compute.list_instances()
         with engine.transaction(write=False, url=self.url) as session:
-            live = {netns.short_id(i) for i in session.scalars(
-                select(m.Amphora.id).where(m.Amphora.status != c.DELETED))}
-        removed = []
-        plugger = ports.PortPlugger(self.host.plumbing)
+            live = set(session.scalars(
+                select(m.Amphora.id).where(m.Amphora.status != c.DELETED)))
         # Listed again after reading the rows: one the worker was removing meanwhile
         # (listed, then its row DELETED) is gone now and not reported as an orphan.
-        still = {amp.short_id for amp in self.host.list_amphorae()}
-        found = [amp for amp in found if amp.short_id in still]
-        for amp in found:
-            # Only amphorae with a state file in this driver's directory are ours: other
-            # controllers (or test runs) on the host keep theirs elsewhere.
-            if amp.amphora_id is None or amp.short_id in live:
+        still = {i.amphora_id for i in self.compute.list_instances()}
+        removed = []
+        for instance in found:
+            if instance.amphora_id in live or instance.amphora_id not in still:
                 continue
-            LOG.warning("amphora %s (%s) on this host has no live row: removing it",
-                        amp.amphora_id or amp.short_id, amp.namespace)
-            plugger.unplug_all(amp.namespace)
-            self.host.delete(amp.short_id)
-            removed.append(amp.short_id)
+            LOG.warning("amphora %s (%s) has no live row: removing it", instance.amphora_id,
+                        instance.compute_id)
+            self.network.unplug(instance.amphora_id, instance.compute_id)
+            self.compute.delete(instance.amphora_id)
+            removed.append(instance.amphora_id)
         return removed
 
     def run(self, interval: float | None = None) -> None:

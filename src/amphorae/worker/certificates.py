@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import constants as c
 from amphorae.common.cert_manager import CertificateError, LocalCertManager
 from amphorae.db import models as m
-from amphorae.drivers.amphora import TLSFiles
+from amphorae.drivers.amphora.base import TLSFiles
 from amphorae.worker import desired
 
 

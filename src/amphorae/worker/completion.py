@@ -2,7 +2,7 @@
 
 PENDING_CREATE/PENDING_UPDATE objects become ACTIVE, PENDING_DELETE children are removed,
 and a load balancer in PENDING_DELETE becomes DELETED (its row stays, hidden, until
-housekeeping purges it) with its VIP addresses released.
+housekeeping purges it); the reconcile released its VIP ports before.
 """
 
 from __future__ import annotations
@@ -14,7 +14,6 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
 from amphorae.db import models as m
-from amphorae.drivers import network
 
 
 def _tree_ids(session: Session, lb_id: str) -> dict[type, list[str]]:
@@ -65,7 +64,6 @@ def complete(session: Session, lb_id: str, failed: Collection[str] = ()) -> None
     if lb.provisioning_status == c.PENDING_DELETE:
         for model in DELETE_ORDER:
             _delete_rows(session, model, tree[model])
-        network.get_driver().release_device(session, f"lb-{lb_id}")
         session.execute(update(m.Amphora).where(m.Amphora.load_balancer_id == lb_id)
                         .values(status=c.DELETED))
         lb.provisioning_status = c.DELETED

@@ -16,10 +16,11 @@ every writer holds the database lock (BEGIN IMMEDIATE), which serialises claims.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import zlib
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterator, Sequence
 
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
@@ -53,6 +54,11 @@ class Claim:
 
     def amphorae_for(self, action: str) -> set[str]:
         return {amp for a, amp in self.actions if a == action and amp}
+
+
+class LeaseLost(Exception):
+    """Another worker holds the jobs now: whatever this one was doing must not be
+    written back (that worker redoes it from the database)."""
 
 
 class JobQueue:
@@ -138,6 +144,24 @@ class JobQueue:
                 if result.rowcount == 0:  # type: ignore[attr-defined]
                     lost.add(claim.target)
         return lost
+
+    @contextlib.contextmanager
+    def fenced(self, claim: Claim) -> Iterator[Session]:
+        """A write transaction that commits only while ``claim`` still holds its jobs:
+        the check and the writes are one transaction, and the job rows stay locked
+        until it ends, so no other worker can claim them in between (SQLite: the write
+        lock; PostgreSQL: the rows' locks). Raises :class:`LeaseLost` otherwise."""
+        with engine.transaction(url=self.url) as session:
+            held = select(func.count()).select_from(Job).where(
+                Job.id.in_(claim.job_ids), Job.lease_owner == self.owner)
+            if session.get_bind().dialect.name == "postgresql":
+                held = select(func.count()).select_from(
+                    select(Job.id).where(Job.id.in_(claim.job_ids),
+                                         Job.lease_owner == self.owner)
+                    .with_for_update().subquery())
+            if session.scalar(held) != len(claim.job_ids):
+                raise LeaseLost(claim.target)
+            yield session
 
     def done(self, claim: Claim) -> None:
         """The reconcile ran to an end (success or a final ERROR): drop its jobs."""

@@ -7,27 +7,29 @@ killed half-way is simply run again. Steps, in order:
 1. amphorae: one per role of the topology (SINGLE: STANDALONE; ACTIVE_STANDBY: MASTER and
    BACKUP). An amphora that is gone, or named by a failover, is replaced: its row is
    written (BOOTING) before it is booted, so a crash leaves a row the next run cleans up;
-2. ports: the VIP subnet (the VIP itself on a SINGLE amphora, each amphora's own VRRP
-   address in a pair) and one port per member subnet, with addresses from the network
-   driver's allocations;
+2. ports: the network driver plugs every amphora into the VIP subnet (the VIP itself on
+   a SINGLE amphora, each amphora's own VRRP address in a pair) and its member subnets;
 3. configuration: the render model from the database, pushed to every amphora. A change
    the amphora refuses (HAProxy's check fails) is retried without the objects the change
    brought, which then go to ERROR while the rest keeps serving;
 4. statuses: PENDING_* to ACTIVE (completion.complete), replaced amphorae removed.
 
 A load balancer in PENDING_DELETE loses its amphorae, ports and addresses, then its rows.
+
+Every write goes through the run's fence (queue.Fence): once another worker holds the
+jobs, this run stops at its next step or write, and writes nothing more.
 """
 
 from __future__ import annotations
 
-import dataclasses
+import contextlib
 import logging
 import secrets
 import string
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
-from typing import Any, Protocol, TypeVar
+from typing import TypeVar
 
 from sqlalchemy import select
 from sqlalchemy.exc import OperationalError
@@ -35,14 +37,22 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import config
 from amphorae.common import constants as c
-from amphorae.common.cert_manager import LocalCertManager
 from amphorae.db import engine
 from amphorae.db import models as m
-from amphorae.drivers.amphora import AmphoraRef, ConfigRefused, TLSFiles, VipSubnet, VRRPGroup
-from amphorae.drivers.network import local, ports
+from amphorae.drivers.amphora.base import (
+    AmphoraRef,
+    ConfigRefused,
+    TLSFiles,
+    VipSubnet,
+    VRRPGroup,
+)
+from amphorae.drivers.compute import base as compute_base
+from amphorae.drivers.network import base as net
+from amphorae.drivers.registry import Drivers
+from amphorae.render import model
 from amphorae.render.keepalived import priority_for
 from amphorae.worker import certificates, completion, desired
-from amphorae.worker.queue import Claim
+from amphorae.worker.queue import Claim, LeaseLost
 
 LOG = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -54,35 +64,25 @@ ROLES = {c.TOPOLOGY_SINGLE: (c.ROLE_STANDALONE,),
 # stopped their failover (health/stale.py).
 SERVING = (c.AMPHORA_ALLOCATED, c.FAILOVER_STOPPED)
 REPLACING_JOBS = (c.JOB_FAILOVER_AMPHORA, c.JOB_DELETE_AMPHORA)
-AMPHORA_DEVICE = "amphora-{}"  # ip_allocation.device_id of an amphora's own addresses
-
-
-class Compute(Protocol):
-    def create(self, amphora_id: str) -> Any: ...  # compute_id, management_ip, ...
-    def delete(self, amphora_id: str) -> None: ...
-    def alive(self, amphora_id: str) -> bool: ...
-
-
-class Plugger(Protocol):
-    def plug(self, namespace: str, ports: Sequence[ports.Port], mac_seed: str) -> None: ...
-    def unplug_all(self, namespace: str, ifnames: Sequence[str] = ()) -> None: ...
-
-
-class AmphoraDriver(Protocol):
-    def apply(self, amp: AmphoraRef, lb: Any, tls: TLSFiles, vrrp: VRRPGroup | None,
-              vip_subnet: VipSubnet) -> None: ...
-
-
-@dataclasses.dataclass
-class Drivers:
-    compute: Compute
-    plugger: Plugger
-    amphora: AmphoraDriver
-    network: local.LocalNetworkDriver
 
 
 class BuildError(Exception):
     """The load balancer cannot be brought up; the reason is for the operator's log."""
+
+
+class Fence:
+    """How a run writes: ``write()`` is a transaction that commits only while the run's
+    claim holds its jobs, ``check()`` stops the run early once the lease is known lost.
+    The unfenced default suits runs outside the job queue (tests, tools)."""
+
+    def __init__(self, url: str | None = None) -> None:
+        self.url = url
+
+    def check(self) -> None:
+        """Raises LeaseLost when the run must stop."""
+
+    def write(self) -> contextlib.AbstractContextManager[Session]:
+        return engine.transaction(url=self.url)
 
 
 class Reconciler:
@@ -90,68 +90,92 @@ class Reconciler:
         self.d = drivers
         self.url = url
 
-    def run(self, claim: Claim) -> None:
-        lb_id = claim.load_balancer_id
+    def run(self, claim: Claim, fence: Fence | None = None) -> None:
+        _Run(self.d, self.url, claim, fence or Fence(self.url)).run()
+
+
+class _Run:
+    """One reconcile of one claim."""
+
+    def __init__(self, drivers: Drivers, url: str | None, claim: Claim, fence: Fence) -> None:
+        self.d = drivers
+        self.url = url
+        self.claim = claim
+        self.fence = fence
+
+    @contextlib.contextmanager
+    def _read(self) -> Iterator[Session]:
+        with engine.transaction(write=False, url=self.url) as session:
+            yield session
+
+    @contextlib.contextmanager
+    def _write(self) -> Iterator[Session]:
+        self.fence.check()
+        with self.fence.write() as session:
+            yield session
+
+    def run(self) -> None:
+        lb_id = self.claim.load_balancer_id
         if lb_id is None:  # jobs about amphorae that belong to no load balancer
-            for amp_id in claim.amphorae_for(c.JOB_DELETE_AMPHORA):
+            for amp_id in self.claim.amphorae_for(c.JOB_DELETE_AMPHORA):
                 self._destroy(amp_id)
             return
-        with engine.transaction(write=False, url=self.url) as session:
+        with self._read() as session:
             lb = session.get(m.LoadBalancer, lb_id)
             status = None if lb is None else lb.provisioning_status
-            topology = None if lb is None else lb.topology or c.TOPOLOGY_SINGLE
+            topology = str(None if lb is None else lb.topology or c.TOPOLOGY_SINGLE)
         if status is None:
             return
         if status in (c.PENDING_DELETE, c.DELETED):
             self._tear_down(lb_id)
             return
         try:
-            amps, doomed = self._ensure_amphorae(lb_id, str(topology), claim)
+            amps, doomed = self._ensure_amphorae(lb_id, topology)
             if topology == c.TOPOLOGY_SINGLE:
                 # The replacement takes the same VIP (and MAC): the old one must go first.
                 each(self._destroy, doomed)
                 doomed = []
-            failed = self._ensure_ports(lb_id, amps)
-            with engine.transaction(write=False, url=self.url) as session:
-                tls = certificates.collect(session, lb_id, LocalCertManager())
+            failed = self._ensure_ports(lb_id, topology, amps)
+            with self._read() as session:
+                tls = certificates.collect(session, lb_id, self.d.cert_manager)
             for object_id, reason in tls.failed.items():
                 LOG.error("load balancer %s: %s left out, now ERROR: %s", lb_id, object_id,
                           reason)
             failed |= set(tls.failed)
-            failed |= self._configure(lb_id, amps, failed, tls)
-        except OperationalError:
-            raise  # the database is away: the worker gives the job back for later
+            failed |= self._configure(lb_id, topology, amps, failed, tls)
+        except (OperationalError, LeaseLost):
+            raise  # the database is away, or the jobs are another worker's now
         except Exception as exc:
             LOG.error("load balancer %s cannot be built: %s", lb_id, exc,
                       exc_info=not isinstance(exc, (BuildError, ConfigRefused)))
-            with engine.transaction(url=self.url) as session:
+            with self._write() as session:
                 completion.fail(session, lb_id)
             return
         each(self._destroy, doomed)
-        with engine.transaction(url=self.url) as session:
+        with self._write() as session:
             completion.complete(session, lb_id, failed)
 
     # -- amphorae ----------------------------------------------------------------------
 
-    def _ensure_amphorae(self, lb_id: str, topology: str,
-                         claim: Claim) -> tuple[list[m.Amphora], list[str]]:
+    def _ensure_amphorae(self, lb_id: str, topology: str) -> tuple[list[m.Amphora], list[str]]:
         """The amphorae that serve the load balancer (booted as needed) and the ids of
         those to remove once the new ones carry the configuration."""
         wanted = ROLES.get(topology)
         if wanted is None:
             raise BuildError(f"unknown topology {topology!r}")
-        replace = set().union(*(claim.amphorae_for(j) for j in REPLACING_JOBS))
-        with engine.transaction(write=False, url=self.url) as session:
+        replace = set().union(*(self.claim.amphorae_for(j) for j in REPLACING_JOBS))
+        with self._read() as session:
             rows = list(session.scalars(select(m.Amphora).where(
                 m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)
                 .order_by(m.Amphora.created_at)))
-        if claim.has(c.JOB_FAILOVER_LB):
+        if self.claim.has(c.JOB_FAILOVER_LB):
             replace |= {row.id for row in rows}
         keep: dict[str, m.Amphora] = {}
         doomed = []
         for row in rows:
             if (row.id in replace or row.role not in wanted or row.role in keep
-                    or row.status not in SERVING or not self.d.compute.alive(row.id)):
+                    or row.status not in SERVING
+                    or self.d.compute.status(row.id) != compute_base.ACTIVE):
                 doomed.append(row.id)
             else:
                 keep[row.role] = row
@@ -162,38 +186,34 @@ class Reconciler:
 
     def _boot(self, lb_id: str, role: str) -> m.Amphora:
         amp_id = str(uuid.uuid4())
-        with engine.transaction(url=self.url) as session:
+        with self._write() as session:
             session.add(m.Amphora(id=amp_id, load_balancer_id=lb_id, role=role,
                                   status=c.AMPHORA_BOOTING,
                                   vrrp_priority=_priority(role)))
         try:
-            booted = self.d.compute.create(amp_id)
+            booted = self.d.compute.build(amp_id)
         except Exception as exc:
             self._destroy(amp_id)
             raise BuildError(f"amphora {amp_id} did not boot: {exc}") from exc
-        with engine.transaction(url=self.url) as session:
+        with self._write() as session:
             row = session.get_one(m.Amphora, amp_id)
             row.compute_id = booted.compute_id
-            row.lb_network_ip = booted.management_ip
+            row.lb_network_ip = booted.lb_network_ip
             row.cert_expiration = booted.cert_expiration
             row.status = c.AMPHORA_ALLOCATED
         LOG.info("amphora %s (%s) of load balancer %s booted in %.2f s", amp_id, role, lb_id,
-                 getattr(booted, "boot_seconds", 0.0))
+                 booted.boot_seconds)
         return row
 
     def _destroy(self, amp_id: str) -> None:
         """Remove an amphora with its ports, addresses and rows; fine when half-made."""
-        with engine.transaction(write=False, url=self.url) as session:
+        with self._read() as session:
             row = session.get(m.Amphora, amp_id)
             compute_id = row.compute_id if row is not None else None
-            subnets = session.scalars(select(m.IPAllocation.subnet_id).where(
-                m.IPAllocation.device_id == AMPHORA_DEVICE.format(amp_id)))
-            ifnames = [ports.VIP_IFNAME, *(ports.member_ifname(s) for s in subnets)]
-        if compute_id:
-            self.d.plugger.unplug_all(compute_id, ifnames)
+        self.fence.check()
+        self.d.network.unplug(amp_id, compute_id)
         self.d.compute.delete(amp_id)
-        with engine.transaction(url=self.url) as session:
-            self.d.network.release_device(session, AMPHORA_DEVICE.format(amp_id))
+        with self._write() as session:
             row = session.get(m.Amphora, amp_id)
             if row is not None:
                 row.status = c.DELETED
@@ -203,26 +223,29 @@ class Reconciler:
         LOG.info("amphora %s removed", amp_id)
 
     def _tear_down(self, lb_id: str) -> None:
-        with engine.transaction(write=False, url=self.url) as session:
+        with self._read() as session:
             amp_ids = list(session.scalars(select(m.Amphora.id).where(
                 m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)))
         each(self._destroy, amp_ids)
-        with engine.transaction(url=self.url) as session:
+        self.fence.check()
+        self.d.network.deallocate_vip(lb_id)
+        with self._write() as session:
             completion.complete(session, lb_id)
 
     # -- ports -------------------------------------------------------------------------
 
-    def _ensure_ports(self, lb_id: str, amps: list[m.Amphora]) -> set[str]:
+    def _ensure_ports(self, lb_id: str, topology: str, amps: list[m.Amphora]) -> set[str]:
         """Plug the VIP and member subnets into every amphora; returns the members whose
         subnet this network driver does not know (they go to ERROR)."""
         failed: set[str] = set()
-        with engine.transaction(url=self.url) as session:
+        pair = topology == c.TOPOLOGY_ACTIVE_STANDBY
+        with self._read() as session:
             vip = session.get(m.Vip, lb_id)
             subnet = self.d.network.get_subnet(vip.subnet_id) if vip and vip.subnet_id else None
             if vip is None or subnet is None or not vip.ip_address:
                 raise BuildError(f"the VIP subnet {vip and vip.subnet_id} is unknown")
-            pair = len(amps) > 1
-            member_subnets: dict[str, local.Subnet] = {}
+            addresses = (vip.ip_address, *_extra_vips(session, lb_id, subnet.id))
+            member_subnets: dict[str, net.Subnet] = {}
             for member_id, subnet_id in session.execute(
                     select(m.Member.id, m.Member.subnet_id).join(m.Pool)
                     .where(m.Pool.load_balancer_id == lb_id,
@@ -236,53 +259,44 @@ class Reconciler:
                     failed.add(member_id)
                 else:
                     member_subnets[found.id] = found
-            plans = {}
-            for amp in amps:
-                if pair and not amp.vrrp_ip:
-                    amp.vrrp_ip = self._address(session, amp.id, subnet)
-                    amp.ha_ip = vip.ip_address
-                    amp.vrrp_interface = ports.VIP_IFNAME
-                    session.merge(amp)
-                vip_addresses = ([amp.vrrp_ip] if pair
-                                 else [vip.ip_address, *_extra_vips(session, lb_id, subnet)])
-                plan = [_port(ports.VIP_IFNAME, subnet, vip_addresses, gateway=True,
-                              mac_seed=None if pair else f"lb-{lb_id}")]
-                for sub in sorted(member_subnets.values(), key=lambda s: s.id):
-                    plan.append(_port(ports.member_ifname(sub.id), sub,
-                                      [self._address(session, amp.id, sub)]))
-                plans[amp.id] = (amp.compute_id, plan)
-        each(lambda item: self.d.plugger.plug(item[1][0], item[1][1], mac_seed=item[0]),
-             list(plans.items()))
+        plug = net.VipPlug(load_balancer_id=lb_id, subnet_id=subnet.id, addresses=addresses,
+                           vrrp=pair)
+        self.fence.check()
+        plugged = each(lambda amp: self.d.network.plug(
+            net.Amphora(amp.id, amp.compute_id or ""), plug, list(member_subnets.values())),
+            amps)
+        changed = [(amp, _vrrp_fields(amp, ports, vip))
+                   for amp, ports in zip(amps, plugged, strict=True) if pair]
+        changed = [(amp, fields) for amp, fields in changed
+                   if any(getattr(amp, k) != v for k, v in fields.items())]
+        if changed:
+            with self._write() as session:
+                for amp, fields in changed:
+                    for key, value in fields.items():
+                        setattr(session.get_one(m.Amphora, amp.id), key, value)
+                        setattr(amp, key, value)
         return failed
-
-    def _address(self, session: Session, amp_id: str, subnet: local.Subnet) -> str:
-        device = AMPHORA_DEVICE.format(amp_id)
-        existing = session.scalar(select(m.IPAllocation.ip_address).where(
-            m.IPAllocation.device_id == device, m.IPAllocation.subnet_id == subnet.id))
-        if existing:
-            return existing
-        return self.d.network.allocate(session, subnet, device, "compute:amphora").ip_address
 
     # -- configuration ------------------------------------------------------------------
 
-    def _configure(self, lb_id: str, amps: list[m.Amphora], failed: set[str],
+    def _configure(self, lb_id: str, topology: str, amps: list[m.Amphora], failed: set[str],
                    tls: TLSFiles) -> set[str]:
         """Push the configuration; when the amphora refuses it, push it again without
         the objects of the change (completion.suspects, round by round) and return
         those left out."""
         try:
-            self._push(lb_id, amps, failed, tls)
+            self._push(lb_id, topology, amps, failed, tls)
             return set()
         except ConfigRefused as exc:
             refusal = exc
-            with engine.transaction(write=False, url=self.url) as session:
+            with self._read() as session:
                 rounds = completion.suspects(session, lb_id)
         for suspects in rounds:
             suspects = suspects - failed
             LOG.error("load balancer %s: %s; trying without %s", lb_id, refusal,
                       ", ".join(sorted(suspects)))
             try:
-                self._push(lb_id, amps, failed | suspects, tls)
+                self._push(lb_id, topology, amps, failed | suspects, tls)
             except ConfigRefused as exc:
                 refusal = exc
                 continue
@@ -292,33 +306,32 @@ class Reconciler:
             return suspects
         raise refusal
 
-    def _push(self, lb_id: str, amps: list[m.Amphora], exclude: set[str],
+    def _push(self, lb_id: str, topology: str, amps: list[m.Amphora], exclude: set[str],
               tls: TLSFiles) -> None:
-        with engine.transaction(url=self.url) as session:
+        lb, vrrp, vip_subnet = self.desired(lb_id, topology, exclude)
+        self.fence.check()
+        each(lambda ref: self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet),
+             [amphora_ref(amp) for amp in amps])
+
+    def desired(self, lb_id: str, topology: str, exclude: set[str]
+                ) -> tuple[model.LoadBalancer, VRRPGroup | None, VipSubnet]:
+        """The render model, the pair's VRRP group and the VIP subnet's shape."""
+        with self._write() as session:  # the VRRP group row is made on first use
             lb = desired.load_balancer_model(session, lb_id, exclude=exclude)
             if lb is None:
                 raise BuildError("the load balancer disappeared")
             vip = session.get_one(m.Vip, lb_id)
-            subnet = self.d.network.get_subnet(vip.subnet_id or "")
-            assert subnet is not None  # _ensure_ports checked it
-            vrrp = self._vrrp_group(session, lb_id) if len(amps) > 1 else None
-        vip_subnet = VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
-        refs = [AmphoraRef(id=amp.id, role=amp.role or c.ROLE_STANDALONE,
-                           management_ip=amp.lb_network_ip or "", vrrp_ip=amp.vrrp_ip)
-                for amp in amps]
-        each(lambda ref: self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet), refs)
+            vrrp = (_vrrp_group(session, lb_id) if topology == c.TOPOLOGY_ACTIVE_STANDBY
+                    else None)
+        subnet = self.d.network.get_subnet(vip.subnet_id or "")
+        if subnet is None:
+            raise BuildError(f"the VIP subnet {vip.subnet_id} is unknown")
+        return lb, vrrp, VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
 
-    def _vrrp_group(self, session: Session, lb_id: str) -> VRRPGroup:
-        row = session.get(m.VRRPGroup, lb_id)
-        if row is None:
-            alphabet = string.ascii_letters + string.digits
-            row = m.VRRPGroup(load_balancer_id=lb_id, vrrp_group_name=lb_id.replace("-", ""),
-                              vrrp_auth_type="PASS",
-                              vrrp_auth_pass="".join(secrets.choice(alphabet)
-                                                     for _ in range(8)),
-                              advert_int=_advert_int())
-            session.add(row)
-        return VRRPGroup(auth_pass=row.vrrp_auth_pass or "", advert_int=row.advert_int or 1)
+
+def amphora_ref(amp: m.Amphora) -> AmphoraRef:
+    return AmphoraRef(id=amp.id, role=amp.role or c.ROLE_STANDALONE,
+                      management_ip=amp.lb_network_ip or "", vrrp_ip=amp.vrrp_ip)
 
 
 def each(work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
@@ -332,20 +345,32 @@ def each(work: Callable[[_T], _R], items: Sequence[_T]) -> list[_R]:
     return [f.result() for f in futures]
 
 
-def _port(ifname: str, subnet: local.Subnet, addresses: list[str],
-          gateway: bool = False, mac_seed: str | None = None) -> ports.Port:
-    prefix = subnet.cidr.prefixlen
-    return ports.Port(ifname=ifname, bridge=local.bridge_name(subnet),
-                      host_cidr=f"{subnet.gateway_ip}/{prefix}",
-                      addresses=tuple(f"{a}/{prefix}" for a in addresses),
-                      gateway=subnet.gateway_ip if gateway else None, mac_seed=mac_seed)
+def _vrrp_fields(amp: m.Amphora, ports: net.AmphoraPorts, vip: m.Vip) -> dict[str, str | None]:
+    """A pair member's own address on the VIP subnet, as Octavia's amphora row has it."""
+    if ports.vrrp_port is None:
+        raise BuildError(f"amphora {amp.id} got no VRRP port")
+    return {"vrrp_ip": ports.vrrp_port.ip_address, "vrrp_port_id": ports.vrrp_port.id,
+            "ha_ip": vip.ip_address, "ha_port_id": vip.port_id,
+            "vrrp_interface": c.AMPHORA_VIP_INTERFACE}
 
 
-def _extra_vips(session: Session, lb_id: str, subnet: local.Subnet) -> list[str]:
+def _extra_vips(session: Session, lb_id: str, subnet_id: str) -> list[str]:
     """Additional VIPs on the primary VIP's subnet (other subnets are not plugged yet)."""
     return [a for a in session.scalars(select(m.AdditionalVip.ip_address).where(
-        m.AdditionalVip.load_balancer_id == lb_id, m.AdditionalVip.subnet_id == subnet.id))
+        m.AdditionalVip.load_balancer_id == lb_id, m.AdditionalVip.subnet_id == subnet_id))
         if a]
+
+
+def _vrrp_group(session: Session, lb_id: str) -> VRRPGroup:
+    row = session.get(m.VRRPGroup, lb_id)
+    if row is None:
+        alphabet = string.ascii_letters + string.digits
+        row = m.VRRPGroup(load_balancer_id=lb_id, vrrp_group_name=lb_id.replace("-", ""),
+                          vrrp_auth_type="PASS",
+                          vrrp_auth_pass="".join(secrets.choice(alphabet) for _ in range(8)),
+                          advert_int=_advert_int())
+        session.add(row)
+    return VRRPGroup(auth_pass=row.vrrp_auth_pass or "", advert_int=row.advert_int or 1)
 
 
 def _priority(role: str) -> int | None:

@@ -9,6 +9,7 @@ put in ERROR so it does not crash workers forever.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import socket
@@ -17,16 +18,37 @@ import time
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 
+from sqlalchemy.orm import Session
+
 from amphorae.common import config
 from amphorae.db import engine
-from amphorae.worker import completion, wakeup, wiring
-from amphorae.worker.queue import Claim, JobQueue
-from amphorae.worker.reconciler import Reconciler
+from amphorae.drivers import registry
+from amphorae.worker import completion, wakeup
+from amphorae.worker.queue import Claim, JobQueue, LeaseLost
+from amphorae.worker.reconciler import Fence, Reconciler
 from amphorae.worker.wakeup import PollingWakeup, PostgresWakeup
 
 LOG = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
 IDLE_WAIT = 1.0  # seconds between claims when nothing wakes the worker
+
+
+class QueueFence(Fence):
+    """A claim's fence: writes commit only while the queue says the claim holds its
+    jobs; the lease renewer marks it lost as soon as it finds out."""
+
+    def __init__(self, queue: JobQueue, claim: Claim) -> None:
+        super().__init__(queue.url)
+        self.queue = queue
+        self.claim = claim
+        self.lost = threading.Event()
+
+    def check(self) -> None:
+        if self.lost.is_set():
+            raise LeaseLost(self.claim.target)
+
+    def write(self) -> contextlib.AbstractContextManager[Session]:
+        return self.queue.fenced(self.claim)
 
 
 def worker_name() -> str:
@@ -45,7 +67,7 @@ class Worker:
         self.wakeup = wakeup
         self.threads = threads
         self.stopping = threading.Event()
-        self._inflight: dict[str, tuple[Claim, Future[None]]] = {}
+        self._inflight: dict[str, tuple[QueueFence, Future[None]]] = {}
         self._lock = threading.Lock()
 
     def run(self) -> None:
@@ -89,9 +111,10 @@ class Worker:
                     completion.fail(session, claim.load_balancer_id)
             self.queue.done(claim)
             return
-        future = pool.submit(self.reconciler.run, claim)
+        fence = QueueFence(self.queue, claim)
+        future = pool.submit(self.reconciler.run, claim, fence)
         with self._lock:
-            self._inflight[claim.target] = (claim, future)
+            self._inflight[claim.target] = (fence, future)
         future.add_done_callback(lambda f: self._finished(claim, f))
 
     def _finished(self, claim: Claim, future: Future[None]) -> None:
@@ -99,6 +122,9 @@ class Worker:
             error = future.exception()
             if error is None:
                 self.queue.done(claim)
+            elif isinstance(error, LeaseLost):
+                LOG.warning("stopped the reconcile of %s: another worker holds its jobs "
+                            "now", claim.target)
             else:
                 delay = retry_delay(claim.attempts)
                 LOG.error("reconcile of %s failed (%s); again in %.1f s", claim.target,
@@ -118,14 +144,16 @@ class Worker:
                     return
                 time.sleep(min(interval, 1.0))  # draining: keep the leases of the rest
             with self._lock:
-                claims = [claim for claim, _ in self._inflight.values()]
+                claims = [fence.claim for fence, _ in self._inflight.values()]
             try:
                 lost = self.queue.renew(claims)
                 with self._lock:  # a claim finished meanwhile gave its jobs up itself
-                    lost = {t for t in lost if t in self._inflight
-                            and not self._inflight[t][1].done()}
-                for target in lost:
-                    LOG.warning("lost the lease of %s to another worker", target)
+                    fences = [self._inflight[t][0] for t in lost if t in self._inflight
+                              and not self._inflight[t][1].done()]
+                for fence in fences:
+                    LOG.warning("lost the lease of %s to another worker: stopping its "
+                                "reconcile", fence.claim.target)
+                    fence.lost.set()
             except Exception:
                 LOG.exception("renewing leases failed")
 
@@ -134,6 +162,6 @@ def build(url: str | None = None) -> Worker:
     """A worker with the configured drivers, on the configured database."""
     url = url or config.database_url()
     conf = config.CONF.controller_worker
-    return Worker(Reconciler(wiring.build(), url),
+    return Worker(Reconciler(registry.load(), url),
                   JobQueue(worker_name(), conf.job_lease_seconds, url),
                   wakeup.for_url(url), threads=conf.reconcile_threads)

@@ -29,7 +29,7 @@ from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
 from amphorae.db import models as m
-from amphorae.drivers import network
+from amphorae.drivers import registry
 
 RESOURCE = "loadbalancer"
 NAME = "Load Balancer"
@@ -249,23 +249,22 @@ def _check_vip_options(data: Create) -> None:
 
 def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
     """Resolve the VIP's port/network/subnet and reserve its address."""
-    driver = network.get_driver()
-    owner = f"lb-{lb.id}"
+    driver = registry.shared_network()
     if data.vip_port_id:
-        port = driver.get_port(session, data.vip_port_id)
+        port = driver.get_port(data.vip_port_id)
         if port is None:
             raise errors.InvalidSubresource(resource="Port", id=data.vip_port_id)
         if port.device_id:
             raise errors.BadRequest(
-                f"Port {port.port_id} is already used by device {port.device_id}.")
+                f"Port {port.id} is already used by device {port.device_id}.")
         if data.vip_subnet_id and data.vip_subnet_id != port.subnet_id:
             raise errors.ValidationError(
-                detail=f"Port {port.port_id} has no address on subnet {data.vip_subnet_id}.")
+                detail=f"Port {port.id} has no address on subnet {data.vip_subnet_id}.")
         if data.vip_address and data.vip_address != port.ip_address:
             raise errors.ValidationError(
-                detail=f"VIP address {data.vip_address} is not on port {port.port_id}.")
-        port.device_id, port.device_owner = owner, "Octavia"
-        lb.vip = m.Vip(ip_address=port.ip_address, port_id=port.port_id,
+                detail=f"VIP address {data.vip_address} is not on port {port.id}.")
+        port = driver.adopt_vip_port(lb.id, port.id)
+        lb.vip = m.Vip(ip_address=port.ip_address, port_id=port.id,
                        subnet_id=port.subnet_id, network_id=port.network_id,
                        qos_policy_id=data.vip_qos_policy_id, octavia_owned=False)
         return
@@ -288,8 +287,9 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
             raise errors.ValidationError(
                 detail=f"No subnet on network {net.id} fits the VIP address.")
     _check_vip_network(subnet.network_id)
-    port = driver.allocate(session, subnet, owner, "Octavia", data.vip_address)
-    lb.vip = m.Vip(ip_address=port.ip_address, port_id=port.port_id, subnet_id=subnet.id,
+    # The local driver's allocation joins this transaction (engine.transaction).
+    port = driver.allocate_vip(lb.id, subnet, data.vip_address)
+    lb.vip = m.Vip(ip_address=port.ip_address, port_id=port.id, subnet_id=subnet.id,
                    network_id=subnet.network_id, qos_policy_id=data.vip_qos_policy_id)
     seen = {subnet.id}
     for extra in data.additional_vips:
@@ -303,10 +303,10 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
             raise errors.ValidationError(
                 detail="All VIP subnets must belong to the same network.")
         seen.add(sub.id)
-        extra_port = driver.allocate(session, sub, owner, "Octavia", extra.ip_address)
+        extra_port = driver.allocate_vip(lb.id, sub, extra.ip_address)
         lb.additional_vips.append(m.AdditionalVip(
             subnet_id=sub.id, network_id=sub.network_id, ip_address=extra_port.ip_address,
-            port_id=extra_port.port_id))
+            port_id=extra_port.id))
 
 
 def _check_vip_network(network_id: str) -> None:

@@ -19,7 +19,7 @@ from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
 from amphorae.db import models as m
-from amphorae.drivers import network
+from amphorae.drivers import registry
 
 RESOURCE = "member"
 NAME = "Member"
@@ -152,7 +152,7 @@ def _check_reserved(address: str) -> None:
 
 
 def _check_subnet(subnet_id: str | None) -> None:
-    if subnet_id and network.get_driver().get_subnet(subnet_id) is None:
+    if subnet_id and registry.shared_network().get_subnet(subnet_id) is None:
         raise errors.InvalidSubresource(resource="Subnet", id=subnet_id)
 
 

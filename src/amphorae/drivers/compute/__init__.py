@@ -1,5 +1,1 @@
-"""Compute drivers: where amphorae run (the embedded default: network namespaces)."""
-
-from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED, ERROR, ComputeDriver
-
-__all__ = ["ACTIVE", "BUILDING", "DELETED", "ERROR", "ComputeDriver"]
+"""Compute drivers (base.py is the interface): amphora instances."""

@@ -27,12 +27,15 @@ import os
 import shutil
 import ssl
 import sys
+import threading
 import time
 from pathlib import Path
 
-from amphorae.common import pki
+from oslo_config import cfg
+
+from amphorae.common import config, pki
 from amphorae.drivers import agent_client
-from amphorae.drivers.compute import netns
+from amphorae.drivers.compute import base, netns
 
 AGENT_NAME = "agent"  # the driver's process name: agent.pid, agent.log
 SERVER_CERT = "server.pem"
@@ -82,6 +85,19 @@ class HeartbeatTarget:
     interval: int
 
 
+def ca_dir(conf: cfg.ConfigOpts = config.CONF) -> str:
+    """The controller's CA (issues agent server and controller client certificates)."""
+    return os.path.join(config.state_path(conf), "ca")
+
+
+def heartbeat_target(conf: cfg.ConfigOpts) -> HeartbeatTarget:
+    from amphorae.health.service import endpoints
+
+    _, controllers = endpoints(conf)
+    return HeartbeatTarget(key=config.heartbeat_key(conf), controllers=tuple(controllers),
+                           interval=conf.health_manager.heartbeat_interval)
+
+
 def render_agent_config(amphora_id: str, management_ip: str, port: int, folder: Path,
                         haproxy_cmd: str, heartbeat: HeartbeatTarget | None = None) -> str:
     """The agent's configuration; it listens on the management address only."""
@@ -101,7 +117,16 @@ def render_agent_config(amphora_id: str, management_ip: str, port: int, folder: 
     return text
 
 
-class AmphoraBooter:
+class AmphoraBooter(base.ComputeDriver):
+    """The ``compute_netns_driver``: amphorae as namespaces on this host, each with its
+    agent running and answering before :meth:`build` returns."""
+
+    @classmethod
+    def from_config(cls, conf: cfg.ConfigOpts) -> AmphoraBooter:
+        return cls(netns.NetnsComputeDriver(conf), ca_dir(conf),
+                   cert_validity=conf.certificates.cert_validity_time,
+                   heartbeat=heartbeat_target(conf))
+
     def __init__(self, driver: netns.NetnsComputeDriver, ca_dir: str | os.PathLike[str], *,
                  port: int = agent_client.DEFAULT_PORT,
                  ready_timeout: float = DEFAULT_READY_TIMEOUT,
@@ -115,22 +140,33 @@ class AmphoraBooter:
         self.heartbeat = heartbeat
         self.cert_validity = cert_validity
         self.ca_dir = Path(ca_dir)
-        self.ca = pki.load_or_create_ca(self.ca_dir)
         self.ca_file = self.ca_dir / "ca.pem"
         self.client_cert = self.ca_dir / CONTROLLER_CERT
-        self._ensure_client_cert()
+        self._ca: pki.CertKey | None = None
+        self._ca_lock = threading.Lock()
 
-    def _ensure_client_cert(self) -> None:
+    @property
+    def ca(self) -> pki.CertKey:
+        """The CA and the controller's client certificate, made on first use: services
+        that only list amphorae (health, housekeeping) never touch them."""
+        with self._ca_lock:
+            if self._ca is None:
+                ca = pki.load_or_create_ca(self.ca_dir)
+                self._ensure_client_cert(ca)
+                self._ca = ca
+            return self._ca
+
+    def _ensure_client_cert(self, ca: pki.CertKey) -> None:
         """The controller's client certificate, kept while it is ours and not expiring."""
         try:
             current = pki.load(self.client_cert)
             left = pki.cert_expiration(current.cert) - dt.datetime.now(dt.UTC).replace(
                 tzinfo=None)
-            if current.cert.issuer == self.ca.cert.subject and left > CLIENT_CERT_MIN_LEFT:
+            if current.cert.issuer == ca.cert.subject and left > CLIENT_CERT_MIN_LEFT:
                 return
         except (OSError, ValueError):
             pass
-        pki.save_bundle(pki.issue_client_cert(self.ca, validity=self.cert_validity),
+        pki.save_bundle(pki.issue_client_cert(ca, validity=self.cert_validity),
                         self.client_cert)
 
     def folder(self, amphora_id: str) -> Path:
@@ -139,6 +175,7 @@ class AmphoraBooter:
     def client(self, amphora_id: str, management_ip: str,
                **kwargs: object) -> agent_client.AgentClient:
         """An agent client for the amphora, with the controller's certificate."""
+        self.ca  # noqa: B018 - the certificate files exist from here on
         return agent_client.AgentClient(management_ip, amphora_id, str(self.client_cert),
                                         str(self.ca_file), port=self.port,
                                         **kwargs)  # type: ignore[arg-type]
@@ -173,14 +210,27 @@ class AmphoraBooter:
         return BootedAmphora(amphora_id, amp.namespace, amp.management_ip, expiration, pid,
                              time.perf_counter() - started)
 
+    def build(self, amphora_id: str) -> base.Instance:
+        amp = self.create(amphora_id)
+        return base.Instance(amphora_id, amp.compute_id, base.ACTIVE, amp.management_ip,
+                             amp.cert_expiration, amp.boot_seconds)
+
     def delete(self, amphora_id: str) -> None:
         self.driver.delete(amphora_id)
 
-    def alive(self, amphora_id: str) -> bool:
-        """The namespace is complete and its agent process runs (no network round trip:
-        whether the agent answers is the health manager's business)."""
-        return (self.driver.status(amphora_id) == netns.ACTIVE
-                and self.driver.pid(amphora_id, AGENT_NAME) is not None)
+    def status(self, amphora_id: str) -> str:
+        """ACTIVE: the namespace is complete and its agent process runs (no network round
+        trip: whether the agent answers is the health manager's business)."""
+        found = self.driver.status(amphora_id)
+        if found == base.ACTIVE and self.driver.pid(amphora_id, AGENT_NAME) is None:
+            return base.ERROR
+        return found
+
+    def list_instances(self) -> list[base.Instance]:
+        """Only amphorae with a state file in this driver's directory are ours: other
+        controllers (or test runs) on the host keep theirs elsewhere."""
+        return [base.Instance(amp.amphora_id, amp.namespace, amp.status, amp.management_ip)
+                for amp in self.driver.list_amphorae() if amp.amphora_id]
 
     def _install(self, amphora_id: str, management_ip: str, folder: Path) -> dt.datetime:
         """Server certificate, client CA and agent config into the amphora's folder."""

@@ -1,27 +1,56 @@
-"""What the controller needs from a compute driver: amphorae that come and go."""
+"""What the control plane needs from a compute driver: amphora instances that come and go.
+
+The shape of Octavia's compute driver (build, delete, status), in plain values. A build
+may finish later (a VM boots for a minute): it then answers BUILDING and the reconcile
+comes back rather than holding a thread; the netns driver builds in well under a second
+and answers ACTIVE at once.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Protocol
+import abc
+import dataclasses
+import datetime as dt
 
-# Compute status of an amphora, from what exists on the host.
+from oslo_config import cfg
+
+# Compute status of an amphora instance.
 BUILDING = "BUILDING"
 ACTIVE = "ACTIVE"
 DELETED = "DELETED"
 ERROR = "ERROR"
 
 
-class ComputeDriver(Protocol):
-    def create(self, amphora_id: str) -> object:
-        """Build the amphora; on failure nothing is left behind and the error is raised."""
+@dataclasses.dataclass(frozen=True)
+class Instance:
+    amphora_id: str
+    compute_id: str  # the namespace, the Nova server id
+    status: str
+    lb_network_ip: str | None = None  # where its agent answers
+    cert_expiration: dt.datetime | None = None  # of the agent's certificate, naive UTC
+    boot_seconds: float = 0.0
 
+
+class ComputeDriver(abc.ABC):
+    @classmethod
+    def from_config(cls, conf: cfg.ConfigOpts) -> ComputeDriver:
+        """The driver for ``conf`` (the registry's way in)."""
+        return cls()
+
+    @abc.abstractmethod
+    def build(self, amphora_id: str) -> Instance:
+        """Create the amphora; on failure nothing is left behind and the error is raised.
+        Idempotent: building an amphora that exists answers it."""
+
+    @abc.abstractmethod
     def delete(self, amphora_id: str) -> None:
         """Remove every trace of the amphora; fine on half-created or absent ones."""
 
+    @abc.abstractmethod
     def status(self, amphora_id: str) -> str:
         """One of BUILDING, ACTIVE, DELETED, ERROR."""
 
-    def start_process(self, amphora_id: str, argv: Sequence[str],
-                      name: str | None = None) -> int:
-        """Run ``argv`` inside the amphora as a tracked child; returns its pid."""
+    def list_instances(self) -> list[Instance]:
+        """This deployment's amphora instances that the driver can see (for the orphan
+        sweep and for noticing dead ones early); drivers that cannot list say nothing."""
+        return []

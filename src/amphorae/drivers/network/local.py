@@ -1,54 +1,45 @@
-"""The local network driver's address book: networks and subnets declared in config,
-addresses handed out from them and persisted in the database.
+"""The local network driver (``network_local_driver``): networks and subnets declared
+in ``[local_network] subnets``, addresses handed out from them and kept in the database
+(``ip_allocation``: Neutron's ports, cut down), and amphorae plugged into the host's
+bridges with veth pairs (ports.py).
 
-Plugging addresses into amphora namespaces builds on this (data-plane work); the API only
-needs to resolve subnets and reserve VIP addresses in its own transaction.
+Its address book writes through :func:`engine.transaction`, which joins a write
+transaction its caller holds: the API's VIP allocation commits or rolls back with the
+load balancer it belongs to.
 """
 
 from __future__ import annotations
 
-import dataclasses
 import functools
 import ipaddress
 import uuid
+from collections.abc import Sequence
 
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from amphorae.common import config, errors
+from amphorae.db import engine
 from amphorae.db.models import IPAllocation
-from amphorae.drivers.network import plumbing
+from amphorae.drivers.network import plumbing, ports
+from amphorae.drivers.network.base import (
+    Amphora,
+    AmphoraPorts,
+    Network,
+    NetworkDriver,
+    Port,
+    Subnet,
+    VipPlug,
+)
 
 ALLOCATION_ATTEMPTS = 20
 _NS = uuid.UUID("5b0a7c1e-0d2f-4a57-9c1b-6f1f8e2a9d01")
 
 
-@dataclasses.dataclass(frozen=True)
-class Subnet:
-    id: str
-    name: str
-    network_id: str
-    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
-    gateway_ip: str
-
-    @property
-    def ip_version(self) -> int:
-        return self.cidr.version
-
-    def first_free(self, taken: set[str]) -> str | None:
-        gateway = ipaddress.ip_address(self.gateway_ip)
-        for host in self.cidr.hosts():
-            if host != gateway and str(host) not in taken:
-                return str(host)
-        return None
-
-
-@dataclasses.dataclass(frozen=True)
-class Network:
-    id: str
-    name: str
-    subnets: tuple[Subnet, ...]
+VIP_OWNER = "Octavia"  # device_owner of the VIP ports this driver made
+USER_PORT = "user"  # device_owner of a user's port serving as a VIP (kept on release)
+AMPHORA_OWNER = "compute:amphora"
 
 
 def stable_id(kind: str, name: str) -> str:
@@ -75,18 +66,92 @@ def subnets() -> dict[str, Subnet]:
     return {s.id: s for n in networks().values() for s in n.subnets}
 
 
-class LocalNetworkDriver:
+def bridge_name(subnet: Subnet) -> str:
+    """The host bridge that carries the subnet's network."""
+    return plumbing.bridge_name(subnet.network_id)
+
+
+def vip_device(load_balancer_id: str) -> str:
+    return f"lb-{load_balancer_id}"
+
+
+def amphora_device(amphora_id: str) -> str:
+    return f"amphora-{amphora_id}"
+
+
+def _first_free(subnet: Subnet, taken: set[str]) -> str | None:
+    for host in subnet.cidr.hosts():
+        if str(host) != subnet.gateway_ip and str(host) not in taken:
+            return str(host)
+    return None
+
+
+def _port(row: IPAllocation) -> Port:
+    return Port(id=row.port_id, network_id=row.network_id, subnet_id=row.subnet_id,
+                ip_address=row.ip_address, device_id=row.device_id,
+                device_owner=row.device_owner)
+
+
+class LocalNetworkDriver(NetworkDriver):
+    serves_networks = True
+
+    def __init__(self, url: str | None = None,
+                 plugger: ports.PortPlugger | None = None) -> None:
+        self.url = url
+        self._plugger = plugger
+
+    @property
+    def plugger(self) -> ports.PortPlugger:
+        if self._plugger is None:  # the API process never plugs: no plumbing there
+            self._plugger = ports.PortPlugger()
+        return self._plugger
+
+    # -- lookups -----------------------------------------------------------------------
+
     def get_subnet(self, subnet_id: str) -> Subnet | None:
         return subnets().get(subnet_id)
 
     def get_network(self, network_id: str) -> Network | None:
         return networks().get(network_id)
 
-    def get_port(self, session: Session, port_id: str) -> IPAllocation | None:
-        return session.get(IPAllocation, port_id)
+    def list_networks(self) -> list[Network]:
+        return list(networks().values())
 
-    def allocate(self, session: Session, subnet: Subnet, device_id: str, device_owner: str,
-                 ip_address: str | None = None) -> IPAllocation:
+    def get_port(self, port_id: str) -> Port | None:
+        with engine.transaction(write=False, url=self.url) as session:
+            row = session.get(IPAllocation, port_id)
+            return None if row is None else _port(row)
+
+    # -- VIPs --------------------------------------------------------------------------
+
+    def allocate_vip(self, load_balancer_id: str, subnet: Subnet,
+                     ip_address: str | None = None) -> Port:
+        with engine.transaction(url=self.url) as session:
+            return self._allocate(session, subnet, vip_device(load_balancer_id), VIP_OWNER,
+                                  ip_address)
+
+    def adopt_vip_port(self, load_balancer_id: str, port_id: str) -> Port:
+        with engine.transaction(url=self.url) as session:
+            row = session.get(IPAllocation, port_id)
+            if row is None:
+                raise errors.InvalidSubresource(resource="Port", id=port_id)
+            if row.device_id:
+                raise errors.BadRequest(
+                    f"Port {port_id} is already used by device {row.device_id}.")
+            row.device_id, row.device_owner = vip_device(load_balancer_id), USER_PORT
+            return _port(row)
+
+    def deallocate_vip(self, load_balancer_id: str) -> None:
+        with engine.transaction(url=self.url) as session:
+            for row in session.scalars(select(IPAllocation).where(
+                    IPAllocation.device_id == vip_device(load_balancer_id))):
+                if row.device_owner == USER_PORT:
+                    row.device_id = row.device_owner = None
+                else:
+                    session.delete(row)
+
+    def _allocate(self, session: Session, subnet: Subnet, device_id: str, device_owner: str,
+                  ip_address: str | None = None) -> Port:
         """Reserve an address (the given one, or the first free one) in the subnet."""
         taken = set(session.scalars(
             select(IPAllocation.ip_address).where(IPAllocation.subnet_id == subnet.id)))
@@ -100,7 +165,7 @@ class LocalNetworkDriver:
             return self._insert(session, subnet, ip_address, device_id, device_owner)
         # A concurrent transaction may take the same free address first: try the next.
         for _ in range(ALLOCATION_ATTEMPTS):
-            candidate = subnet.first_free(taken)
+            candidate = _first_free(subnet, taken)
             if candidate is None:
                 break
             try:
@@ -109,25 +174,59 @@ class LocalNetworkDriver:
                 taken.add(candidate)
         raise errors.Conflict(f"No more IP addresses available on subnet {subnet.id}.")
 
-    def _insert(self, session: Session, subnet: Subnet, ip_address: str, device_id: str,
-                device_owner: str) -> IPAllocation:
-        port = IPAllocation(subnet_id=subnet.id, network_id=subnet.network_id,
-                            ip_address=ip_address, device_id=device_id,
-                            device_owner=device_owner)
+    @staticmethod
+    def _insert(session: Session, subnet: Subnet, ip_address: str, device_id: str,
+                device_owner: str) -> Port:
+        row = IPAllocation(subnet_id=subnet.id, network_id=subnet.network_id,
+                           ip_address=ip_address, device_id=device_id,
+                           device_owner=device_owner)
         try:
             with session.begin_nested():
-                session.add(port)
+                session.add(row)
         except IntegrityError:
             raise errors.Conflict(
                 f"The VIP IP address is already in use: {ip_address} on {subnet.id}") from None
-        return port
+        return _port(row)
 
-    def release_device(self, session: Session, device_id: str) -> None:
-        for port in session.scalars(
-                select(IPAllocation).where(IPAllocation.device_id == device_id)):
-            session.delete(port)
+    # -- amphorae ----------------------------------------------------------------------
 
+    def plug(self, amphora: Amphora, vip: VipPlug,
+             member_subnets: Sequence[Subnet]) -> AmphoraPorts:
+        vip_subnet = self.get_subnet(vip.subnet_id)
+        if vip_subnet is None:
+            raise errors.ValidationError(detail=f"subnet {vip.subnet_id} is unknown")
+        device = amphora_device(amphora.id)
+        with engine.transaction(url=self.url) as session:
+            own = {row.subnet_id: _port(row) for row in session.scalars(
+                select(IPAllocation).where(IPAllocation.device_id == device))}
+            for subnet in (*([vip_subnet] if vip.vrrp else []), *member_subnets):
+                if subnet.id not in own:
+                    own[subnet.id] = self._allocate(session, subnet, device, AMPHORA_OWNER)
+        vrrp_port = own.get(vip_subnet.id) if vip.vrrp else None
+        vip_addresses = [vrrp_port.ip_address] if vrrp_port else list(vip.addresses)
+        plan = [_plan(ports.VIP_IFNAME, vip_subnet, vip_addresses, gateway=True,
+                      mac_seed=None if vip.vrrp else f"lb-{vip.load_balancer_id}")]
+        plan += [_plan(ports.member_ifname(s.id), s, [own[s.id].ip_address])
+                 for s in sorted(member_subnets, key=lambda s: s.id)]
+        self.plugger.plug(amphora.compute_id, plan, mac_seed=amphora.id)
+        return AmphoraPorts(vrrp_port=vrrp_port,
+                            member_ports={s.id: own[s.id] for s in member_subnets})
 
-def bridge_name(subnet: Subnet) -> str:
-    """The host bridge that carries the subnet's network."""
-    return plumbing.bridge_name(subnet.network_id)
+    def unplug(self, amphora_id: str, compute_id: str | None) -> None:
+        device = amphora_device(amphora_id)
+        with engine.transaction(write=False, url=self.url) as session:
+            subnet_ids = list(session.scalars(select(IPAllocation.subnet_id).where(
+                IPAllocation.device_id == device)))
+        if compute_id:  # the interfaces first: a crash leaves addresses for the next run
+            self.plugger.unplug_all(compute_id, [
+                ports.VIP_IFNAME, *(ports.member_ifname(s) for s in subnet_ids)])
+        with engine.transaction(url=self.url) as session:
+            session.execute(delete(IPAllocation).where(IPAllocation.device_id == device))
+
+def _plan(ifname: str, subnet: Subnet, addresses: list[str], gateway: bool = False,
+          mac_seed: str | None = None) -> ports.Port:
+    prefix = subnet.cidr.prefixlen
+    return ports.Port(ifname=ifname, bridge=bridge_name(subnet),
+                      host_cidr=f"{subnet.gateway_ip}/{prefix}",
+                      addresses=tuple(f"{a}/{prefix}" for a in addresses),
+                      gateway=subnet.gateway_ip if gateway else None, mac_seed=mac_seed)

@@ -12,6 +12,7 @@ import dataclasses
 import ipaddress
 from collections.abc import Sequence
 
+from amphorae.common import constants as c
 from amphorae.drivers.network import plumbing as plumbing_mod
 
 PORT_VETH_PREFIX = "amph-p"
@@ -53,7 +54,7 @@ def unplug_port(plumbing: plumbing_mod.Plumbing, namespace: str, ifname: str) ->
     plumbing.delete_link(host_veth_name(namespace, ifname))
 
 
-VIP_IFNAME = "eth1"
+VIP_IFNAME = c.AMPHORA_VIP_INTERFACE
 MEMBER_IFNAME_PREFIX = "mn"  # + 8 hex digits of the subnet id; "mgmt0" is not ours
 
 

@@ -1,0 +1,1 @@
+"""Amphora drivers (base.py is the interface): talk to the agents."""

@@ -1,0 +1,28 @@
+"""The no-op amphora driver (``amphora_noop_driver``), as Octavia has it: no agent
+anywhere; every configuration is taken and nothing ever drifts."""
+
+from __future__ import annotations
+
+import logging
+
+from amphorae.drivers.amphora.base import (
+    AmphoraDriver,
+    AmphoraRef,
+    TLSFiles,
+    VipSubnet,
+    VRRPGroup,
+)
+from amphorae.render import model
+
+LOG = logging.getLogger(__name__)
+
+
+class NoopAmphoraDriver(AmphoraDriver):
+    def apply(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
+              vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None:
+        LOG.debug("noop amphora driver: %s would serve %d listeners", amp.id,
+                  len(lb.listeners))
+
+    def drifted(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
+                vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> list[str]:
+        return []

@@ -1,0 +1,136 @@
+"""What the control plane needs from a network driver, in plain values.
+
+The shape of Octavia's network driver, cut to what a reconcile uses: look up networks,
+subnets and ports; allocate and deallocate a load balancer's VIP ports (the API, before it
+writes the load balancer); plug an amphora into the VIP subnet and its member subnets, and
+unplug it (the worker). No ORM session and no interface name crosses this seam: the local
+driver keeps its address book in the database and makes veths, a Neutron driver would
+make ports and allowed-address pairs, and the callers cannot tell.
+"""
+
+from __future__ import annotations
+
+import abc
+import dataclasses
+import ipaddress
+from collections.abc import Sequence
+
+from oslo_config import cfg
+
+
+@dataclasses.dataclass(frozen=True)
+class Subnet:
+    id: str
+    name: str
+    network_id: str
+    cidr: ipaddress.IPv4Network | ipaddress.IPv6Network
+    gateway_ip: str | None
+
+    @property
+    def ip_version(self) -> int:
+        return self.cidr.version
+
+
+@dataclasses.dataclass(frozen=True)
+class Network:
+    id: str
+    name: str
+    subnets: tuple[Subnet, ...]
+
+
+@dataclasses.dataclass(frozen=True)
+class Port:
+    """One address on one subnet, owned by a device (Neutron's port, cut down)."""
+
+    id: str
+    network_id: str
+    subnet_id: str
+    ip_address: str
+    device_id: str | None = None
+    device_owner: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Amphora:
+    """Where to plug: the amphora and its compute instance."""
+
+    id: str
+    compute_id: str
+
+
+@dataclasses.dataclass(frozen=True)
+class VipPlug:
+    """What an amphora must answer for on the VIP subnet: the load balancer's VIP
+    addresses (the first is the primary), and whether the amphora is one of a VRRP pair
+    (then it holds an address of its own and keepalived moves the VIPs)."""
+
+    load_balancer_id: str
+    subnet_id: str
+    addresses: tuple[str, ...]
+    vrrp: bool
+
+
+@dataclasses.dataclass(frozen=True)
+class AmphoraPorts:
+    """The result of plugging one amphora: its own VRRP port on the VIP subnet (pairs
+    only) and its port on each member subnet."""
+
+    vrrp_port: Port | None
+    member_ports: dict[str, Port]  # subnet id -> port
+
+
+class NetworkDriver(abc.ABC):
+    @classmethod
+    def from_config(cls, conf: cfg.ConfigOpts) -> NetworkDriver:
+        """The driver for ``conf`` (the registry's way in)."""
+        return cls()
+
+    """Raises :class:`amphorae.common.errors.ValidationError` (bad address) or
+    :class:`amphorae.common.errors.Conflict` (address taken, subnet full) from the
+    VIP calls, which the API answers as such."""
+
+    # The driver's networks are served read-only at Neutron's paths on our API (the
+    # embedded default has no Neutron the clients could ask instead).
+    serves_networks = False
+
+    @abc.abstractmethod
+    def get_network(self, network_id: str) -> Network | None: ...
+
+    @abc.abstractmethod
+    def get_subnet(self, subnet_id: str) -> Subnet | None: ...
+
+    @abc.abstractmethod
+    def get_port(self, port_id: str) -> Port | None: ...
+
+    def list_networks(self) -> list[Network]:
+        return []
+
+    # -- VIPs (the API) ----------------------------------------------------------------
+
+    @abc.abstractmethod
+    def allocate_vip(self, load_balancer_id: str, subnet: Subnet,
+                     ip_address: str | None = None) -> Port:
+        """A port for one VIP of the load balancer: the given address, or a free one."""
+
+    @abc.abstractmethod
+    def adopt_vip_port(self, load_balancer_id: str, port_id: str) -> Port:
+        """A user's port becomes the load balancer's VIP (it stays the user's: it is
+        released, not deleted, with the load balancer)."""
+
+    @abc.abstractmethod
+    def deallocate_vip(self, load_balancer_id: str) -> None:
+        """Release every VIP port of the load balancer; fine when there is none."""
+
+    # -- amphorae (the worker) -----------------------------------------------------------
+
+    @abc.abstractmethod
+    def plug(self, amphora: Amphora, vip: VipPlug,
+             member_subnets: Sequence[Subnet]) -> AmphoraPorts:
+        """Make the amphora hold exactly the VIP port and the member subnets' ports
+        (ports no longer wanted are removed). Idempotent: a plug killed half-way is
+        finished by the next one, with the same addresses."""
+
+    @abc.abstractmethod
+    def unplug(self, amphora_id: str, compute_id: str | None) -> None:
+        """Remove the amphora's ports and release their addresses; fine when half-made,
+        already gone, or when the compute instance never existed."""
