@@ -1,0 +1,159 @@
+"""Recording stand-ins for the compute, network and amphora drivers, for tests of the
+code around them (the reconciler's decisions, the worker's fencing). They keep what a
+real cloud would keep (instances, ports) in memory and write down every call."""
+
+from __future__ import annotations
+
+import dataclasses
+import ipaddress
+import threading
+import uuid
+from collections.abc import Callable, Sequence
+
+from amphorae.common.cert_manager import LocalCertManager
+from amphorae.drivers.amphora.base import (
+    AmphoraDriver,
+    AmphoraRef,
+    ConfigRefused,
+    TLSFiles,
+    VipSubnet,
+    VRRPGroup,
+)
+from amphorae.drivers.compute import base as compute
+from amphorae.drivers.network import base as net
+from amphorae.drivers.registry import Drivers
+from amphorae.render import model
+
+VIP_SUBNET = net.Subnet(id="vip-subnet", name="vip", network_id="vip-net",
+                        cidr=ipaddress.ip_network("198.18.200.0/24"), gateway_ip="198.18.200.1")
+MEMBER_SUBNET = net.Subnet(id="member-subnet", name="members", network_id="member-net",
+                           cidr=ipaddress.ip_network("198.18.201.0/24"),
+                           gateway_ip="198.18.201.1")
+
+
+class FakeCompute(compute.ComputeDriver):
+    def __init__(self) -> None:
+        self.instances: dict[str, str] = {}  # amphora id -> status
+        self.built: list[str] = []
+        self.deleted: list[str] = []
+        self.fail_builds = False
+        self.lock = threading.Lock()
+
+    def build(self, amphora_id: str) -> compute.Instance:
+        if self.fail_builds:
+            raise RuntimeError("no capacity")
+        with self.lock:
+            self.built.append(amphora_id)
+            self.instances[amphora_id] = compute.ACTIVE
+        return compute.Instance(amphora_id, str(uuid.uuid5(uuid.NAMESPACE_OID, amphora_id)),
+                                compute.ACTIVE, "198.18.99.1")
+
+    def delete(self, amphora_id: str) -> None:
+        with self.lock:
+            self.deleted.append(amphora_id)
+            self.instances.pop(amphora_id, None)
+
+    def status(self, amphora_id: str) -> str:
+        return self.instances.get(amphora_id, compute.DELETED)
+
+    def kill(self, amphora_id: str) -> None:
+        self.instances[amphora_id] = compute.ERROR
+
+
+def vrrp_port_id(amphora_id: str) -> str:
+    return str(uuid.uuid5(uuid.NAMESPACE_OID, f"vrrp/{amphora_id}"))
+
+
+class FakeNetwork(net.NetworkDriver):
+    def __init__(self) -> None:
+        self.subnets = {s.id: s for s in (VIP_SUBNET, MEMBER_SUBNET)}
+        self.plugged: dict[str, tuple[net.VipPlug, tuple[str, ...]]] = {}
+        self.unplugged: list[str] = []
+        self.deallocated: list[str] = []
+        self.vrrp_ips: dict[str, str] = {}
+        self.lock = threading.Lock()
+
+    def get_network(self, network_id: str) -> net.Network | None:
+        return None
+
+    def get_subnet(self, subnet_id: str) -> net.Subnet | None:
+        return self.subnets.get(subnet_id)
+
+    def get_port(self, port_id: str) -> net.Port | None:
+        return None
+
+    def allocate_vip(self, load_balancer_id: str, subnet: net.Subnet,
+                     ip_address: str | None = None) -> net.Port:
+        return net.Port(str(uuid.uuid4()), subnet.network_id, subnet.id,
+                        ip_address or "198.18.200.5")
+
+    def adopt_vip_port(self, load_balancer_id: str, port_id: str) -> net.Port:
+        raise NotImplementedError
+
+    def deallocate_vip(self, load_balancer_id: str) -> None:
+        self.deallocated.append(load_balancer_id)
+
+    def plug(self, amphora: net.Amphora, vip: net.VipPlug,
+             member_subnets: Sequence[net.Subnet]) -> net.AmphoraPorts:
+        with self.lock:
+            self.plugged[amphora.id] = (vip, tuple(s.id for s in member_subnets))
+            if vip.vrrp and amphora.id not in self.vrrp_ips:
+                self.vrrp_ips[amphora.id] = f"198.18.200.{10 + len(self.vrrp_ips)}"
+        vrrp = (net.Port(vrrp_port_id(amphora.id), VIP_SUBNET.network_id, vip.subnet_id,
+                         self.vrrp_ips[amphora.id]) if vip.vrrp else None)
+        return net.AmphoraPorts(vrrp_port=vrrp, member_ports={})
+
+    def unplug(self, amphora_id: str, compute_id: str | None) -> None:
+        with self.lock:
+            self.unplugged.append(amphora_id)
+            self.plugged.pop(amphora_id, None)
+
+
+@dataclasses.dataclass(frozen=True)
+class Applied:
+    amphora_id: str
+    role: str
+    vrrp_ip: str | None
+    object_ids: frozenset[str]  # listeners, pools and members in the pushed model
+    vrrp: bool
+
+
+def object_ids(lb: model.LoadBalancer) -> frozenset[str]:
+    found = {li.id for li in lb.listeners} | {p.id for p in lb.pools}
+    return frozenset(found | {mb.id for p in lb.pools for mb in p.members})
+
+
+class FakeAmphora(AmphoraDriver):
+    """Refuses any model holding one of ``refused`` (as HAProxy refuses a bad config);
+    ``hook`` runs before each apply (a test holds a reconcile there)."""
+
+    def __init__(self) -> None:
+        self.applied: list[Applied] = []
+        self.refused: set[str] = set()
+        self.hook: Callable[[AmphoraRef], None] | None = None
+        self.lock = threading.Lock()
+
+    def apply(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
+              vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None:
+        if self.hook is not None:
+            self.hook(amp)
+        ids = object_ids(lb)
+        if ids & self.refused:
+            raise ConfigRefused("HAProxy configuration", f"bad: {sorted(ids & self.refused)}")
+        with self.lock:
+            self.applied.append(Applied(amp.id, amp.role, amp.vrrp_ip, ids, vrrp is not None))
+
+    def drifted(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
+                vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> list[str]:
+        return []
+
+
+@dataclasses.dataclass
+class FakeCloud:
+    compute: FakeCompute = dataclasses.field(default_factory=FakeCompute)
+    network: FakeNetwork = dataclasses.field(default_factory=FakeNetwork)
+    amphora: FakeAmphora = dataclasses.field(default_factory=FakeAmphora)
+
+    def drivers(self, cert_dir: str) -> Drivers:
+        return Drivers(compute=self.compute, network=self.network, amphora=self.amphora,
+                       cert_manager=LocalCertManager(cert_dir))

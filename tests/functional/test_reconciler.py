@@ -1,0 +1,198 @@
+"""The reconciler's decisions, with recording drivers (tests/fake_drivers.py) and a real
+database: which amphorae are booted, kept or replaced for each topology, what is plugged
+and pushed, what a refused configuration leaves in ERROR, what a teardown removes."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import select
+
+from amphorae.common import constants as c
+from amphorae.db import engine
+from amphorae.db import models as m
+from amphorae.worker.queue import Claim
+from amphorae.worker.reconciler import Reconciler
+from tests import fake_drivers as fake
+
+VIP = "198.18.200.5"
+
+
+@pytest.fixture
+def cloud() -> fake.FakeCloud:
+    return fake.FakeCloud()
+
+
+@pytest.fixture
+def reconcile(cloud: fake.FakeCloud, database_url: str, tmp_path: Path
+              ) -> Iterator[object]:
+    reconciler = Reconciler(cloud.drivers(str(tmp_path)), database_url)
+
+    def run(lb_id: str, *jobs: tuple[str, str | None]) -> None:
+        actions = frozenset(jobs or [(c.JOB_RECONCILE, None)])
+        reconciler.run(Claim(target=lb_id, load_balancer_id=lb_id, job_ids=(),
+                             actions=actions, attempts=1))
+
+    yield run
+
+
+def new_lb(url: str, topology: str = c.TOPOLOGY_SINGLE, members: int = 1) -> dict[str, str]:
+    """A load balancer in PENDING_CREATE with a listener, a pool and members; the ids."""
+    ids = {"lb": m.new_id(), "listener": m.new_id(), "pool": m.new_id()}
+    status = {"provisioning_status": c.PENDING_CREATE, "operating_status": c.OFFLINE,
+              "project_id": "p"}
+    with engine.transaction(url=url) as session:
+        lb = m.LoadBalancer(id=ids["lb"], enabled=True, topology=topology, **status)
+        lb.vip = m.Vip(ip_address=VIP, subnet_id=fake.VIP_SUBNET.id, port_id="vip-port")
+        pool = m.Pool(id=ids["pool"], load_balancer=lb, protocol="HTTP",
+                      lb_algorithm="ROUND_ROBIN", **status)
+        m.Listener(id=ids["listener"], load_balancer=lb, protocol="HTTP", protocol_port=80,
+                   default_pool=pool, **status)
+        for n in range(members):
+            ids[f"member{n}"] = m.new_id()
+            m.Member(id=ids[f"member{n}"], pool=pool, ip_address=f"198.18.201.{20 + n}",
+                     protocol_port=80, subnet_id=fake.MEMBER_SUBNET.id, **status)
+        session.add(lb)
+    return ids
+
+
+def statuses(url: str, ids: dict[str, str]) -> dict[str, str]:
+    with engine.transaction(write=False, url=url) as session:
+        out = {}
+        for key, obj_id in ids.items():
+            model = {"lb": m.LoadBalancer, "listener": m.Listener, "pool": m.Pool}.get(
+                key, m.Member)
+            row = session.get(model, obj_id)
+            out[key] = row.provisioning_status if row is not None else "GONE"
+        return out
+
+
+def amphorae(url: str, lb_id: str) -> list[m.Amphora]:
+    with engine.transaction(write=False, url=url) as session:
+        return list(session.scalars(select(m.Amphora).where(
+            m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)
+            .order_by(m.Amphora.role)))
+
+
+def test_single_boots_one_amphora_plugs_the_vip_and_pushes_the_tree(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    reconcile(ids["lb"])
+    (amp,) = amphorae(database_url, ids["lb"])
+    assert (amp.role, amp.status, amp.vrrp_ip) == (c.ROLE_STANDALONE, c.ALLOCATED, None)
+    assert cloud.compute.built == [amp.id]
+    vip, member_subnets = cloud.network.plugged[amp.id]
+    assert (vip.addresses, vip.vrrp, member_subnets) == ((VIP,), False,
+                                                         (fake.MEMBER_SUBNET.id,))
+    (applied,) = cloud.amphora.applied
+    assert applied.object_ids == {ids["listener"], ids["pool"], ids["member0"]}
+    assert not applied.vrrp
+    assert set(statuses(database_url, ids).values()) == {c.ACTIVE}
+
+
+def test_a_second_run_keeps_the_amphora(database_url: str, cloud: fake.FakeCloud,
+                                        reconcile) -> None:
+    ids = new_lb(database_url)
+    reconcile(ids["lb"])
+    reconcile(ids["lb"])
+    assert len(cloud.compute.built) == 1 and not cloud.compute.deleted
+    assert len(cloud.amphora.applied) == 2
+
+
+def test_active_standby_is_a_pair_with_vrrp_addresses(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    reconcile(ids["lb"])
+    backup, master = amphorae(database_url, ids["lb"])
+    assert (master.role, backup.role) == (c.ROLE_MASTER, c.ROLE_BACKUP)
+    for amp in (master, backup):
+        assert amp.vrrp_ip == cloud.network.vrrp_ips[amp.id]
+        assert (amp.ha_ip, amp.vrrp_port_id) == (VIP, fake.vrrp_port_id(amp.id))
+        assert cloud.network.plugged[amp.id][0].vrrp
+    applied = {a.role: a for a in cloud.amphora.applied}
+    assert set(applied) == {c.ROLE_MASTER, c.ROLE_BACKUP}
+    assert all(a.vrrp and a.vrrp_ip for a in applied.values())
+    assert statuses(database_url, ids)["lb"] == c.ACTIVE
+
+
+def test_a_dead_amphora_of_a_pair_is_replaced_and_its_partner_kept(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    reconcile(ids["lb"])
+    backup, master = amphorae(database_url, ids["lb"])
+    cloud.compute.kill(backup.id)
+    reconcile(ids["lb"])
+    new_backup, same_master = amphorae(database_url, ids["lb"])
+    assert same_master.id == master.id and new_backup.id != backup.id
+    assert new_backup.role == c.ROLE_BACKUP
+    assert cloud.compute.deleted == [backup.id] and cloud.network.unplugged == [backup.id]
+
+
+def test_a_failover_job_replaces_the_named_amphora(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    reconcile(ids["lb"])
+    (old,) = amphorae(database_url, ids["lb"])
+    reconcile(ids["lb"], (c.JOB_FAILOVER_AMPHORA, old.id))
+    (new,) = amphorae(database_url, ids["lb"])
+    assert new.id != old.id and cloud.compute.deleted == [old.id]
+    # SINGLE: the old one goes before the new one is plugged (same VIP, same MAC).
+    assert cloud.network.unplugged == [old.id]
+
+
+def test_a_refused_new_member_goes_to_error_and_the_rest_serves(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    reconcile(ids["lb"])
+    ids["member1"] = m.new_id()
+    with engine.transaction(url=database_url) as session:  # as the API adds a member
+        session.get_one(m.LoadBalancer, ids["lb"]).provisioning_status = c.PENDING_UPDATE
+        session.add(m.Member(id=ids["member1"], pool_id=ids["pool"], project_id="p",
+                             ip_address="198.18.201.30", protocol_port=80,
+                             provisioning_status=c.PENDING_CREATE,
+                             operating_status=c.OFFLINE))
+    cloud.amphora.refused = {ids["member1"]}
+    reconcile(ids["lb"])
+    assert statuses(database_url, ids) == {
+        "lb": c.ACTIVE, "listener": c.ACTIVE, "pool": c.ACTIVE, "member0": c.ACTIVE,
+        "member1": c.ERROR}
+    assert cloud.amphora.applied[-1].object_ids == {ids["listener"], ids["pool"],
+                                                    ids["member0"]}
+
+
+def test_an_amphora_that_does_not_boot_leaves_nothing_and_the_lb_in_error(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    cloud.compute.fail_builds = True
+    reconcile(ids["lb"])
+    assert statuses(database_url, ids)["lb"] == c.ERROR
+    assert amphorae(database_url, ids["lb"]) == []
+    assert len(cloud.compute.deleted) == 1 and cloud.network.unplugged == cloud.compute.deleted
+
+
+def test_teardown_removes_amphorae_ports_and_the_vip(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    reconcile(ids["lb"])
+    amp_ids = sorted(a.id for a in amphorae(database_url, ids["lb"]))
+    with engine.transaction(url=database_url) as session:
+        session.get_one(m.LoadBalancer, ids["lb"]).provisioning_status = c.PENDING_DELETE
+    reconcile(ids["lb"])
+    assert sorted(cloud.compute.deleted) == amp_ids == sorted(cloud.network.unplugged)
+    assert cloud.network.deallocated == [ids["lb"]]
+    assert amphorae(database_url, ids["lb"]) == []
+    assert statuses(database_url, ids)["lb"] == c.DELETED
+
+
+def test_an_unknown_member_subnet_puts_only_that_member_in_error(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url, members=2)
+    with engine.transaction(url=database_url) as session:
+        session.get_one(m.Member, ids["member1"]).subnet_id = str(uuid.uuid4())
+    reconcile(ids["lb"])
+    result = statuses(database_url, ids)
+    assert (result["member0"], result["member1"], result["lb"]) == (c.ACTIVE, c.ERROR,
+                                                                    c.ACTIVE)
