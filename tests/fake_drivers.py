@@ -129,6 +129,7 @@ class FakeAmphora(AmphoraDriver):
 
     def __init__(self) -> None:
         self.applied: list[Applied] = []
+        self.running: dict[str, frozenset[str]] = {}  # amphora id -> objects it serves
         self.refused: set[str] = set()
         self.hook: Callable[[AmphoraRef], None] | None = None
         self.lock = threading.Lock()
@@ -142,10 +143,11 @@ class FakeAmphora(AmphoraDriver):
             raise ConfigRefused("HAProxy configuration", f"bad: {sorted(ids & self.refused)}")
         with self.lock:
             self.applied.append(Applied(amp.id, amp.role, amp.vrrp_ip, ids, vrrp is not None))
+            self.running[amp.id] = ids
 
     def drifted(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
                 vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> list[str]:
-        return []
+        return [] if self.running.get(amp.id) == object_ids(lb) else ["haproxy"]
 
 
 @dataclasses.dataclass

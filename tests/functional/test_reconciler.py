@@ -9,11 +9,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from amphorae.common import constants as c
 from amphorae.db import engine
 from amphorae.db import models as m
+from amphorae.worker import drift
 from amphorae.worker.queue import Claim
 from amphorae.worker.reconciler import Reconciler
 from tests import fake_drivers as fake
@@ -196,3 +197,47 @@ def test_an_unknown_member_subnet_puts_only_that_member_in_error(
     result = statuses(database_url, ids)
     assert (result["member0"], result["member1"], result["lb"]) == (c.ACTIVE, c.ERROR,
                                                                     c.ACTIVE)
+
+
+def pending_jobs(url: str, lb_id: str) -> int:
+    with engine.transaction(write=False, url=url) as session:
+        return len(list(session.scalars(select(m.Job.id).where(
+            m.Job.load_balancer_id == lb_id))))
+
+
+def drifted(cloud: fake.FakeCloud, url: str, tmp_path: Path, *lbs: dict[str, str]
+            ) -> list[str]:
+    """The drift check's finds among ``lbs`` (the module's database holds others)."""
+    found = drift.drifted_load_balancers(cloud.drivers(str(tmp_path)), url)
+    return [lb["lb"] for lb in lbs if lb["lb"] in found]
+
+
+def test_drift_check_reconciles_only_what_runs_something_else(
+        database_url: str, cloud: fake.FakeCloud, reconcile, tmp_path: Path) -> None:
+    ids = new_lb(database_url, members=2)
+    calm = new_lb(database_url)
+    reconcile(ids["lb"])
+    reconcile(calm["lb"])
+    assert drifted(cloud, database_url, tmp_path, ids, calm) == []
+    (amp,) = amphorae(database_url, ids["lb"])
+    cloud.amphora.running[amp.id] = frozenset({ids["listener"]})  # an old file, reloaded
+    assert drifted(cloud, database_url, tmp_path, ids, calm) == [ids["lb"]]
+    assert (pending_jobs(database_url, ids["lb"]), pending_jobs(database_url, calm["lb"])) \
+        == (1, 0)
+    # With its job pending it is not checked (nor enqueued) again.
+    assert drifted(cloud, database_url, tmp_path, ids) == []
+    with engine.transaction(url=database_url) as session:
+        session.execute(delete(m.Job))
+    reconcile(ids["lb"])
+    assert drifted(cloud, database_url, tmp_path, ids) == []
+
+
+def test_objects_in_error_are_not_drift(database_url: str, cloud: fake.FakeCloud,
+                                        reconcile, tmp_path: Path) -> None:
+    ids = new_lb(database_url)
+    reconcile(ids["lb"])
+    with engine.transaction(url=database_url) as session:  # a refused change, as left
+        session.add(m.Member(id=m.new_id(), pool_id=ids["pool"], project_id="p",
+                             ip_address="198.18.201.40", protocol_port=80,
+                             provisioning_status=c.ERROR, operating_status=c.OFFLINE))
+    assert drifted(cloud, database_url, tmp_path, ids) == []

@@ -109,6 +109,10 @@ controller_worker_opts = [
                help="How long a worker holds a job before another may take it over."),
     cfg.IntOpt("reconcile_threads", default=8, min=1,
                help="Load balancers one worker process reconciles at the same time."),
+    cfg.FloatOpt("drift_check_interval", default=60.0, min=0,
+                 help="Seconds between two checks that every ACTIVE load balancer's "
+                      "amphorae run what the database says (their running configs' "
+                      "ETags); one that drifted is reconciled. 0 turns the check off."),
 ]
 
 haproxy_amphora_opts = [

@@ -16,7 +16,7 @@ from amphorae.common import constants as c
 from amphorae.db import models as m
 
 
-def _tree_ids(session: Session, lb_id: str) -> dict[type, list[str]]:
+def tree_ids(session: Session, lb_id: str) -> dict[type, list[str]]:
     listeners = list(session.scalars(select(m.Listener.id).where(
         m.Listener.load_balancer_id == lb_id)))
     pools = list(session.scalars(select(m.Pool.id).where(m.Pool.load_balancer_id == lb_id)))
@@ -60,7 +60,7 @@ def complete(session: Session, lb_id: str, failed: Collection[str] = ()) -> None
     lb = session.get(m.LoadBalancer, lb_id)
     if lb is None or lb.provisioning_status == c.DELETED:
         return
-    tree = _tree_ids(session, lb_id)
+    tree = tree_ids(session, lb_id)
     if lb.provisioning_status == c.PENDING_DELETE:
         for model in DELETE_ORDER:
             _delete_rows(session, model, tree[model])
@@ -99,7 +99,7 @@ def fail(session: Session, lb_id: str) -> None:
     lb = session.get(m.LoadBalancer, lb_id)
     if lb is None or lb.provisioning_status == c.DELETED:
         return
-    tree = _tree_ids(session, lb_id)
+    tree = tree_ids(session, lb_id)
     for model in DELETE_ORDER:
         session.execute(update(model).where(
             model.id.in_(tree[model]),
@@ -117,7 +117,7 @@ SUSPECT_ROUNDS = ((m.L7Rule, m.Member, m.HealthMonitor), (m.L7Policy, m.Pool), (
 
 def suspects(session: Session, lb_id: str) -> list[set[str]]:
     """Growing sets of object ids to leave out, one per round, without repeats."""
-    tree = _tree_ids(session, lb_id)
+    tree = tree_ids(session, lb_id)
 
     def ids(models: tuple[type, ...], statuses: tuple[str, ...]) -> set[str]:
         out: set[str] = set()

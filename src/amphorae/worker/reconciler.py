@@ -370,6 +370,10 @@ def _vrrp_group(session: Session, lb_id: str) -> VRRPGroup:
                           vrrp_auth_pass="".join(secrets.choice(alphabet) for _ in range(8)),
                           advert_int=_advert_int())
         session.add(row)
+    return vrrp_group(row)
+
+
+def vrrp_group(row: m.VRRPGroup) -> VRRPGroup:
     return VRRPGroup(auth_pass=row.vrrp_auth_pass or "", advert_int=row.advert_int or 1)
 
 

@@ -23,7 +23,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import config
 from amphorae.db import engine
 from amphorae.drivers import registry
-from amphorae.worker import completion, wakeup
+from amphorae.worker import completion, drift, wakeup
 from amphorae.worker.queue import Claim, JobQueue, LeaseLost
 from amphorae.worker.reconciler import Fence, Reconciler
 from amphorae.worker.wakeup import PollingWakeup, PostgresWakeup
@@ -61,8 +61,10 @@ def retry_delay(attempts: int) -> float:
 
 class Worker:
     def __init__(self, reconciler: Reconciler, queue: JobQueue,
-                 wakeup: PollingWakeup | PostgresWakeup, threads: int = 4) -> None:
+                 wakeup: PollingWakeup | PostgresWakeup, threads: int = 4,
+                 drift_interval: float = 0.0) -> None:
         self.reconciler = reconciler
+        self.drift_interval = drift_interval
         self.queue = queue
         self.wakeup = wakeup
         self.threads = threads
@@ -76,6 +78,8 @@ class Worker:
         renewer = threading.Thread(target=self._renew_loop, name="lease-renewer",
                                    daemon=True)
         renewer.start()
+        if self.drift_interval > 0:
+            threading.Thread(target=self._drift_loop, name="drift-check", daemon=True).start()
         with ThreadPoolExecutor(self.threads, thread_name_prefix="reconcile") as pool:
             while not self.stopping.is_set():
                 if self._busy() < self.threads:
@@ -136,6 +140,13 @@ class Worker:
             with self._lock:
                 self._inflight.pop(claim.target, None)
 
+    def _drift_loop(self) -> None:
+        while not self.stopping.wait(self.drift_interval):
+            try:  # the jobs it enqueues wake the claim loop as the API's do
+                drift.drifted_load_balancers(self.reconciler.d, self.queue.url)
+            except Exception:  # the database is away: the next round tries again
+                LOG.exception("drift check failed")
+
     def _renew_loop(self) -> None:
         interval = max(self.queue.lease.total_seconds() / 3, 0.2)
         while True:
@@ -164,4 +175,5 @@ def build(url: str | None = None) -> Worker:
     conf = config.CONF.controller_worker
     return Worker(Reconciler(registry.load(), url),
                   JobQueue(worker_name(), conf.job_lease_seconds, url),
-                  wakeup.for_url(url), threads=conf.reconcile_threads)
+                  wakeup.for_url(url), threads=conf.reconcile_threads,
+                  drift_interval=conf.drift_check_interval)

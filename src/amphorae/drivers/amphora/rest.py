@@ -97,6 +97,7 @@ class RestAmphoraDriver(AmphoraDriver):
     def drifted(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
                 vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> list[str]:
         client = self.client_for(amp)
+        client.max_retries = 0  # an agent that does not answer is the health manager's
         plan = self._plan(client, amp, lb, vrrp, vip_subnet)
         found = []
         if plan.haproxy is not None and client.running_haproxy_md5(lb.id) != _md5(plan.haproxy):

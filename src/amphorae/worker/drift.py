@@ -1,0 +1,84 @@
+"""Drift repair: the periodic resync of a level-triggered controller.
+
+A reconcile brings the data plane to the database's state, but nothing watches it
+afterwards: someone restarts HAProxy with an old file, an agent loses its UDP document. Every
+``[controller_worker] drift_check_interval`` seconds the worker asks each ACTIVE load
+balancer's amphorae (read-only: what their running configs' ETags say against what a
+reconcile would render) and enqueues a reconcile for any that drifted. Objects in ERROR are
+left out of the comparison, as a reconcile left them out of the configuration.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from amphorae.common import constants as c
+from amphorae.db import engine, jobs
+from amphorae.db import models as m
+from amphorae.drivers.amphora.base import VipSubnet
+from amphorae.drivers.registry import Drivers
+from amphorae.worker import certificates, completion, desired, reconciler
+
+LOG = logging.getLogger(__name__)
+
+
+def drifted_load_balancers(drivers: Drivers, url: str | None = None) -> list[str]:
+    """Check every ACTIVE load balancer without pending work; enqueue a reconcile for
+    those whose amphorae run something else. Returns their ids."""
+    with engine.transaction(write=False, url=url) as session:
+        busy = select(m.Job.load_balancer_id).where(m.Job.load_balancer_id.is_not(None))
+        lb_ids = list(session.scalars(select(m.LoadBalancer.id).where(
+            m.LoadBalancer.provisioning_status == c.ACTIVE,
+            m.LoadBalancer.id.not_in(busy))))
+    found = []
+    for lb_id in lb_ids:
+        try:
+            what = _check(drivers, url, lb_id)
+        except Exception as exc:  # an agent away is the health manager's business
+            LOG.debug("drift check of load balancer %s skipped: %s", lb_id, exc)
+            continue
+        if what:
+            LOG.warning("load balancer %s drifted (%s): reconciling it", lb_id,
+                        ", ".join(what))
+            with engine.transaction(url=url) as session:
+                jobs.enqueue(session, lb_id)
+            found.append(lb_id)
+    return found
+
+
+def _check(drivers: Drivers, url: str | None, lb_id: str) -> list[str]:
+    """What any amphora of ``lb_id`` runs differently, as ``amphora-id: kind`` lines."""
+    with engine.transaction(write=False, url=url) as session:
+        lb = session.get(m.LoadBalancer, lb_id)
+        if lb is None or lb.provisioning_status != c.ACTIVE:
+            return []
+        pair = lb.topology == c.TOPOLOGY_ACTIVE_STANDBY
+        amps = list(session.scalars(select(m.Amphora).where(
+            m.Amphora.load_balancer_id == lb_id, m.Amphora.status.in_(reconciler.SERVING))))
+        tls = certificates.collect(session, lb_id, drivers.cert_manager)
+        left_out = set(tls.failed) | set(_in_error(session, lb_id))
+        model = desired.load_balancer_model(session, lb_id, exclude=left_out)
+        group = session.get(m.VRRPGroup, lb_id)
+        vip = session.get(m.Vip, lb_id)
+    if model is None or vip is None or not amps:
+        return []
+    if pair and group is None:
+        return ["the pair has no VRRP group"]
+    vrrp = reconciler.vrrp_group(group) if pair and group is not None else None
+    subnet = drivers.network.get_subnet(vip.subnet_id or "")
+    if subnet is None:
+        return []
+    vip_subnet = VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
+    return [f"{amp.id}: {kind}" for amp in amps for kind in drivers.amphora.drifted(
+        reconciler.amphora_ref(amp), model, tls, vrrp, vip_subnet)]
+
+
+def _in_error(session: Session, lb_id: str) -> Iterable[str]:
+    for kind, ids in completion.tree_ids(session, lb_id).items():
+        if ids:
+            yield from session.scalars(select(kind.id).where(
+                kind.id.in_(ids), kind.provisioning_status == c.ERROR))
