@@ -116,6 +116,7 @@ class Applied:
     vrrp_ip: str | None
     object_ids: frozenset[str]  # listeners, pools and members in the pushed model
     vrrp: bool
+    peers: tuple[str, ...]  # the pair's peer addresses in the pushed model
 
 
 def object_ids(lb: model.LoadBalancer) -> frozenset[str]:
@@ -142,7 +143,8 @@ class FakeAmphora(AmphoraDriver):
         if ids & self.refused:
             raise ConfigRefused("HAProxy configuration", f"bad: {sorted(ids & self.refused)}")
         with self.lock:
-            self.applied.append(Applied(amp.id, amp.role, amp.vrrp_ip, ids, vrrp is not None))
+            self.applied.append(Applied(amp.id, amp.role, amp.vrrp_ip, ids, vrrp is not None,
+                                        tuple(p.address for p in lb.peers)))
             self.running[amp.id] = ids
 
     def drifted(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,

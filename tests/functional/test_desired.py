@@ -398,7 +398,11 @@ def test_peers_need_every_vrrp_address(engine: Engine) -> None:
     lb_id = save(engine, lb)
     assert read(engine, lb_id).peers == (model.Peer(peer_name(first), "198.18.0.5"),
                                          model.Peer(peer_name(second), "198.18.0.6"))
-    late = new_amphora(lb, c.ROLE_BACKUP, None)  # booting: no VRRP port yet
+    new_amphora(lb, c.ROLE_BACKUP, None, status=c.AMPHORA_BOOTING)  # a crashed boot's row
+    assert len(read(engine, lb_id).peers) == 2
+    assert read(engine, lb_id, exclude=(second,)).peers == (  # being replaced
+        model.Peer(peer_name(first), "198.18.0.5"),)
+    late = new_amphora(lb, c.ROLE_BACKUP, None)  # booted, not plugged yet
     save(engine, late.load_balancer)
     assert read(engine, lb_id).peers == ()
 

@@ -130,6 +130,24 @@ def test_a_dead_amphora_of_a_pair_is_replaced_and_its_partner_kept(
     assert same_master.id == master.id and new_backup.id != backup.id
     assert new_backup.role == c.ROLE_BACKUP
     assert cloud.compute.deleted == [backup.id] and cloud.network.unplugged == [backup.id]
+    # The pair's peers are the two that serve, not the one being replaced.
+    for applied in cloud.amphora.applied[-2:]:
+        assert sorted(applied.peers) == sorted([master.vrrp_ip, new_backup.vrrp_ip])
+
+
+def test_a_boot_left_by_a_crash_is_no_peer_and_goes(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    reconcile(ids["lb"])
+    leftover = m.new_id()
+    with engine.transaction(url=database_url) as session:  # row written, boot never done
+        session.add(m.Amphora(id=leftover, load_balancer_id=ids["lb"], role=c.ROLE_BACKUP,
+                              status=c.AMPHORA_BOOTING))
+    reconcile(ids["lb"])
+    live = amphorae(database_url, ids["lb"])
+    assert leftover not in {a.id for a in live} and leftover in cloud.compute.deleted
+    for applied in cloud.amphora.applied[-2:]:
+        assert sorted(applied.peers) == sorted(a.vrrp_ip for a in live)
 
 
 def test_a_failover_job_replaces_the_named_amphora(

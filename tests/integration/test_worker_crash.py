@@ -2,18 +2,20 @@
 
 `amphorae api`, one `amphorae worker` and `amphorae housekeeping` run as separate
 processes on SQLite, booting real netns amphorae. Each trial sends one to three changes
-through openstacksdk (creates, fully populated or bare; member added or removed, pool
-algorithm changed, listener or pool added; cascade deletes), sleeps a random 0 to 1.5 s
-(an amphora boots in 0.35 to 0.9 s, a reconcile takes up to about a second) and SIGKILLs
-the worker's process group, then starts a new worker. Every few trials every load
-balancer must reach ACTIVE, ERROR or be gone within 30 s of the last restart, each ACTIVE
-one must run on exactly one live amphora and serve traffic from its members, and no
+through openstacksdk (creates, SINGLE or ACTIVE_STANDBY through a flavor, fully populated
+or bare; member added or removed, pool algorithm changed, listener or pool added, a load
+balancer or one of its amphorae failed over; cascade deletes), sleeps a random 0 to 1.5 s
+(an amphora boots in 0.35 to 0.9 s, a reconcile takes up to about two seconds) and, in
+four trials out of five, SIGKILLs the worker's process group, then starts a new worker. Every few trials every load
+balancer must reach ACTIVE, ERROR or be gone within 30 s of the last restart; each ACTIVE
+one must run on exactly its topology's live amphorae (one STANDALONE, or one MASTER and
+one BACKUP of which exactly one holds the VIP) and serve traffic from its members; and no
 amphora may be left without a live row. At the end everything is cascade-deleted and
 nothing may be left: no amphora namespace, state, port, process, address or row.
 
 The changes and kill times come from a seeded random.Random: the seed is printed, and
 AMPHORAE_CRASH_SEED=<seed> replays the same choices (timing still varies);
-AMPHORAE_CRASH_TRIALS=<n> runs more trials than the default 24.
+AMPHORAE_CRASH_TRIALS=<n> runs more trials than the default 24 (the soak: 200).
 
 Addresses: VIPs on 198.18.96.0/24, members on 198.18.97.0/24, amphora management on
 198.18.98.0/24 (fixed: the module holds one test, so it needs one deployment only).
@@ -51,11 +53,15 @@ MEMBERS = ("m1", "m2", "m3")
 TRIALS = int(os.environ.get("AMPHORAE_CRASH_TRIALS") or 24)  # more for a soak run
 ROUND = 6  # trials between two checks that everything settled
 MAX_LBS = 4  # load balancers alive at a time (each one an amphora running HAProxy)
-KILL_WITHIN = 1.5  # seconds after the changes the worker dies, at most
+KILL_WITHIN = 2.5  # seconds after the changes the worker dies, at most (a pair: ~1.8 s)
+KILL_SHARE = 0.8  # of the trials; a target killed MAX_ATTEMPTS times in a row goes ERROR
 HTTP_PORT = 80
 FIRST_VIP_HOST = 10  # VIPs .10, .11, ... in creation order, never reused
 EXTRA_PORTS = (81, 82)  # listeners without a pool, added by updates
 ALGORITHMS = ("ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP")
+PAIRS = 0.4  # share of creates that are ACTIVE_STANDBY
+PAIR_ROLES = [("BACKUP", "ALLOCATED"), ("MASTER", "ALLOCATED")]
+VRRP_ELECTION = 20.0  # seconds a pair may take to agree on one VIP holder
 WORKER_START = 30.0  # seconds a restarted worker may take to log that it started
 
 
@@ -69,6 +75,15 @@ def plant() -> Iterator[Deployment]:
         d.start("housekeeping")
         start_worker(d)
         yield d
+
+
+@pytest.fixture(scope="module")
+def pair_flavor(plant: Deployment) -> str:
+    profile = plant.lb.create_flavor_profile(
+        name=f"pair-{MARKER}", provider_name="amphora",
+        flavor_data='{"loadbalancer_topology": "ACTIVE_STANDBY"}')
+    return str(plant.lb.create_flavor(name=f"pair-{MARKER}", flavor_profile_id=profile.id,
+                                      is_enabled=True).id)
 
 
 # -- the worker ------------------------------------------------------------------------
@@ -136,6 +151,7 @@ def member_spec(d: Deployment, name: str) -> dict[str, Any]:
 class Chaos:
     d: Deployment
     rng: random.Random
+    pair_flavor: str
     created: list[str] = dataclasses.field(default_factory=list)
     ops: collections.Counter[str] = dataclasses.field(default_factory=collections.Counter)
     kills_in_flight: int = 0
@@ -143,6 +159,7 @@ class Chaos:
     recoveries: list[float] = dataclasses.field(default_factory=list)
     restarted_at: float = 0.0
     served: int = 0  # traffic checks through a VIP that passed
+    pairs_checked: int = 0  # ACTIVE_STANDBY pairs found with one MASTER holding the VIP
 
     # -- changes ---------------------------------------------------------------------
 
@@ -156,10 +173,14 @@ class Chaos:
                 "default_pool": {"name": "web", "protocol": "HTTP",
                                  "lb_algorithm": self.rng.choice(ALGORITHMS),
                                  "members": [member_spec(self.d, n) for n in chosen]}}]
+        pair = self.rng.random() < PAIRS
+        if pair:
+            kwargs["flavor_id"] = self.pair_flavor
         lb = self.d.lb.create_load_balancer(vip_subnet_id=self.d.vip_subnet_id, name=name,
                                             **kwargs)
         self.created.append(lb.id)
-        self.ops["create full" if kwargs else "create bare"] += 1
+        self.ops[f"create {'full' if 'listeners' in kwargs else 'bare'}"
+                 f"{' pair' if pair else ''}"] += 1
 
     def update(self, v: LbView) -> None:
         """One change that fits what the load balancer holds."""
@@ -189,6 +210,11 @@ class Chaos:
             choices.append(lambda: self._op(
                 "add listener", lb.create_listener, loadbalancer_id=v.id, protocol="HTTP",
                 protocol_port=self.rng.choice(free_ports)))
+        choices.append(lambda: self._op("failover lb", lb.failover_load_balancer, v.id))
+        amps = [a.id for a in lb.amphorae(loadbalancer_id=v.id)]
+        if amps:
+            choices.append(lambda: self._op("failover amphora", lb.failover_amphora,
+                                            self.rng.choice(amps)))
         self.rng.choice(choices)()
 
     def delete(self, v: LbView) -> None:
@@ -230,6 +256,8 @@ class Chaos:
                 self.delete(view(self.d, lb))
                 alive -= 1
         time.sleep(self.rng.uniform(0.0, KILL_WITHIN))
+        if self.rng.random() >= KILL_SHARE:
+            return
         self.kills_in_flight += jobs_in_flight(self.d) > 0
         self.d.stop("worker", signal.SIGKILL)
         self.restarted_at = time.monotonic()
@@ -248,9 +276,18 @@ class Chaos:
         return list(self.d.lb.load_balancers())
 
     def check_active(self, lb: Any) -> None:
-        """One live amphora, and the VIP answers from one of the pool's members."""
-        amps = [(a.role, a.status) for a in self.d.lb.amphorae(loadbalancer_id=lb.id)]
-        assert amps == [("STANDALONE", "ALLOCATED")], (lb.id, amps)
+        """The topology's live amphorae (a pair: exactly one holds the VIP), and the VIP
+        answers from one of the pool's members."""
+        amps = sorted(self.d.lb.amphorae(loadbalancer_id=lb.id), key=lambda a: a.role)
+        roles = [(a.role, a.status) for a in amps]
+        if lb.flavor_id == self.pair_flavor:
+            assert roles == PAIR_ROLES, (lb.id, roles)
+            eventually(lambda: _one_vip_holder(lb.vip_address, [a.id for a in amps]),
+                       f"{lb.id}: one amphora of the pair holding the VIP",
+                       timeout=VRRP_ELECTION)
+            self.pairs_checked += 1
+        else:
+            assert roles == [("STANDALONE", "ALLOCATED")], (lb.id, roles)
         v = view(self.d, lb)
         serving = {name for name, mem in v.members.items()
                    if mem.provisioning_status == "ACTIVE"}
@@ -263,6 +300,12 @@ class Chaos:
                                  f"({exc!r})\n{vip_holders(self.d, v.vip)}\n"
                                  f"{self.d.logs()}") from exc
         self.served += 1
+
+
+def _one_vip_holder(vip: str, amphora_ids: list[str]) -> None:
+    holders = [a for a in amphora_ids if f" {vip}/" in netns.run(
+        "ip", "-br", "address", ns=compute.namespace_name(a), check=False).stdout]
+    assert len(holders) == 1, f"VIP {vip} held by {holders} of {amphora_ids}"
 
 
 def _answer_from(vip: str, names: set[str]) -> None:
@@ -336,11 +379,11 @@ def worker_errors(d: Deployment) -> list[str]:
 # -- the test --------------------------------------------------------------------------
 
 
-def test_worker_killed_at_random_moments(plant: Deployment) -> None:
+def test_worker_killed_at_random_moments(plant: Deployment, pair_flavor: str) -> None:
     d = plant
     print(f"\nCRASH seed {SEED} (replay: AMPHORAE_CRASH_SEED={SEED})")
     began = time.monotonic()
-    chaos = Chaos(d, random.Random(SEED))
+    chaos = Chaos(d, random.Random(SEED), pair_flavor)
     seen: set[str] = set()
     went_error: set[str] = set()  # load balancers found in ERROR at a check
     for trial in range(1, TRIALS + 1):
@@ -371,7 +414,8 @@ def test_worker_killed_at_random_moments(plant: Deployment) -> None:
           f"{len(seen)} amphorae booted, {chaos.kills_in_flight} kills with a job in "
           f"flight, in {time.monotonic() - began:.1f} s")
     print(f"CRASH changes: {dict(sorted(chaos.ops.items()))}; "
-          f"{chaos.served} VIP checks served by a member")
+          f"{chaos.served} VIP checks served by a member, {chaos.pairs_checked} pairs "
+          "found with one VIP holder")
     print(f"CRASH outcomes before the final delete: {dict(outcome)}; "
           f"{len(went_error)} found in ERROR at a check")
     print(f"CRASH worker restart {max(chaos.restart_seconds):.2f} s at most; "
@@ -382,8 +426,9 @@ def test_worker_killed_at_random_moments(plant: Deployment) -> None:
     assert not [op for op in chaos.ops if op.startswith("409")], chaos.ops
     kinds = {op.split()[0] for op in chaos.ops}
     assert {"create", "delete"} <= kinds and kinds & {"add", "remove", "change"}, chaos.ops
-    assert chaos.kills_in_flight >= TRIALS // 4, "too few kills hit a reconcile"
+    assert chaos.kills_in_flight >= TRIALS // 5, "too few kills hit a reconcile"
     assert chaos.served, "no ACTIVE load balancer with members was checked for traffic"
+    assert chaos.pairs_checked, "no ACTIVE_STANDBY pair was checked"
 
 
 def _nothing_left(d: Deployment) -> None:

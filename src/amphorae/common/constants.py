@@ -96,6 +96,9 @@ ROLE_STANDALONE = "STANDALONE"
 # Amphora statuses (Octavia's lib constants).
 AMPHORA_BOOTING = "BOOTING"
 AMPHORA_ALLOCATED = "ALLOCATED"
+# Amphorae that serve their load balancer; FAILOVER_STOPPED ones too (the health
+# manager's circuit breaker only stopped their failover).
+AMPHORA_SERVING = (AMPHORA_ALLOCATED, FAILOVER_STOPPED)
 VNIC_NORMAL = "normal"
 VNIC_DIRECT = "direct"
 

@@ -31,7 +31,7 @@ from amphorae.db import jobs
 from amphorae.db import models as m
 
 LOG = logging.getLogger(__name__)
-WATCHED = (c.AMPHORA_ALLOCATED, c.FAILOVER_STOPPED)
+WATCHED = c.AMPHORA_SERVING
 
 
 @dataclasses.dataclass

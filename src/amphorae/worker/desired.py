@@ -86,7 +86,7 @@ def load_balancer_model(session: Session, lb_id: str, *,
         listeners=_listeners(session, lb_id, skip, pool_ids),
         pools=pools,
         topology=lb.topology or "SINGLE",
-        peers=_peers(session, lb_id),
+        peers=_peers(session, lb_id, skip),
         enabled=lb.enabled,
     )
 
@@ -260,12 +260,14 @@ def _rule(row: m.L7Rule) -> model.L7Rule:
 # --- peers ----------------------------------------------------------------------------
 
 
-def _peers(session: Session, lb_id: str) -> tuple[model.Peer, ...]:
-    """The MASTER and BACKUP amphorae, named as their agents name the local peer (-L).
-    Until every one has its VRRP address there is no complete peers section to write."""
-    amphorae = list(session.scalars(select(m.Amphora).where(
+def _peers(session: Session, lb_id: str, skip: frozenset[str]) -> tuple[model.Peer, ...]:
+    """The serving MASTER and BACKUP amphorae (not those in ``skip``: being replaced),
+    named as their agents name the local peer (-L). Until every one has its VRRP address
+    there is no complete peers section to write."""
+    amphorae = [amp for amp in session.scalars(select(m.Amphora).where(
         m.Amphora.load_balancer_id == lb_id, m.Amphora.role.in_(PEER_ROLES),
-        m.Amphora.status.not_in(GONE)).order_by(m.Amphora.id)))
+        m.Amphora.status.in_(c.AMPHORA_SERVING)).order_by(m.Amphora.id))
+        if amp.id not in skip]
     peers = [model.Peer(name=peer_name(amp.id), address=amp.vrrp_ip)
              for amp in amphorae if amp.vrrp_ip]
     return tuple(peers) if len(peers) == len(amphorae) else ()

@@ -58,7 +58,7 @@ def _check(drivers: Drivers, url: str | None, lb_id: str) -> list[str]:
             return []
         pair = lb.topology == c.TOPOLOGY_ACTIVE_STANDBY
         amps = list(session.scalars(select(m.Amphora).where(
-            m.Amphora.load_balancer_id == lb_id, m.Amphora.status.in_(reconciler.SERVING))))
+            m.Amphora.load_balancer_id == lb_id, m.Amphora.status.in_(c.AMPHORA_SERVING))))
         tls = certificates.collect(session, lb_id, drivers.cert_manager)
         left_out = set(tls.failed) | set(_in_error(session, lb_id))
         model = desired.load_balancer_model(session, lb_id, exclude=left_out)

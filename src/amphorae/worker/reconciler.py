@@ -60,9 +60,6 @@ _R = TypeVar("_R")
 
 ROLES = {c.TOPOLOGY_SINGLE: (c.ROLE_STANDALONE,),
          c.TOPOLOGY_ACTIVE_STANDBY: (c.ROLE_MASTER, c.ROLE_BACKUP)}
-# Amphorae kept when alive; FAILOVER_STOPPED ones serve, the circuit breaker only
-# stopped their failover (health/stale.py).
-SERVING = (c.AMPHORA_ALLOCATED, c.FAILOVER_STOPPED)
 REPLACING_JOBS = (c.JOB_FAILOVER_AMPHORA, c.JOB_DELETE_AMPHORA)
 
 
@@ -102,6 +99,7 @@ class _Run:
         self.url = url
         self.claim = claim
         self.fence = fence
+        self.replacing: set[str] = set()  # amphorae left out of the pair's peers
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
@@ -131,6 +129,7 @@ class _Run:
             return
         try:
             amps, doomed = self._ensure_amphorae(lb_id, topology)
+            self.replacing = set(doomed)
             if topology == c.TOPOLOGY_SINGLE:
                 # The replacement takes the same VIP (and MAC): the old one must go first.
                 each(self._destroy, doomed)
@@ -174,7 +173,7 @@ class _Run:
         doomed = []
         for row in rows:
             if (row.id in replace or row.role not in wanted or row.role in keep
-                    or row.status not in SERVING
+                    or row.status not in c.AMPHORA_SERVING
                     or self.d.compute.status(row.id) != compute_base.ACTIVE):
                 doomed.append(row.id)
             else:
@@ -308,7 +307,7 @@ class _Run:
 
     def _push(self, lb_id: str, topology: str, amps: list[m.Amphora], exclude: set[str],
               tls: TLSFiles) -> None:
-        lb, vrrp, vip_subnet = self.desired(lb_id, topology, exclude)
+        lb, vrrp, vip_subnet = self.desired(lb_id, topology, exclude | self.replacing)
         self.fence.check()
         each(lambda ref: self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet),
              [amphora_ref(amp) for amp in amps])
