@@ -4,14 +4,15 @@
 processes on SQLite, booting real netns amphorae. Each trial sends one to three changes
 through openstacksdk (creates, SINGLE or ACTIVE_STANDBY through a flavor, fully populated
 or bare; member added or removed, pool algorithm changed, listener or pool added, a load
-balancer or one of its amphorae failed over; cascade deletes), sleeps a random 0 to 1.5 s
+balancer or one of its amphorae failed over; cascade deletes), sleeps a random 0 to 2.5 s
 (an amphora boots in 0.35 to 0.9 s, a reconcile takes up to about two seconds) and, in
-four trials out of five, SIGKILLs the worker's process group, then starts a new worker. Every few trials every load
-balancer must reach ACTIVE, ERROR or be gone within 30 s of the last restart; each ACTIVE
-one must run on exactly its topology's live amphorae (one STANDALONE, or one MASTER and
-one BACKUP of which exactly one holds the VIP) and serve traffic from its members; and no
-amphora may be left without a live row. At the end everything is cascade-deleted and
-nothing may be left: no amphora namespace, state, port, process, address or row.
+four trials out of five, SIGKILLs the worker's process group, then starts a new worker.
+Every few trials every load balancer must reach ACTIVE, ERROR or be gone within 30 s of
+the last restart; each ACTIVE one must run on exactly its topology's live amphorae (one
+STANDALONE, or one MASTER and one BACKUP of which exactly one holds the VIP) and serve
+traffic from its members; and no amphora may be left without a live row. At the end
+everything is cascade-deleted and nothing may be left: no amphora namespace, state, port,
+process, address or row.
 
 The changes and kill times come from a seeded random.Random: the seed is printed, and
 AMPHORAE_CRASH_SEED=<seed> replays the same choices (timing still varies);
@@ -257,6 +258,7 @@ class Chaos:
                 alive -= 1
         time.sleep(self.rng.uniform(0.0, KILL_WITHIN))
         if self.rng.random() >= KILL_SHARE:
+            self.restarted_at = time.monotonic()  # settle() counts from here
             return
         self.kills_in_flight += jobs_in_flight(self.d) > 0
         self.d.stop("worker", signal.SIGKILL)
