@@ -8,9 +8,9 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from amphorae.contract import model
 from amphorae.drivers.agent_client import AgentInfo
 from amphorae.drivers.amphora import AmphoraRef, RestAmphoraDriver
-from amphorae.render import model
 from amphorae.render.haproxy_settings import AmphoraPaths
 
 

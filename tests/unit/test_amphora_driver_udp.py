@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
+from amphorae.contract import model, udp_config
 from amphorae.drivers import agent_client
 from amphorae.drivers.amphora import ConfigRefused, RestAmphoraDriver
-from amphorae.render import model, udp_config
 
 
 class Agent:

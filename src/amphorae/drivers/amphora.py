@@ -17,13 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from amphorae.common import config
+from amphorae.contract import model, udp_config
+from amphorae.contract import nftables as nft_rules
+from amphorae.contract.layout import VrrpFiles
 from amphorae.drivers import agent_client
 from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import keepalived as render_ka
-from amphorae.render import model
-from amphorae.render import nftables as render_nft
-from amphorae.render import udp_config as render_udp
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 
 MAX_FDS_REMEMBERED = 4096
@@ -136,7 +136,7 @@ class RestAmphoraDriver:
         """The agent gets the UDP part of the model, not rules: it checks the members'
         health itself and renders the nftables rules for the healthy ones."""
         if any(li.protocol == "UDP" for li in lb.listeners):
-            document = render_udp.render(lb)
+            document = udp_config.render(lb)
             if client.get_udp_config() == document:
                 return  # unchanged: the agent keeps its members' health
             _upload("UDP listeners", lambda: client.upload_udp_config(document))
@@ -148,8 +148,6 @@ class RestAmphoraDriver:
     def _keepalived(self, client: agent_client.AgentClient, amp: AmphoraRef,
                     lb: model.LoadBalancer, paths: AmphoraPaths, base: Path,
                     group: VRRPGroup, vip_subnet: VipSubnet) -> None:
-        from amphorae.agent.keepalived import VrrpFiles  # the agent's file layout
-
         if amp.vrrp_ip is None:
             raise ValueError(f"amphora {amp.id} of an ACTIVE_STANDBY pair has no vrrp_ip")
         conf = config.CONF.keepalived_vrrp
@@ -157,7 +155,7 @@ class RestAmphoraDriver:
         has_udp = any(li.protocol == "UDP" for li in lb.listeners)
         script = render_ka.render_check_script(
             [paths.stats_socket] if has_tcp else [],
-            nft_tables=[render_nft.TABLE] if has_udp else [])
+            nft_tables=[nft_rules.TABLE] if has_udp else [])
         peers = tuple(p.address for p in lb.peers if p.address != amp.vrrp_ip)
         vrrp = render_ka.VRRPConfig(
             name=lb.id.replace("-", ""), interface=ports.VIP_IFNAME, vrrp_ip=amp.vrrp_ip,
