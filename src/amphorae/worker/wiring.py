@@ -53,7 +53,7 @@ def build(conf: cfg.ConfigOpts = config.CONF) -> Drivers:
 
 
 def heartbeat_target(conf: cfg.ConfigOpts) -> amphora_boot.HeartbeatTarget:
-    from amphorae.health.service import endpoints
+    from amphorae.drivers.compute.heartbeat_endpoints import endpoints
 
     _, controllers = endpoints(conf)
     return amphora_boot.HeartbeatTarget(key=config.heartbeat_key(conf),
