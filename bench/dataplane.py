@@ -56,7 +56,8 @@ from pathlib import Path
 
 from tests import vrrp_pair as pairs
 
-from amphorae.agent.haproxy import LbFiles, parse_show_proc, unix_command
+from amphorae.agent.haproxy import parse_show_proc, unix_command
+from amphorae.contract.layout import LbFiles
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import plumbing as plumbing_mod

@@ -52,13 +52,13 @@ from cryptography import x509
 from cryptography.x509.oid import NameOID
 
 from amphorae.common import pki
+from amphorae.contract import model
 from amphorae.drivers import agent_client
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import plumbing as plumbing_mod
 from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
-from amphorae.render import model
 from tests import netns
 from tests.integration.test_netns_compute import free_cidr, link_names, netns_names
 

@@ -11,6 +11,7 @@ import uuid
 from collections.abc import Callable, Sequence
 
 from amphorae.common.cert_manager import LocalCertManager
+from amphorae.contract import model
 from amphorae.drivers.amphora.base import (
     AmphoraDriver,
     AmphoraRef,
@@ -22,7 +23,6 @@ from amphorae.drivers.amphora.base import (
 from amphorae.drivers.compute import base as compute
 from amphorae.drivers.network import base as net
 from amphorae.drivers.registry import Drivers
-from amphorae.render import model
 
 VIP_SUBNET = net.Subnet(id="vip-subnet", name="vip", network_id="vip-net",
                         cidr=ipaddress.ip_network("198.18.200.0/24"), gateway_ip="198.18.200.1")

@@ -37,8 +37,9 @@ import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from amphorae.agent import haproxy as agent_haproxy
-from amphorae.agent import keepalived as agent_keepalived
+from amphorae.contract import model
+from amphorae.contract.layout import VrrpFiles
+from amphorae.contract.peers import peer_name
 from amphorae.drivers import agent_client
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
@@ -46,7 +47,6 @@ from amphorae.drivers.network import plumbing as plumbing_mod
 from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import keepalived as render_keepalived
-from amphorae.render import model
 from tests.dataplane import Probe, http_request, subnets_in_use
 from tests.netns import crash_namespace
 
@@ -279,7 +279,7 @@ def render_lb(pair: Pair, amp: PairAmphora, max_fds: int | None) -> str:
     listener_id, pool_id = str(uuid.uuid4()), str(uuid.uuid4())
     members = tuple(model.Member(id=f"{m.name}-{uuid.uuid4()}"[:36], address=m.address,
                                  protocol_port=MEMBER_PORT) for m in pair.members)
-    peers = tuple(model.Peer(name=agent_haproxy.peer_name(a.amphora_id), address=a.vrrp_ip)
+    peers = tuple(model.Peer(name=peer_name(a.amphora_id), address=a.vrrp_ip)
                   for a in pair.amphorae)
     lb = model.LoadBalancer(
         id=pair.lb_id, project_id="amphorae-test", vips=(pair.vip,),
@@ -301,7 +301,7 @@ def render_vrrp(pair: Pair, amp: PairAmphora) -> str:
         peer_ips=peers, priority=render_keepalived.priority_for(amp.role),
         vips=(render_keepalived.VRRPVip(pair.vip, prefixlen),),
         auth_pass=pair.run[:8], advert_int=pair.advert_int,
-        check_script=str(agent_keepalived.VrrpFiles.under(amp.base).check_script),
+        check_script=str(VrrpFiles.under(amp.base).check_script),
         check_interval=1, check_timeout=2, check_fall=2, check_rise=1,
         router_id=amp.amphora_id.replace("-", "")[:16]))
 

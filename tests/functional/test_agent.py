@@ -24,9 +24,9 @@ from pathlib import Path
 import pytest
 
 from amphorae.common import pki
+from amphorae.contract import model
 from amphorae.drivers.agent_client import AgentClient, AgentRequestError, AgentUnavailable
 from amphorae.render import haproxy as render_haproxy
-from amphorae.render import model
 from tests.agents import agent_command, kill_everything_under
 from tests.servers import free_port
 

@@ -13,8 +13,8 @@ from typing import Any
 import pytest
 
 from amphorae.common import heartbeat as codec
+from amphorae.contract import model
 from amphorae.render import haproxy as render_haproxy
-from amphorae.render import model
 from tests.functional.test_agent import (
     AMPHORA_ID,
     HAPROXY,

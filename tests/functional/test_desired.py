@@ -16,12 +16,13 @@ import pytest
 from sqlalchemy import Engine, event
 from sqlalchemy.orm import Session
 
-from amphorae.agent.haproxy import peer_name
 from amphorae.common import config
 from amphorae.common import constants as c
+from amphorae.contract import model
+from amphorae.contract.peers import peer_name
 from amphorae.db import engine as db_engine
 from amphorae.db import models as m
-from amphorae.render import haproxy, model
+from amphorae.render import haproxy
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 from amphorae.worker import desired
 from tests import servers

@@ -6,7 +6,7 @@
 The agent is reached from the host over the veth with mutual TLS, as a controller would.
 Its keepalived config comes from render.keepalived (a MASTER whose only peer, .3, does
 not exist: no election to lose) and its check script from render_check_script, checking
-that the nftables table is loaded; the rules come from render.nftables. Everything (agent,
+that the nftables table is loaded; the rules come from contract.nftables. Everything (agent,
 keepalived, veth, namespace, files) is removed afterwards, also when a test fails.
 """
 
@@ -28,12 +28,12 @@ from pathlib import Path
 import pytest
 
 from amphorae.agent import haproxy as hap
-from amphorae.agent import keepalived as ka
 from amphorae.common import pki
+from amphorae.contract import model
+from amphorae.contract import nftables as render_nft
+from amphorae.contract.layout import VrrpFiles
 from amphorae.drivers.agent_client import AgentClient, AgentRequestError
 from amphorae.render import keepalived as render_ka
-from amphorae.render import model
-from amphorae.render import nftables as render_nft
 from tests import netns
 from tests.agents import agent_command, kill_everything_under
 
@@ -188,7 +188,7 @@ def _vrrp_config(amp: Amphora, **overrides: object) -> str:
     args: dict = {
         "name": "lbvrrptest", "interface": IFACE, "vrrp_ip": AGENT_IP, "peer_ips": (PEER_IP,),
         "priority": render_ka.MASTER_PRIORITY, "vips": (render_ka.VRRPVip(VIP, 24),),
-        "auth_pass": "amphpass", "check_script": str(ka.VrrpFiles.under(amp.base).check_script),
+        "auth_pass": "amphpass", "check_script": str(VrrpFiles.under(amp.base).check_script),
         "advert_int": 1, "check_interval": 1, "check_timeout": 2, "check_fall": 1,
         "check_rise": 1, "router_id": "amphvrrptest", **overrides}
     return render_ka.render(render_ka.VRRPConfig(**args))
@@ -201,7 +201,7 @@ def _has_vip(amp: Amphora) -> bool:
 
 def _keepalived_pid(amp: Amphora) -> int | None:
     try:
-        return int(ka.VrrpFiles.under(amp.base).pid_file.read_text().split()[0])
+        return int(VrrpFiles.under(amp.base).pid_file.read_text().split()[0])
     except (OSError, ValueError, IndexError):
         return None
 

@@ -1,7 +1,7 @@
 """Real traffic through the listener features of one booted netns amphora (root).
 
 Each test builds a load balancer from the render model, renders it (render/haproxy.py or
-render/nftables.py), runs it on the amphora through the agent client and sends traffic
+contract/nftables.py), runs it on the amphora through the agent client and sends traffic
 to the VIP; the members (tests/dataplane.py) answer with their names, so every check is
 about who served what. Topology (tests/dataplane.py; only these subnets)::
 
@@ -32,8 +32,9 @@ import pytest
 
 from amphorae.agent import haproxy as agent_haproxy
 from amphorae.common import pki
-from amphorae.render import model
-from amphorae.render import nftables as render_nftables
+from amphorae.contract import model
+from amphorae.contract import nftables as render_nftables
+from amphorae.contract.layout import LbFiles
 from tests import dataplane, netns
 from tests.dataplane import assert_round_robin, common_name, new_id, wait_for
 
@@ -403,7 +404,7 @@ class Load:
 
 
 def reload_count(topo: dataplane.Topology, lb_id: str) -> int:
-    files = agent_haproxy.LbFiles(topo.agent_base / lb_id)
+    files = LbFiles(topo.agent_base / lb_id)
     state = agent_haproxy.parse_show_proc(
         agent_haproxy.unix_command(files.master_socket, "show proc"))
     assert state is not None

@@ -26,7 +26,7 @@ import sys
 
 import pytest
 
-from amphorae.render import model, nftables
+from amphorae.contract import model, nftables
 from tests import netns
 
 VIP = "198.18.201.100"

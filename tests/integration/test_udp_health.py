@@ -26,10 +26,10 @@ from collections.abc import Iterator
 
 import pytest
 
+from amphorae.contract import model
+from amphorae.contract import nftables as render_nft
+from amphorae.contract import udp_config as render_udp
 from amphorae.drivers import amphora as amphora_driver
-from amphorae.render import model
-from amphorae.render import nftables as render_nft
-from amphorae.render import udp_config as render_udp
 from tests import dataplane, netns
 from tests.dataplane import assert_round_robin, member_name, new_id, wait_for
 from tests.deployment import per_worker

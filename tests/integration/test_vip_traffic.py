@@ -22,7 +22,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from amphorae.render import model
+from amphorae.contract import model
 from tests import dataplane, netns
 from tests.dataplane import assert_round_robin, wait_for
 

@@ -8,10 +8,10 @@ import hashlib
 from pathlib import Path
 from typing import Any
 
+from amphorae.contract import model
 from amphorae.drivers.agent_client import AgentInfo
 from amphorae.drivers.amphora.base import AmphoraRef, TLSFiles, VipSubnet
 from amphorae.drivers.amphora.rest import RestAmphoraDriver
-from amphorae.render import model
 
 
 class Agent:

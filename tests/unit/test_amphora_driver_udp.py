@@ -9,10 +9,10 @@ from typing import Any
 
 import pytest
 
+from amphorae.contract import model, udp_config
 from amphorae.drivers import agent_client
 from amphorae.drivers.amphora.base import ConfigRefused
 from amphorae.drivers.amphora.rest import RestAmphoraDriver
-from amphorae.render import model, udp_config
 
 
 class Agent:

@@ -5,10 +5,10 @@
     PUT    /1.0/vrrp/check_script  raw check script (render.keepalived.render_check_script)
     GET    /1.0/vrrp/upload        the installed keepalived.conf
     PUT    /1.0/vrrp/{action}      start (reload when running) | stop | reload
-    PUT    /1.0/nftables           raw nft script (render.nftables): checked, then applied
+    PUT    /1.0/nftables           raw nft script (contract.nftables): checked, then applied
     GET    /1.0/nftables           the last applied script
     DELETE /1.0/nftables           removes the table
-    PUT    /1.0/udp                UDP listeners as JSON (render.udp_config): the agent health
+    PUT    /1.0/udp                UDP listeners as JSON (contract.udp_config): the agent health
                                    checks their members and renders the rules itself
     GET    /1.0/udp                the document in force
     GET    /1.0/udp/status         the UDP pools' member statuses (as in the heartbeat)

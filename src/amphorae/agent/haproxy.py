@@ -1,15 +1,7 @@
 """One HAProxy per load balancer, in master-worker mode, supervised by the agent.
 
-Layout under the agent's base path (the controller renders with the same layout,
-``AmphoraPaths.for_lb``)::
-
-    <base>/<lb_id>/haproxy.cfg      the installed config (.new while validated)
-    <base>/<lb_id>/haproxy.pid      the master's pid, written by HAProxy (-p)
-    <base>/<lb_id>/master.sock      the master CLI (-S)
-    <base>/<lb_id>/haproxy.sock     the stats socket the config declares
-    <base>/<lb_id>/servers-state    server states kept across reloads
-    <base>/<lb_id>/certs/           certificates
-    <base>/<lb_id>/haproxy.log      HAProxy's own stderr
+Each load balancer has a folder under the agent's base path (``contract.layout.LbFiles``,
+which the controller renders with too).
 
 The master runs in its own session so that it survives a restart of the agent; a new
 agent finds it again through the pid file. A reload is the master's (SIGUSR2): it
@@ -19,9 +11,7 @@ the stats socket (``expose-fd listeners``), so no connection is refused meanwhil
 
 from __future__ import annotations
 
-import base64
 import contextlib
-import hashlib
 import logging
 import os
 import re
@@ -36,6 +26,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from amphorae.agent.errors import ToolError
+from amphorae.contract.layout import LbFiles
+from amphorae.contract.peers import peer_name
 
 LOG = logging.getLogger(__name__)
 
@@ -56,62 +48,6 @@ class InvalidConfig(HaproxyError):
 
 def valid_id(value: str) -> bool:
     return bool(_ID.match(value))
-
-
-def peer_name(amphora_id: str) -> str:
-    """Octavia's local peer name (-L): base64 of sha1(amphora id), URL alphabet, no '='
-    and no leading '-' (HAProxy would read it as an option)."""
-    digest = hashlib.sha1(amphora_id.encode()).digest()  # a name, not a security check
-    name = base64.b64encode(digest, altchars=b"_-").decode().rstrip("=")
-    return "x" + name[1:] if name.startswith("-") else name
-
-
-@dataclass(frozen=True)
-class LbFiles:
-    """Where one load balancer's files live."""
-
-    root: Path
-
-    @property
-    def config(self) -> Path:
-        return self.root / "haproxy.cfg"
-
-    @property
-    def new_config(self) -> Path:
-        return self.root / "haproxy.cfg.new"
-
-    @property
-    def failed_config(self) -> Path:
-        return self.root / "haproxy.cfg.failed"
-
-    @property
-    def running_config(self) -> Path:
-        """A copy of the config the running HAProxy loaded (see :class:`RunningCopy`)."""
-        return self.root / "haproxy.cfg.running"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "haproxy.pid"
-
-    @property
-    def master_socket(self) -> Path:
-        return self.root / "master.sock"
-
-    @property
-    def stats_socket(self) -> Path:
-        return self.root / "haproxy.sock"
-
-    @property
-    def server_state(self) -> Path:
-        return self.root / "servers-state"
-
-    @property
-    def cert_dir(self) -> Path:
-        return self.root / "certs"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "haproxy.log"
 
 
 def unix_command(path: Path, command: str, timeout: float = _CLI_TIMEOUT) -> str:

@@ -1,16 +1,5 @@
-"""keepalived (VRRP) of an ACTIVE_STANDBY amphora, supervised by the agent.
-
-Layout under the agent's base path::
-
-    <base>/vrrp.d/keepalived.conf    the installed config (.new while checked, .failed
-                                     when refused)
-    <base>/vrrp.d/check_script.sh    the VRRP check script (render.keepalived)
-    <base>/vrrp.d/keepalived.pid     parent process (-p); also vrrp.pid (-r),
-                                     checkers.pid (-c), bfd.pid (-b)
-    <base>/vrrp.d/keepalived.log     keepalived's console log
-
-The ".d" keeps the folder out of the load balancers' name space (an id has no dot), so
-no load balancer operation can reach it.
+"""keepalived (VRRP) of an ACTIVE_STANDBY amphora, supervised by the agent. Its files are
+in ``<base>/vrrp.d`` (``contract.layout.VrrpFiles``).
 
 keepalived runs with ``--dont-fork`` as a child of the agent in a session of its own, so
 it survives a restart of the agent (which finds it again through the pid file) and the
@@ -29,11 +18,11 @@ import signal
 import subprocess
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 from amphorae.agent import haproxy as hap
 from amphorae.agent.errors import ToolError
+from amphorae.contract.layout import VrrpFiles
 
 LOG = logging.getLogger(__name__)
 _POLL = 0.05
@@ -45,57 +34,6 @@ class KeepalivedError(ToolError):
 
 class InvalidConfig(KeepalivedError):
     """``keepalived -t`` refused a configuration."""
-
-
-@dataclass(frozen=True)
-class VrrpFiles:
-    root: Path
-
-    @classmethod
-    def under(cls, base_path: str | os.PathLike[str]) -> VrrpFiles:
-        """The layout under an agent base path (the controller renders check_script from
-        it)."""
-        return cls(Path(base_path) / "vrrp.d")
-
-    @property
-    def config(self) -> Path:
-        return self.root / "keepalived.conf"
-
-    @property
-    def new_config(self) -> Path:
-        return self.root / "keepalived.conf.new"
-
-    @property
-    def failed_config(self) -> Path:
-        return self.root / "keepalived.conf.failed"
-
-    @property
-    def running_config(self) -> Path:
-        return self.root / "keepalived.conf.running"
-
-    @property
-    def check_script(self) -> Path:
-        return self.root / "check_script.sh"
-
-    @property
-    def pid_file(self) -> Path:
-        return self.root / "keepalived.pid"
-
-    @property
-    def vrrp_pid_file(self) -> Path:
-        return self.root / "vrrp.pid"
-
-    @property
-    def checkers_pid_file(self) -> Path:
-        return self.root / "checkers.pid"
-
-    @property
-    def bfd_pid_file(self) -> Path:
-        return self.root / "bfd.pid"
-
-    @property
-    def log(self) -> Path:
-        return self.root / "keepalived.log"
 
 
 def default_command() -> str:

@@ -1,4 +1,4 @@
-"""The amphora's nftables rule set for UDP listeners (render.nftables), applied by the agent.
+"""The amphora's nftables rule set for UDP listeners (contract.nftables), applied by the agent.
 
 Layout under the agent's base path::
 
@@ -24,7 +24,7 @@ from pathlib import Path
 
 from amphorae.agent import haproxy as hap
 from amphorae.agent.errors import ToolError
-from amphorae.render import nftables as render_nft
+from amphorae.contract import nftables as nft_rules
 
 LOG = logging.getLogger(__name__)
 
@@ -99,7 +99,7 @@ class Nftables:
 
     def delete(self) -> None:
         """Remove the table; absent already is fine ("add" first makes "delete" safe)."""
-        table = render_nft.TABLE
+        table = nft_rules.TABLE
         with self._lock:
             self._nft("-f", "-", script=f"add table {table}\ndelete table {table}\n".encode())
             self.files.rules.unlink(missing_ok=True)

@@ -1,11 +1,9 @@
 """Health checks of UDP pool members, run by the agent, which rewrites the nftables rules
-(render.nftables) whenever the set of healthy members changes.
+(contract.nftables) whenever the set of healthy members changes.
 
-The controller sends the UDP part of the load balancer (render.udp_config) instead of a
-rendered script. The agent imports render.model, render.nftables and render.udp_config:
-render/ is a pure library (values in, text out) with no control-plane state, and the
-rules must be rendered here, where the health is known. Nothing of api/, db/, worker/ or
-drivers/ is imported.
+The controller sends the UDP part of the load balancer (contract.udp_config) instead of a
+rendered script: the rules must be rendered here, where the health is known, so the
+nftables format is part of the contract the agent shares with the controller.
 
 Semantics follow Octavia's UDP path (keepalived LVS ``real_server`` checks) with
 HAProxy's counting, as the API documents it:
@@ -47,8 +45,8 @@ from amphorae.agent import haproxy as hap
 from amphorae.agent import nftables as nft
 from amphorae.agent import udp_probes
 from amphorae.common import constants
-from amphorae.render import model, udp_config
-from amphorae.render import nftables as render_nft
+from amphorae.contract import model, udp_config
+from amphorae.contract import nftables as nft_rules
 
 LOG = logging.getLogger(__name__)
 
@@ -166,7 +164,7 @@ class UdpHealth:
             health = {key: self._health[key] if key in self._checks
                       and self._checks[key].same(check) else MemberHealth()
                       for key, check in checks.items()}
-            self.rules.apply(render_nft.render(lb, _healthy(checks, health)).encode())
+            self.rules.apply(nft_rules.render(lb, _healthy(checks, health)).encode())
             self.path.parent.mkdir(parents=True, mode=0o700, exist_ok=True)
             hap.write_file(self.path, data, 0o600)
             self._set(lb, checks, health)
@@ -174,7 +172,7 @@ class UdpHealth:
     def _parse(self, data: bytes) -> model.LoadBalancer:
         try:
             lb = udp_config.parse(data)
-            render_nft.render(lb)  # ids nft cannot carry, addresses of no family
+            nft_rules.render(lb)  # ids nft cannot carry, addresses of no family
             checks_of(lb)  # a monitor_address that is no IP address
         except ValueError as exc:
             raise UdpConfigError(str(exc)) from None
@@ -298,8 +296,8 @@ class UdpHealth:
             return
         self._dirty = False
         try:
-            self.rules.apply(render_nft.render(self._lb, _healthy(self._checks,
-                                                                  self._health)).encode())
+            self.rules.apply(nft_rules.render(self._lb, _healthy(self._checks,
+                                                                 self._health)).encode())
         except nft.NftError as exc:  # the rules rendered at configure time were accepted
             LOG.error("nftables refused the rules for the healthy members: %s",
                       exc.details)
@@ -363,5 +361,5 @@ def _pool_status(pool: model.Pool, up: set[str] | None) -> dict[str, Any]:
         else:
             status = DRAIN if member.weight == 0 else UP
         members[member.id] = status
-    serving = render_nft.select_members(pool, up)
+    serving = nft_rules.select_members(pool, up)
     return {"status": UP if serving else DOWN, "members": members}

@@ -25,8 +25,8 @@ import struct
 import time
 from collections.abc import Callable
 
-from amphorae.render import model
-from amphorae.render.haproxy_syntax import parse_expected_codes
+from amphorae.contract import model
+from amphorae.contract.expected_codes import parse_expected_codes
 
 UDP_PAYLOAD = b"X"  # what nc -uz sends
 MAX_STATUS_LINE = 4096

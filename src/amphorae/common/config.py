@@ -259,3 +259,17 @@ def state_path(conf: cfg.ConfigOpts = CONF) -> str:
 
 
 register()
+
+
+def heartbeat_endpoints(conf: cfg.ConfigOpts, default_host: str
+                        ) -> tuple[tuple[str, int], list[str]]:
+    """Where heartbeats go: (the address the health manager binds, the ``ip:port`` list
+    given to agents). ``[health_manager]`` decides; unset, both are ``default_host``,
+    the address the compute driver's amphorae reach the controller at."""
+    hm = conf.health_manager
+    host = hm.bind_ip or default_host
+    listed = list(hm.controller_ip_port_list)
+    if not listed:
+        shown = f"[{host}]" if ":" in host else host
+        listed = [f"{shown}:{hm.bind_port}"]
+    return (host, hm.bind_port), listed

@@ -18,10 +18,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, foreign, mapped_column, relationship
 
-
-def utcnow() -> dt.datetime:
-    # Microseconds are kept so lists come back in creation order; the API shows seconds.
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
+from amphorae.common.timeutil import utcnow
 
 
 def new_id() -> str:

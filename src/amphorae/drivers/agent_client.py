@@ -162,7 +162,7 @@ class AgentClient:
         self.request("DELETE", f"loadbalancer/{lb_id}/certificates/{filename}", **retry)
 
     def upload_nftables(self, script: str | bytes, **retry: Any) -> str:
-        """Apply the amphora's nftables rule set (render.nftables: its UDP listeners)
+        """Apply the amphora's nftables rule set (contract.nftables: its UDP listeners)
         after the agent's ``nft -c``; returns the ETag (md5 of the body). A refused script
         raises AgentRequestError(400) whose ``details`` is nft's output; the rules in
         force stay as they were."""
@@ -180,7 +180,7 @@ class AgentClient:
         self.request("DELETE", "nftables", **retry)
 
     def upload_udp_config(self, document: str | bytes, **retry: Any) -> str:
-        """Hand the agent the UDP listeners (render.udp_config): it health checks their
+        """Hand the agent the UDP listeners (contract.udp_config): it health checks their
         members and applies the nftables rules for the healthy ones; returns the ETag.
         A document or rules the agent refuses raise AgentRequestError(400)."""
         body = document.encode() if isinstance(document, str) else document

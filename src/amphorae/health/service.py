@@ -25,11 +25,11 @@ from typing import Any
 
 from amphorae.common import config
 from amphorae.common import heartbeat as codec
+from amphorae.common.timeutil import utcnow
 from amphorae.db import engine
 from amphorae.drivers import registry
 from amphorae.drivers.compute import base as compute_base
 from amphorae.health import stale, update
-from amphorae.worker.queue import utcnow
 
 LOG = logging.getLogger(__name__)
 # Seconds between batch writes. Larger batches cost less per heartbeat (each transaction
@@ -44,24 +44,6 @@ STATS_INTERVAL = 10.0  # seconds between two counter lines in the log
 SHOWN = ("received", "accepted", *codec.REASONS, "replayed", "overflow", "error",
          "written", "withheld", "ignored", "write_failed")
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
-
-
-def endpoints(conf: Any = config.CONF) -> tuple[tuple[str, int], list[str]]:
-    """(address the receiver binds, ``ip:port`` list given to agents). Unset, both are
-    the netns management gateway when amphorae are namespaces here, else loopback."""
-    hm = conf.health_manager
-    host = hm.bind_ip
-    if not host:
-        host = "127.0.0.1"
-        if conf.controller_worker.compute_driver == "compute_netns_driver":
-            from amphorae.drivers.compute import netns
-
-            host = str(netns.NetnsComputeDriver(conf).gateway)
-    listed = list(hm.controller_ip_port_list)
-    if not listed:
-        shown = f"[{host}]" if ":" in host else host
-        listed = [f"{shown}:{hm.bind_port}"]
-    return (host, hm.bind_port), listed
 
 
 class Receiver:
@@ -135,7 +117,8 @@ class HealthManager:
         hm = conf.health_manager
         self.url = url or config.database_url(conf)
         self.key = config.heartbeat_key(conf)
-        self.bind, _ = endpoints(conf)
+        self.compute = registry.compute(conf)
+        self.bind, _ = config.heartbeat_endpoints(conf, self.compute.controller_address())
         self.interval = float(hm.heartbeat_interval)
         self.timeout = float(hm.heartbeat_timeout)
         self.check_interval = float(hm.health_check_interval)
@@ -144,7 +127,6 @@ class HealthManager:
         self.counters: collections.Counter[str] = collections.Counter()
         self.stopping = threading.Event()
         self.partition = False  # the circuit breaker is open (stale.py)
-        self.compute = registry.compute(conf)
         self.ready = threading.Event()
         self.batches = BatchTimes()
         self._logged: tuple[dict[str, int], float] = ({}, time.monotonic())

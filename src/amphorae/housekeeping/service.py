@@ -9,12 +9,12 @@ from sqlalchemy import select
 
 from amphorae.common import config
 from amphorae.common import constants as c
+from amphorae.common.timeutil import utcnow
 from amphorae.db import engine
 from amphorae.db import models as m
 from amphorae.drivers.compute.base import ComputeDriver
 from amphorae.drivers.network.base import NetworkDriver
 from amphorae.housekeeping import sweeps
-from amphorae.worker.queue import utcnow
 
 LOG = logging.getLogger(__name__)
 

@@ -32,8 +32,9 @@ from __future__ import annotations
 
 import ipaddress
 
+from amphorae.contract import model
+from amphorae.contract.expected_codes import parse_expected_codes
 from amphorae.render import haproxy_syntax as syn
-from amphorae.render import model
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 
 __all__ = ["AmphoraPaths", "HaproxySettings", "backend_name", "render"]
@@ -467,7 +468,7 @@ def _health_check(hm: model.HealthMonitor, paths: AmphoraPaths) -> list[str]:
             send.append(f"ver HTTP/{float(hm.http_version):.1f}")
         if hm.domain_name:
             send += ["hdr Host", syn.quote(syn.log_format_literal(hm.domain_name))]
-        codes = syn.status_list(syn.parse_expected_codes(hm.expected_codes))
+        codes = syn.status_list(parse_expected_codes(hm.expected_codes))
         lines += ["option httpchk", " ".join(send), f"http-check expect status {codes}"]
     elif hm.type == "PING":
         if not paths.ping_script:

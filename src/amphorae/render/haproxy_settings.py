@@ -5,7 +5,10 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from pathlib import Path
 from typing import Any
+
+from amphorae.contract.layout import LbFiles
 
 # Octavia's [haproxy_amphora] user_log_format; the {{ }} fields are filled per LB.
 DEFAULT_USER_LOG_FORMAT = (
@@ -88,12 +91,12 @@ class AmphoraPaths:
     @classmethod
     def for_lb(cls, state_dir: str, lb_id: str, *, log_socket: str | None = None,
                prometheus_port: int | None = None) -> AmphoraPaths:
-        """The layout under an amphora's state directory, one folder per LB."""
-        lb_dir = os.path.join(state_dir, lb_id)
+        """The agent's layout (contract.layout) under its base path ``state_dir``."""
+        files = LbFiles(Path(state_dir) / lb_id)
         return cls(
-            stats_socket=os.path.join(lb_dir, "haproxy.sock"),
-            cert_dir=os.path.join(lb_dir, "certs"),
-            server_state_file=os.path.join(lb_dir, "servers-state"),
+            stats_socket=str(files.stats_socket),
+            cert_dir=str(files.cert_dir),
+            server_state_file=str(files.server_state),
             ping_script=os.path.join(state_dir, "ping-wrapper.sh"),
             log_socket=log_socket,
             prometheus_port=prometheus_port,

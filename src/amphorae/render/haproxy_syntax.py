@@ -1,5 +1,5 @@
 """Small pure helpers for writing haproxy.cfg safely: quoting of words, log-format
-escaping, ACL patterns, health-check status codes and TLS option words.
+escaping, ACL patterns, health-check status lists and TLS option words.
 
 HAProxy's tokenizer (2.x) splits a line on blanks; ``#`` starts a comment, ``\\`` escapes,
 ``$NAME`` / ``${NAME}`` expand environment variables outside single quotes, and single
@@ -87,27 +87,6 @@ def acl_pattern(value: str) -> str:
     """One ACL pattern word; ``--`` ends the flags first when it would look like one."""
     word = quote(value)
     return f"-- {word}" if value.startswith("-") else word
-
-
-def parse_expected_codes(text: str | None) -> tuple[int, ...]:
-    """Octavia's expected_codes ("200", "200,202", "200-204", mixes) expanded and sorted.
-
-    None or blank means 200, as in Octavia. Codes must lie in 100-599.
-    """
-    if text is None or not text.strip():
-        return (200,)
-    codes: set[int] = set()
-    for part in text.split(","):
-        part = part.strip()
-        m = re.fullmatch(r"(\d{3})(?:\s*-\s*(\d{3}))?", part)
-        if not m:
-            raise ValueError(f"invalid expected_codes item {part!r} in {text!r}")
-        low = int(m.group(1))
-        high = int(m.group(2)) if m.group(2) else low
-        if not 100 <= low <= high <= 599:
-            raise ValueError(f"invalid expected_codes range {part!r} in {text!r}")
-        codes.update(range(low, high + 1))
-    return tuple(sorted(codes))
 
 
 def status_list(codes: Iterable[int]) -> str:

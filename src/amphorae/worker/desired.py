@@ -24,11 +24,11 @@ from typing import TypeVar
 from sqlalchemy import select
 from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
-from amphorae.agent.haproxy import peer_name
 from amphorae.common import config
 from amphorae.common import constants as c
+from amphorae.contract import model
+from amphorae.contract.peers import peer_name
 from amphorae.db import models as m
-from amphorae.render import model
 
 # Objects in these states are on their way out of the configuration.
 GONE = (c.PENDING_DELETE, c.DELETED)

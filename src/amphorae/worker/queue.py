@@ -25,15 +25,12 @@ from collections.abc import Collection, Iterator, Sequence
 from sqlalchemy import delete, func, or_, select, text, update
 from sqlalchemy.orm import Session
 
+from amphorae.common.timeutil import utcnow
 from amphorae.db import engine
 from amphorae.db.models import Job
 
 ATTEMPTS = 20  # targets tried per claim: enough to step over those busy elsewhere
 AMPHORA_TARGET = "amphora:"  # prefix of the target of jobs without a load balancer
-
-
-def utcnow() -> dt.datetime:
-    return dt.datetime.now(dt.UTC).replace(tzinfo=None)
 
 
 def target_of(load_balancer_id: str | None, amphora_id: str | None) -> str:

@@ -37,6 +37,7 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import config
 from amphorae.common import constants as c
+from amphorae.contract import model
 from amphorae.db import engine
 from amphorae.db import models as m
 from amphorae.drivers.amphora.base import (
@@ -49,7 +50,6 @@ from amphorae.drivers.amphora.base import (
 from amphorae.drivers.compute import base as compute_base
 from amphorae.drivers.network import base as net
 from amphorae.drivers.registry import Drivers
-from amphorae.render import model
 from amphorae.render.keepalived import priority_for
 from amphorae.worker import certificates, completion, desired
 from amphorae.worker.queue import Claim, LeaseLost

@@ -62,13 +62,6 @@ backend p:aaa
     ]
 
 
-def test_peer_name_is_octavias() -> None:
-    name = hap.peer_name("a" * 36)
-    assert "=" not in name and not name.startswith("-")
-    assert len(name) == 27
-    assert all(c.isalnum() or c in "_-" for c in name)
-
-
 @pytest.mark.parametrize("value", ["", "..", ".", "a/b", "-x", "a" * 65, "a b", "é"])
 def test_invalid_ids(value: str) -> None:
     assert not hap.valid_id(value)

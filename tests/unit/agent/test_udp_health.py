@@ -23,7 +23,7 @@ from amphorae.agent import heartbeat as hb
 from amphorae.agent import nftables as nft
 from amphorae.agent import udp_health as uh
 from amphorae.agent.udp_probes import Target
-from amphorae.render import model, udp_config
+from amphorae.contract import model, udp_config
 from tests.unit.agent.test_agent_dataplane import FAKE
 
 ADDRESSES = {"m1": "198.18.105.21", "m2": "198.18.105.22", "m3": "198.18.105.23"}

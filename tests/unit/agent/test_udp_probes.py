@@ -15,7 +15,7 @@ import pytest
 
 from amphorae.agent import udp_probes as probes
 from amphorae.agent.udp_probes import Target
-from amphorae.render import model
+from amphorae.contract import model
 from tests import netns
 
 LOOPBACK = "127.0.0.1"
@@ -182,7 +182,7 @@ def test_status_code(line: bytes, code: int | None) -> None:
 PING_IN_NAMESPACE = """
 import sys
 from amphorae.agent import udp_probes
-from amphorae.render import model
+from amphorae.contract import model
 hm = model.HealthMonitor(id="hm", type="PING", delay=1, timeout=1, max_retries=1)
 print(udp_probes.ping(udp_probes.Target(sys.argv[1], 0), hm))
 """

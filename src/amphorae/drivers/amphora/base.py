@@ -9,8 +9,8 @@ import dataclasses
 
 from oslo_config import cfg
 
+from amphorae.contract import model
 from amphorae.drivers.compute.base import ComputeDriver
-from amphorae.render import model
 
 
 class ConfigRefused(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import logging
 
+from amphorae.contract import model
 from amphorae.drivers.amphora.base import (
     AmphoraDriver,
     AmphoraRef,
@@ -12,7 +13,6 @@ from amphorae.drivers.amphora.base import (
     VipSubnet,
     VRRPGroup,
 )
-from amphorae.render import model
 
 LOG = logging.getLogger(__name__)
 

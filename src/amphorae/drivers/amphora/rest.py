@@ -19,6 +19,9 @@ from pathlib import Path
 from oslo_config import cfg
 
 from amphorae.common import config
+from amphorae.contract import model, udp_config
+from amphorae.contract import nftables as nft_rules
+from amphorae.contract.layout import VrrpFiles
 from amphorae.drivers import agent_client
 from amphorae.drivers.amphora.base import (
     AmphoraDriver,
@@ -33,9 +36,6 @@ from amphorae.drivers.compute.base import ComputeDriver
 from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import keepalived as render_ka
-from amphorae.render import model
-from amphorae.render import nftables as render_nft
-from amphorae.render import udp_config as render_udp
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
 
 MAX_FDS_REMEMBERED = 4096
@@ -122,9 +122,9 @@ class RestAmphoraDriver(AmphoraDriver):
         if vrrp is not None:
             script = render_ka.render_check_script(
                 [paths.stats_socket] if has_tcp else [],
-                nft_tables=[render_nft.TABLE] if has_udp else [])
+                nft_tables=[nft_rules.TABLE] if has_udp else [])
             keepalived = render_ka.render(_vrrp_config(amp, lb, base, vrrp, vip_subnet))
-        return _Plan(haproxy, render_udp.render(lb) if has_udp else None, script, keepalived)
+        return _Plan(haproxy, udp_config.render(lb) if has_udp else None, script, keepalived)
 
     def _fd_limit(self, client: agent_client.AgentClient, amp: AmphoraRef) -> int | None:
         if amp.id not in self._max_fds:
@@ -183,8 +183,6 @@ class RestAmphoraDriver(AmphoraDriver):
 
 def _vrrp_config(amp: AmphoraRef, lb: model.LoadBalancer, base: Path, group: VRRPGroup,
                  vip_subnet: VipSubnet) -> render_ka.VRRPConfig:
-    from amphorae.agent.keepalived import VrrpFiles  # the agent's file layout
-
     if amp.vrrp_ip is None:
         raise ValueError(f"amphora {amp.id} of an ACTIVE_STANDBY pair has no vrrp_ip")
     conf = config.CONF.keepalived_vrrp

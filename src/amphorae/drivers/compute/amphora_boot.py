@@ -90,10 +90,8 @@ def ca_dir(conf: cfg.ConfigOpts = config.CONF) -> str:
     return os.path.join(config.state_path(conf), "ca")
 
 
-def heartbeat_target(conf: cfg.ConfigOpts) -> HeartbeatTarget:
-    from amphorae.health.service import endpoints
-
-    _, controllers = endpoints(conf)
+def heartbeat_target(conf: cfg.ConfigOpts, default_host: str) -> HeartbeatTarget:
+    _, controllers = config.heartbeat_endpoints(conf, default_host)
     return HeartbeatTarget(key=config.heartbeat_key(conf), controllers=tuple(controllers),
                            interval=conf.health_manager.heartbeat_interval)
 
@@ -123,9 +121,9 @@ class AmphoraBooter(base.ComputeDriver):
 
     @classmethod
     def from_config(cls, conf: cfg.ConfigOpts) -> AmphoraBooter:
-        return cls(netns.NetnsComputeDriver(conf), ca_dir(conf),
-                   cert_validity=conf.certificates.cert_validity_time,
-                   heartbeat=heartbeat_target(conf))
+        host = netns.NetnsComputeDriver(conf)
+        return cls(host, ca_dir(conf), cert_validity=conf.certificates.cert_validity_time,
+                   heartbeat=heartbeat_target(conf, str(host.gateway)))
 
     def __init__(self, driver: netns.NetnsComputeDriver, ca_dir: str | os.PathLike[str], *,
                  port: int = agent_client.DEFAULT_PORT,
@@ -225,6 +223,9 @@ class AmphoraBooter(base.ComputeDriver):
         if found == base.ACTIVE and self.driver.pid(amphora_id, AGENT_NAME) is None:
             return base.ERROR
         return found
+
+    def controller_address(self) -> str:
+        return str(self.driver.gateway)  # the host's end of the management bridge
 
     def list_instances(self) -> list[base.Instance]:
         """Only amphorae with a state file in this driver's directory are ours: other

@@ -50,6 +50,11 @@ class ComputeDriver(abc.ABC):
     def status(self, amphora_id: str) -> str:
         """One of BUILDING, ACTIVE, DELETED, ERROR."""
 
+    def controller_address(self) -> str:
+        """The address this driver's amphorae reach the controller at (where their
+        heartbeats go unless ``[health_manager]`` says otherwise)."""
+        return "127.0.0.1"
+
     def list_instances(self) -> list[Instance]:
         """This deployment's amphora instances that the driver can see (for the orphan
         sweep and for noticing dead ones early); drivers that cannot list say nothing."""

@@ -1,6 +1,6 @@
 """The UDP part of a load balancer as the JSON document the controller sends the agent.
 
-An amphora balances UDP listeners with nftables (render.nftables), and its agent health
+An amphora balances UDP listeners with nftables (contract.nftables), and its agent health
 checks their members itself, so it needs the model rather than a rendered script: it
 re-renders the rules whenever the set of healthy members changes. The document holds
 the load balancer with its UDP listeners and their default pools only::
@@ -21,7 +21,7 @@ import typing
 from typing import Any
 
 from amphorae.common import constants
-from amphorae.render import model
+from amphorae.contract import model
 
 VERSION = 1
 

@@ -45,7 +45,7 @@ from collections.abc import Collection, Mapping, Sequence
 from functools import reduce
 
 from amphorae.common import constants
-from amphorae.render import model
+from amphorae.contract import model
 
 TABLE_FAMILY = "inet"
 TABLE_NAME = "amphorae"

@@ -10,8 +10,8 @@ import shutil
 
 import pytest
 
-from amphorae.render import nftables
-from amphorae.render.model import (
+from amphorae.contract import nftables
+from amphorae.contract.model import (
     HealthMonitor,
     Listener,
     LoadBalancer,

@@ -1,7 +1,8 @@
 """The render model: what the renderers need to know about a load balancer, as plain
 immutable values, independent of the database and of the API.
 
-The controller builds it from the database; tests build it directly. Only enabled,
+The controller builds it from the database; tests build it directly; the agent gets the
+UDP part of it (contract.udp_config). Only enabled,
 non-deleted objects should be put in; renderers still honour ``enabled`` flags where
 HAProxy has a way to express them (a disabled member is rendered ``disabled``).
 """

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from amphorae.render import udp_config
-from amphorae.render.model import (
+from amphorae.contract import udp_config
+from amphorae.contract.model import (
     HealthMonitor,
     Listener,
     LoadBalancer,
