@@ -7,10 +7,12 @@ import uuid
 from typing import Any
 
 import falcon
+from sqlalchemy import exc as sa_exc
 
 from amphorae.api import context as ctx_mod
 from amphorae.api import neutron, versions
 from amphorae.common import config, errors
+from amphorae.db import outage
 
 LOG = logging.getLogger(__name__)
 
@@ -22,6 +24,7 @@ LBAAS_MODULES = (
 )
 OCTAVIA_MODULES = ("amphorae",)
 PUBLIC_PATHS = {"/", "/v2", "/v2.0"}
+RETRY_AFTER = 5  # seconds a client is told to wait while the database is unavailable
 
 
 class RequestMiddleware:
@@ -95,6 +98,21 @@ def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
     resp.media = errors.fault_body(500, "Internal Server Error")
 
 
+def _database_error(req: falcon.Request, resp: falcon.Response, ex: Exception,
+                    params: dict[str, Any]) -> None:
+    """The database is away: a 503 the client may retry; the transaction was rolled
+    back, so nothing of the request was written. Other database errors are bugs."""
+    if not outage.unavailable(ex):
+        _unexpected(req, resp, ex, params)
+        return
+    LOG.warning("database unavailable serving %s %s: %s", req.method, req.path,
+                outage.describe(ex))
+    resp.status = 503
+    resp.set_header("Retry-After", str(RETRY_AFTER))
+    resp.media = errors.fault_body(
+        503, "The database is unavailable; the request was not carried out. Retry later.")
+
+
 def _add_routes(app: falcon.App) -> None:
     import importlib
 
@@ -116,6 +134,8 @@ def create_app() -> falcon.App:
     app.req_options.auto_parse_qs_csv = False
     app.resp_options.default_media_type = "application/json"
     app.add_error_handler(Exception, _unexpected)
+    app.add_error_handler(sa_exc.DBAPIError, _database_error)
+    app.add_error_handler(sa_exc.TimeoutError, _database_error)
     app.add_error_handler(falcon.HTTPError, _http_error)
     app.add_error_handler(errors.APIError, _api_error)
     app.add_error_handler(NotAcceptable, _not_acceptable)

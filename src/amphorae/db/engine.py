@@ -13,6 +13,12 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from amphorae.common import config
 
+# A server that went away without closing its connections (host down, partition) is
+# noticed within seconds, not after the kernel's two hours: libpq's connect timeout and
+# TCP keepalives. A server that restarts refuses or drops connections at once.
+POSTGRES_CONNECT_ARGS = {"connect_timeout": 10, "keepalives": 1, "keepalives_idle": 10,
+                         "keepalives_interval": 5, "keepalives_count": 3}
+
 
 @functools.cache
 def get_engine(url: str | None = None) -> Engine:
@@ -20,8 +26,12 @@ def get_engine(url: str | None = None) -> Engine:
     if url.startswith("sqlite"):
         return _sqlite_engine(url)
     conf = config.CONF.database
+    # pool_pre_ping: a pooled connection from before a database restart is replaced on
+    # checkout instead of failing the first statement of whoever draws it.
     return create_engine(url, pool_size=conf.max_pool_size, max_overflow=conf.max_overflow,
-                         pool_timeout=conf.pool_timeout, pool_pre_ping=True)
+                         pool_timeout=conf.pool_timeout, pool_pre_ping=True,
+                         connect_args=POSTGRES_CONNECT_ARGS
+                         if url.startswith("postgresql") else {})
 
 
 def _sqlite_engine(url: str) -> Engine:

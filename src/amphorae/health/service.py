@@ -5,7 +5,9 @@ against replays in the event loop, and queued; a writer thread takes everything 
 every :data:`FLUSH_INTERVAL` and writes it in one transaction (health/update.py). Dropped
 datagrams are counted by reason (unsigned, forged, truncated, oversized, malformed,
 replayed, ...) and never raise. A second thread runs the stale check
-(health/stale.py) every ``health_check_interval``.
+(health/stale.py) every ``health_check_interval``. While the manager's own writes fail,
+and for ``heartbeat_timeout`` after they succeed again, no amphora is failed over for
+silence (health/grace.py): its heartbeats were lost here, not by the amphora.
 
 Every :data:`STATS_INTERVAL` while heartbeats come, and once more on stop, the counters
 (cumulative) and the batch write times of the interval are logged in one INFO line
@@ -26,10 +28,10 @@ from typing import Any
 from amphorae.common import config
 from amphorae.common import heartbeat as codec
 from amphorae.common.timeutil import utcnow
-from amphorae.db import engine
+from amphorae.db import engine, outage
 from amphorae.drivers import registry
 from amphorae.drivers.compute import base as compute_base
-from amphorae.health import stale, update
+from amphorae.health import grace, stale, update
 
 LOG = logging.getLogger(__name__)
 # Seconds between batch writes. Larger batches cost less per heartbeat (each transaction
@@ -127,6 +129,7 @@ class HealthManager:
         self.counters: collections.Counter[str] = collections.Counter()
         self.stopping = threading.Event()
         self.partition = False  # the circuit breaker is open (stale.py)
+        self.grace = grace.Grace(self.timeout)
         self.ready = threading.Event()
         self.batches = BatchTimes()
         self._logged: tuple[dict[str, int], float] = ({}, time.monotonic())
@@ -188,11 +191,13 @@ class HealthManager:
             with engine.transaction(url=self.url) as session:
                 outcome = update.apply(session, batch, utcnow(), time.monotonic(),
                                        self.interval)
+            self.grace.succeeded()
             self.counters["written"] += len(batch)
             self.counters["ignored"] += outcome.ignored
             self.counters["withheld"] += outcome.withheld
-        except Exception:
-            LOG.exception("writing %d heartbeats failed", len(batch))
+        except Exception as exc:
+            self.grace.failed()
+            outage.log_failure(LOG, f"writing {len(batch)} heartbeats failed", exc)
             self.counters["write_failed"] += len(batch)
         done = time.monotonic()
         self.batches.add(done - started, done - batch[0].received_at)
@@ -228,12 +233,25 @@ class HealthManager:
         if self.stopping.wait(self.timeout):
             return
         while not self.stopping.is_set():
-            try:
-                gone = self._gone()
-                with engine.transaction(url=self.url) as session:
-                    result = stale.check(session, utcnow(), self.timeout, self.threshold,
-                                         gone)
-                self.partition = bool(result.stopped)
-            except Exception:
-                LOG.exception("stale amphora check failed")
+            self.check_stale()
             self.stopping.wait(self.check_interval)
+
+    def check_stale(self) -> stale.CheckResult | None:
+        """One stale check (None when it failed)."""
+        try:
+            gone = self._gone()
+        except Exception:  # the compute side's trouble: check the heartbeats anyway
+            LOG.exception("listing the amphora instances failed")
+            gone = []
+        judging = self.grace.judging()  # before the transaction that may end a grace
+        try:
+            with engine.transaction(url=self.url) as session:
+                result = stale.check(session, utcnow(), self.timeout, self.threshold,
+                                     gone, judge_silence=judging)
+        except Exception as exc:
+            self.grace.failed()
+            outage.log_failure(LOG, "stale amphora check failed", exc)
+            return None
+        self.grace.succeeded()
+        self.partition = bool(result.stopped)
+        return result

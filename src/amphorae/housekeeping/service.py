@@ -10,7 +10,7 @@ from sqlalchemy import select
 from amphorae.common import config
 from amphorae.common import constants as c
 from amphorae.common.timeutil import utcnow
-from amphorae.db import engine
+from amphorae.db import engine, outage
 from amphorae.db import models as m
 from amphorae.drivers.compute.base import ComputeDriver
 from amphorae.drivers.network.base import NetworkDriver
@@ -65,8 +65,8 @@ class Housekeeper:
         while not self.stopping.is_set():
             try:
                 self.run_once()
-            except Exception:
-                LOG.exception("housekeeping sweep failed")
+            except Exception as exc:  # the next round tries again (and reconnects)
+                outage.log_failure(LOG, "housekeeping sweep failed", exc)
             self.stopping.wait(interval)
 
     def stop(self) -> None:

@@ -21,7 +21,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from sqlalchemy.orm import Session
 
 from amphorae.common import config
-from amphorae.db import engine
+from amphorae.db import engine, outage
 from amphorae.drivers import registry
 from amphorae.worker import completion, drift, wakeup
 from amphorae.worker.queue import Claim, JobQueue, LeaseLost
@@ -85,9 +85,10 @@ class Worker:
                 if self._busy() < self.threads:
                     try:
                         claim = self.queue.claim(skip=self._targets())
-                    except Exception:  # the database is away: wait and try again
-                        LOG.exception("claiming a job failed")
-                        claim = None
+                    except Exception as exc:  # the database is away: wait and try again
+                        outage.log_failure(LOG, "claiming a job failed", exc)
+                        self.stopping.wait(IDLE_WAIT)
+                        continue
                     if claim is not None:
                         self._start(pool, claim)
                         continue
@@ -110,10 +111,13 @@ class Worker:
         if claim.attempts > MAX_ATTEMPTS:
             LOG.error("%s was claimed %d times without finishing; giving up: ERROR",
                       claim.target, claim.attempts - 1)
-            if claim.load_balancer_id:
-                with engine.transaction(url=self.queue.url) as session:
-                    completion.fail(session, claim.load_balancer_id)
-            self.queue.done(claim)
+            try:
+                if claim.load_balancer_id:
+                    with engine.transaction(url=self.queue.url) as session:
+                        completion.fail(session, claim.load_balancer_id)
+                self.queue.done(claim)
+            except Exception as exc:  # its lease expires: the next claim gives up again
+                outage.log_failure(LOG, f"giving up on {claim.target} failed", exc)
             return
         fence = QueueFence(self.queue, claim)
         future = pool.submit(self.reconciler.run, claim, fence)
@@ -131,11 +135,13 @@ class Worker:
                             "now", claim.target)
             else:
                 delay = retry_delay(claim.attempts)
+                away = outage.unavailable(error)
                 LOG.error("reconcile of %s failed (%s); again in %.1f s", claim.target,
-                          error, delay, exc_info=error)
+                          outage.describe(error) if away else error, delay,
+                          exc_info=None if away else error)
                 self.queue.retry(claim, delay)
-        except Exception:  # the lease expires and the jobs come back by themselves
-            LOG.exception("finishing the jobs of %s failed", claim.target)
+        except Exception as exc:  # the lease expires and the jobs come back by themselves
+            outage.log_failure(LOG, f"finishing the jobs of {claim.target} failed", exc)
         finally:
             with self._lock:
                 self._inflight.pop(claim.target, None)
@@ -144,8 +150,8 @@ class Worker:
         while not self.stopping.wait(self.drift_interval):
             try:  # the jobs it enqueues wake the claim loop as the API's do
                 drift.drifted_load_balancers(self.reconciler.d, self.queue.url)
-            except Exception:  # the database is away: the next round tries again
-                LOG.exception("drift check failed")
+            except Exception as exc:  # the database is away: the next round tries again
+                outage.log_failure(LOG, "drift check failed", exc)
 
     def _renew_loop(self) -> None:
         interval = max(self.queue.lease.total_seconds() / 3, 0.2)
@@ -165,8 +171,8 @@ class Worker:
                     LOG.warning("lost the lease of %s to another worker: stopping its "
                                 "reconcile", fence.claim.target)
                     fence.lost.set()
-            except Exception:
-                LOG.exception("renewing leases failed")
+            except Exception as exc:
+                outage.log_failure(LOG, "renewing leases failed", exc)
 
 
 def build(url: str | None = None) -> Worker:
