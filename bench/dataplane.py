@@ -59,6 +59,7 @@ from tests import vrrp_pair as pairs
 from amphorae.agent.haproxy import LbFiles, parse_show_proc, unix_command
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
+from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
 
 PAIR_NET = pairs.Subnets("198.18.246.0/24", "198.18.247.0/24", "198.18.248.0/24")
@@ -137,7 +138,8 @@ def boot_times(count: int) -> list[float]:
     state = Path(tempfile.mkdtemp(prefix=f"amph-{run}-"))
     bridge = f"amph-{run}b"
     driver = compute.NetnsComputeDriver(state_dir=str(state / "amp"), management_bridge=bridge,
-                                        management_cidr=BOOT_CIDR)
+                                        management_cidr=BOOT_CIDR,
+                                        deployment=ownership.deployment_id(state))
     times: list[float] = []
     try:
         booter = boot.AmphoraBooter(driver, state / "ca", ready_timeout=20, cert_validity=3600)

@@ -123,19 +123,17 @@ def up(config_args: Sequence[str]) -> int:
 
 
 def _remove_idle_bridges() -> None:
-    """With no amphora left on this host, the bridges `up` made are removed too; while
-    amphorae remain they keep serving through them."""
+    """With no amphora of this deployment left on this host, the bridges `up` made are
+    removed too (only its own: another deployment's stay); while amphorae remain they
+    keep serving through them."""
     from amphorae.drivers.compute import netns
     from amphorae.drivers.network import local, plumbing
 
     if config.CONF.controller_worker.compute_driver != "compute_netns_driver":
         return
     driver = netns.NetnsComputeDriver()
-    if any(amp.amphora_id for amp in driver.list_amphorae()):  # ours have a state file
-        return
-    for network in local.networks().values():
-        driver.plumbing.delete_bridge(plumbing.bridge_name(network.id))
-    driver.plumbing.delete_bridge(driver.bridge)
+    driver.remove_bridges_if_idle(plumbing.bridge_name(driver.deployment, network.id)
+                                  for network in local.networks().values())
 
 
 def _watch_api(api: subprocess.Popen, stopped: threading.Event,

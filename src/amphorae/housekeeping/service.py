@@ -52,8 +52,9 @@ class Housekeeper:
         still = {amp.short_id for amp in self.host.list_amphorae()}
         found = [amp for amp in found if amp.short_id in still]
         for amp in found:
-            # Only amphorae with a state file in this driver's directory are ours: other
-            # controllers (or test runs) on the host keep theirs elsewhere.
+            # Only amphorae whose state file (in this driver's directory) names this
+            # deployment are ours: other deployments on the host (or test runs) keep
+            # theirs elsewhere, and list_amphorae gives theirs no id.
             if amp.amphora_id is None or amp.short_id in live:
                 continue
             LOG.warning("amphora %s (%s) on this host has no live row: removing it",

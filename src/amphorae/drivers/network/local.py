@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import config, errors
 from amphorae.db.models import IPAllocation
-from amphorae.drivers.network import plumbing
+from amphorae.drivers.network import ownership, plumbing
 
 ALLOCATION_ATTEMPTS = 20
 _NS = uuid.UUID("5b0a7c1e-0d2f-4a57-9c1b-6f1f8e2a9d01")
@@ -129,5 +129,5 @@ class LocalNetworkDriver:
 
 
 def bridge_name(subnet: Subnet) -> str:
-    """The host bridge that carries the subnet's network."""
-    return plumbing.bridge_name(subnet.network_id)
+    """The host bridge that carries the subnet's network in this deployment."""
+    return plumbing.bridge_name(ownership.local_deployment(), subnet.network_id)
