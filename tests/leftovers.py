@@ -23,9 +23,11 @@ import fcntl
 import json
 import logging
 import os
+import re
 import shutil
 import signal
 import subprocess
+import tempfile
 import time
 from collections.abc import Iterable, Iterator
 from pathlib import Path
@@ -33,9 +35,12 @@ from pathlib import Path
 from amphorae.drivers.network import ownership
 
 LOG = logging.getLogger(__name__)
-REGISTRY = Path(os.environ.get("AMPHORAE_TEST_REGISTRY", "/run/amphorae-tests"))
-MIN_PREFIX = len("amph-") + 6  # a marker of 6 hex digits at least: never "amph-" alone
+REGISTRY = Path(os.environ.get("AMPHORAE_TEST_REGISTRY") or "/run/amphorae-tests")
+PREFIX = "amph-"
+MIN_PREFIX = len(PREFIX) + 6  # a marker of 6 hex digits at least: never "amph-" alone
 PG = "pg:"
+DATABASE_PREFIX = "amphorae_test_"
+RECORD = re.compile(r"[0-9]+-[0-9]+")  # <pid>-<start time>
 
 
 def _start_time(pid: int) -> str | None:
@@ -56,12 +61,25 @@ def register(*entries: str | os.PathLike[str]) -> None:
         return  # nothing on the host without root, and /run is not ours to write
     lines = []
     for entry in map(str, entries):
-        if not entry.startswith(("/", PG)) and len(entry) < MIN_PREFIX:
-            raise ValueError(f"prefix {entry!r} is too short to be one run's")
+        if not _valid(entry):
+            raise ValueError(f"{entry!r} is not a test run's resource")
         lines.append(entry + "\n")
     REGISTRY.mkdir(mode=0o700, parents=True, exist_ok=True)
     with open(_own_file(), "a") as fh:
         fh.write("".join(lines))
+
+
+def _valid(entry: str) -> bool:
+    """Only what tests make: ``amph-<marker>...`` names, directories named ``amph...``
+    in the temporary directory, ``amphorae_test_...`` databases."""
+    if entry.startswith(PG):
+        return entry.startswith(PG + DATABASE_PREFIX) and '"' not in entry
+    if entry.startswith("/"):
+        path = Path(entry)
+        return (path.is_absolute() and ".." not in path.parts
+                and path.name.startswith(PREFIX[:4])
+                and Path(tempfile.gettempdir()) in path.parents)
+    return entry.startswith(PREFIX) and len(entry) >= MIN_PREFIX and "/" not in entry
 
 
 def _alive(name: str) -> bool:
@@ -85,9 +103,9 @@ def sweep() -> list[str]:
     found: list[str] = []
     with _locked():
         for entry in sorted(REGISTRY.iterdir()):
-            if entry.name.startswith(".") or _alive(entry.name):
+            if not RECORD.fullmatch(entry.name) or _alive(entry.name):
                 continue
-            lines = [line for line in entry.read_text().splitlines() if line]
+            lines = [line for line in entry.read_text().splitlines() if _valid(line)]
             found += _remove(lines)
             entry.unlink()
     if found:
