@@ -60,6 +60,7 @@ from amphorae.agent.haproxy import parse_show_proc, unix_command
 from amphorae.contract.layout import LbFiles
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
+from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
 
 PAIR_NET = pairs.Subnets("198.18.246.0/24", "198.18.247.0/24", "198.18.248.0/24")
@@ -138,7 +139,8 @@ def boot_times(count: int) -> list[float]:
     state = Path(tempfile.mkdtemp(prefix=f"amph-{run}-"))
     bridge = f"amph-{run}b"
     driver = compute.NetnsComputeDriver(state_dir=str(state / "amp"), management_bridge=bridge,
-                                        management_cidr=BOOT_CIDR)
+                                        management_cidr=BOOT_CIDR,
+                                        deployment=ownership.deployment_id(state))
     times: list[float] = []
     try:
         booter = boot.AmphoraBooter(driver, state / "ca", ready_timeout=20, cert_validity=3600)

@@ -10,12 +10,20 @@ from collections.abc import Iterator
 
 import pytest
 
-from tests import servers
+from tests import leftovers, servers
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--backends", default="sqlite,postgresql",
                      help="comma list of database backends for the functional tests")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _leftovers_of_earlier_runs() -> None:
+    """A killed run's namespaces, bridges, processes, state directories and databases go
+    before this one makes its own (tests/leftovers.py: only those of processes that are
+    gone, so the other xdist workers of this run, and other runs, keep theirs)."""
+    leftovers.sweep()
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

@@ -56,10 +56,10 @@ from amphorae.contract import model
 from amphorae.drivers import agent_client
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
+from amphorae.drivers.network import ownership, ports
 from amphorae.drivers.network import plumbing as plumbing_mod
-from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
-from tests import netns
+from tests import leftovers, netns
 from tests.integration.test_netns_compute import free_cidr, link_names, netns_names
 
 AMPHORA_HOST = 10  # host part of the VIP and of the amphora's member-network address
@@ -375,13 +375,15 @@ class Topology:
         self._agent: agent_client.AgentClient | None = None
         self._max_fds: int | None = None
         # Short: HAProxy's stats socket path under it must fit in 97 characters.
+        leftovers.register(f"amph-{marker}")
         self.workdir = Path(tempfile.mkdtemp(prefix=f"amph-{marker}-"))
+        leftovers.register(self.workdir)
         try:
             self.files = self.workdir / "files"  # PEM files of members and clients
             self.files.mkdir(mode=0o700)
             self.driver = compute.NetnsComputeDriver(
                 state_dir=str(self.workdir / "s"), management_bridge=self.mgmt_bridge,
-                management_cidr=free_cidr())
+                management_cidr=free_cidr(), deployment=ownership.deployment_id(self.workdir))
             self.booter = boot.AmphoraBooter(self.driver, self.workdir / "ca",
                                              ready_timeout=15, cert_validity=CERT_VALIDITY)
         except BaseException:

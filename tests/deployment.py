@@ -4,7 +4,8 @@ booting real netns amphorae, plus member namespaces serving on the member networ
 
 Everything carries the caller's marker (6 hex digits): the state directory
 ``/tmp/amph-<marker>-*`` (amphora state, CA, logs, SQLite), the networks ``v<marker>``
-(VIPs) and ``m<marker>`` (members) whose bridges the local network driver creates, the
+(VIPs) and ``m<marker>`` (members) whose bridges the local network driver creates (named
+after, and marked with, the deployment id the services find in the state directory), the
 management bridge ``amph-<marker>g``, member namespaces ``amph-<marker>-<name>``.
 :meth:`Deployment.close` stops the services, removes every amphora booted under the state
 directory, the members, the bridges and the database, and fails when anything is left.
@@ -32,10 +33,10 @@ from sqlalchemy import func, select
 from amphorae.db import engine
 from amphorae.db import models as m
 from amphorae.drivers.compute import netns as compute
-from amphorae.drivers.network import local, ports
+from amphorae.drivers.network import local, ownership, ports
 from amphorae.drivers.network import plumbing as plumbing_mod
 from tests import dataplane as dp
-from tests import netns, servers
+from tests import leftovers, netns, servers
 from tests.integration.test_netns_compute import free_cidr, link_names, netns_names
 from tests.members import MemberFarm
 
@@ -53,12 +54,14 @@ class Service:
 class Deployment:
     def __init__(self, marker: str, vip_cidr: str, member_cidr: str, state: Path,
                  db_url: str, extra_config: str = "",
-                 management_cidr: str | None = None) -> None:
+                 management_cidr: str | None = None, vip_network: str | None = None) -> None:
         self.marker = marker
         self.state = state
         self.db_url = db_url
+        # The id the services find in the state path (the first one to ask makes it).
+        self.deployment_id = ownership.deployment_id(state)
         self.vip_cidr, self.member_cidr = vip_cidr, member_cidr
-        self.vip_network, self.member_network = f"v{marker}", f"m{marker}"
+        self.vip_network, self.member_network = vip_network or f"v{marker}", f"m{marker}"
         self.vip_subnet_id = local.stable_id("subnet", self.vip_network)
         self.member_subnet_id = local.stable_id("subnet", self.member_network)
         self.mgmt_bridge = f"amph-{marker}g"
@@ -193,10 +196,9 @@ cleanup_interval = 2
 
     # -- what exists --------------------------------------------------------------------
 
-    @staticmethod
-    def bridge(network: str) -> str:
+    def bridge(self, network: str) -> str:
         """The bridge the local network driver makes for the network named so."""
-        return plumbing_mod.bridge_name(local.stable_id("network", network))
+        return plumbing_mod.bridge_name(self.deployment_id, local.stable_id("network", network))
 
     def amphora_dirs(self) -> list[str]:
         root = self.state / "amphorae"
@@ -262,7 +264,8 @@ cleanup_interval = 2
         if self._conn is not None:
             self._conn.close()
         driver = compute.NetnsComputeDriver(state_dir=str(self.state / "amphorae"),
-                                            management_bridge=self.mgmt_bridge)
+                                            management_bridge=self.mgmt_bridge,
+                                            deployment=self.deployment_id)
         for amp in driver.list_amphorae():
             if amp.amphora_id is not None:
                 for link in self.plumbing.links(ns=amp.namespace) \
@@ -275,26 +278,31 @@ cleanup_interval = 2
                        self.mgmt_bridge):
             self.plumbing.delete_bridge(bridge)
         left = ({n for n in netns_names() if n.startswith(f"amph-{self.marker}")}
-                | {n for n in link_names() if self.marker in n})
+                | {n for n in link_names() if self.marker in n}
+                | {link["ifname"] for link in self.plumbing.links()
+                   if ownership.owner(link.get("ifalias")) == self.deployment_id})
         assert not left, f"left behind: {left}"
 
 
 @contextlib.contextmanager
 def deployment(marker: str, vip_cidr: str, member_cidr: str, backend: str = "sqlite",
-               extra_config: str = "", management_cidr: str | None = None
-               ) -> Iterator[Deployment]:
+               extra_config: str = "", management_cidr: str | None = None,
+               vip_network: str | None = None) -> Iterator[Deployment]:
     """A :class:`Deployment`; the management network is ``management_cidr``, or a free
-    random /24 of 198.19.128.0/17."""
+    random /24 of 198.19.128.0/17; the VIP network is named ``vip_network`` (default
+    ``v<marker>``)."""
     netns.require_root()
     busy = dp.subnets_in_use([vip_cidr, member_cidr]
                              + ([management_cidr] if management_cidr else []))
     if busy:
         raise dp.TopologyError(f"{', '.join(busy)} already routed on this host")
+    leftovers.register(f"amph-{marker}")
     state = Path(tempfile.mkdtemp(prefix=f"amph-{marker}-"))
+    leftovers.register(state)
     try:
         with servers.database(backend, state, f"e2e_{marker}") as db_url:
             d = Deployment(marker, vip_cidr, member_cidr, state, db_url, extra_config,
-                           management_cidr)
+                           management_cidr, vip_network)
             try:
                 yield d
             finally:

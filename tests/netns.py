@@ -17,6 +17,8 @@ from collections.abc import Iterator
 
 import pytest
 
+from tests import leftovers
+
 
 def require_root() -> None:
     if os.geteuid() == 0:
@@ -39,6 +41,7 @@ def run(*args: str, ns: str | None = None, check: bool = True,
 def namespace(purpose: str) -> Iterator[str]:
     """A new, empty network namespace with loopback up; removed on exit."""
     name = f"amph-{purpose}-{secrets.token_hex(3)}"
+    leftovers.register(name)
     run("ip", "netns", "add", name)
     try:
         run("ip", "-n", name, "link", "set", "lo", "up")

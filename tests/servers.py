@@ -18,7 +18,7 @@ from typing import Any
 import requests
 
 from amphorae.drivers.network.local import stable_id
-from tests import certstore
+from tests import certstore, leftovers
 
 PROJECT = "4c1d0a54a4d84fd7a8b9a7a1f1e0c001"
 OTHER_PROJECT = "9e0f4b6c2d3a4e5f8a7b6c5d4e3f2a10"
@@ -48,6 +48,7 @@ def _pg_database(name: str) -> Iterator[str]:
     import psycopg
 
     admin = PG_URL.replace("postgresql+psycopg://", "postgresql://") + "/postgres"
+    leftovers.register(leftovers.PG + name)
     with psycopg.connect(admin, autocommit=True) as conn:
         conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         conn.execute(f'CREATE DATABASE "{name}"')

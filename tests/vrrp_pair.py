@@ -43,10 +43,11 @@ from amphorae.contract.peers import peer_name
 from amphorae.drivers import agent_client
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
+from amphorae.drivers.network import ownership, ports
 from amphorae.drivers.network import plumbing as plumbing_mod
-from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
 from amphorae.render import keepalived as render_keepalived
+from tests import leftovers
 from tests.dataplane import Probe, http_request, subnets_in_use
 from tests.netns import crash_namespace
 
@@ -373,11 +374,14 @@ def vrrp_pair(net: Subnets, *, advert_int: float = 1, members: int = 2) -> Itera
     mark = run[:4]  # first hex digits of the amphora ids
     bridges = {"vip": f"amph-{run}v", "member": f"amph-{run}m", "mgmt": f"amph-{run}g"}
     # Short: HAProxy's stats socket path under it must fit in 97 characters.
+    leftovers.register(f"amph-{run}")
     state = Path(tempfile.mkdtemp(prefix=f"amph-{run}-"))
+    leftovers.register(state)
     plumbing = plumbing_mod.Plumbing()
     driver = compute.NetnsComputeDriver(state_dir=str(state / "amp"),
                                         management_bridge=bridges["mgmt"],
-                                        management_cidr=net.management)
+                                        management_cidr=net.management,
+                                        deployment=ownership.deployment_id(state))
     pair: Pair | None = None
     try:
         booter = boot.AmphoraBooter(driver, state / "ca", ready_timeout=READY_TIMEOUT,

@@ -13,6 +13,7 @@ from collections.abc import Callable, Sequence
 
 from amphorae.common import config
 from amphorae.db import engine, migrate
+from amphorae.drivers import registry
 
 LOG = logging.getLogger(__name__)
 
@@ -49,7 +50,6 @@ def worker() -> int:
 
 
 def _housekeeper():  # type: ignore[no-untyped-def]
-    from amphorae.drivers import registry
     from amphorae.housekeeping.service import Housekeeper
 
     return Housekeeper(registry.compute(), registry.network())
@@ -117,24 +117,17 @@ def up(config_args: Sequence[str]) -> int:
     stop()
     api.wait(timeout=15)
     health_thread.join(timeout=10)
-    _remove_idle_bridges()
+    _release_host_if_idle(w.reconciler.d)
     return 0
 
 
-def _remove_idle_bridges() -> None:
-    """With no amphora left on this host, the bridges `up` made are removed too; while
-    amphorae remain they keep serving through them."""
-    from amphorae.drivers.compute import netns
-    from amphorae.drivers.network import local, plumbing
-
-    if config.CONF.controller_worker.compute_driver != "compute_netns_driver":
-        return
-    driver = netns.NetnsComputeDriver()
-    if any(amp.amphora_id for amp in driver.list_amphorae()):  # ours have a state file
-        return
-    for network in local.networks().values():
-        driver.plumbing.delete_bridge(plumbing.bridge_name(network.id))
-    driver.plumbing.delete_bridge(driver.bridge)
+def _release_host_if_idle(drivers: registry.Drivers) -> None:
+    """With none of its amphorae left, a deployment gives the host back what it made for
+    them (the bridges: only its own, another deployment's stay); while amphorae remain
+    they keep serving through it."""
+    if not drivers.compute.list_instances():
+        drivers.network.release_host()
+        drivers.compute.release_host()
 
 
 def _watch_api(api: subprocess.Popen, stopped: threading.Event,

@@ -34,7 +34,7 @@ from amphorae.contract import nftables as render_nft
 from amphorae.contract.layout import VrrpFiles
 from amphorae.drivers.agent_client import AgentClient, AgentRequestError
 from amphorae.render import keepalived as render_ka
-from tests import netns
+from tests import leftovers, netns
 from tests.agents import agent_command, kill_everything_under
 
 AMPHORA_ID = str(uuid.uuid4())
@@ -92,6 +92,7 @@ def _wait(what: str, done: Callable[[], bool], timeout: float) -> None:
 @contextlib.contextmanager
 def _veth(ns: str) -> Iterator[str]:
     host_end = f"amph-{secrets.token_hex(3)}"
+    leftovers.register(host_end)
     netns.run("ip", "link", "add", host_end, "type", "veth", "peer", "name", IFACE,
               "netns", ns)
     try:
@@ -129,6 +130,7 @@ def _subnet_lock(timeout: float = 120) -> Iterator[None]:
 def amphora() -> Iterator[Amphora]:
     _require()
     root = Path(tempfile.mkdtemp(prefix="amphorae-vrrp-"))
+    leftovers.register(root)
     amp = None
     try:
         with _subnet_lock(), netns.namespace("agent") as ns, _veth(ns):

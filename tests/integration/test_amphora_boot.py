@@ -29,7 +29,8 @@ from amphorae.drivers import agent_client
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.compute.base import DELETED
-from tests import netns
+from amphorae.drivers.network import ownership
+from tests import leftovers, netns
 from tests.integration.test_netns_compute import (
     free_cidr,
     link_names,
@@ -47,9 +48,11 @@ def booter(tmp_path_factory: pytest.TempPathFactory) -> Iterator[boot.AmphoraBoo
     netns.require_root()
     bridge = f"amph-tb-{secrets.token_hex(3)}"
     state = tmp_path_factory.mktemp("amph-boot-state")
+    leftovers.register(bridge, state)
     ca_dir = tmp_path_factory.mktemp("amph-boot-ca")
     driver = compute.NetnsComputeDriver(state_dir=str(state), management_bridge=bridge,
-                                        management_cidr=free_cidr())
+                                        management_cidr=free_cidr(),
+                                        deployment=ownership.deployment_id(state))
     try:
         yield boot.AmphoraBooter(driver, ca_dir, ready_timeout=10,
                                  cert_validity=CERT_VALIDITY)

@@ -9,13 +9,14 @@ import secrets
 
 from amphorae.drivers.network import plumbing as plumbing_mod
 from amphorae.drivers.network import ports
-from tests import netns
+from tests import leftovers, netns
 
 
 def test_the_bridge_mac_survives_its_lowest_port_leaving() -> None:
     netns.require_root()
     plumbing = plumbing_mod.Plumbing()
     bridge = f"amph-{secrets.token_hex(3)}b"
+    leftovers.register(bridge)
     with netns.namespace("bridge-mac") as ns:
         try:
             plumbing.ensure_bridge(bridge)

@@ -26,8 +26,8 @@ import pytest
 
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED
-from amphorae.drivers.network import plumbing
-from tests import netns
+from amphorae.drivers.network import ownership, plumbing
+from tests import leftovers, netns
 
 # First hex digits of every amphora id this process makes: the sweep's key. Random, so that
 # concurrent runs (xdist workers, other sessions) never sweep each other's amphorae.
@@ -101,9 +101,11 @@ def sysctl(ns: str, key: str) -> str:
 def driver(tmp_path_factory: pytest.TempPathFactory):
     netns.require_root()
     bridge = f"amph-tc-{secrets.token_hex(3)}"
+    state = tmp_path_factory.mktemp("amph-state")
+    leftovers.register(bridge, state)
     drv = compute.NetnsComputeDriver(
-        state_dir=str(tmp_path_factory.mktemp("amph-state")), management_bridge=bridge,
-        management_cidr=free_cidr())
+        state_dir=str(state), management_bridge=bridge, management_cidr=free_cidr(),
+        deployment=ownership.deployment_id(state))
     yield drv
     # The sweep: anything of ours a failed test may have left.
     for amp in drv.list_amphorae():
@@ -186,7 +188,8 @@ def test_concurrent_creates_get_distinct_addresses(driver, new_id):
     """Threads and a second driver instance (another controller process) at once."""
     other = compute.NetnsComputeDriver(state_dir=str(driver.state_dir),
                                        management_bridge=driver.bridge,
-                                       management_cidr=str(driver.cidr))
+                                       management_cidr=str(driver.cidr),
+                                       deployment=driver.deployment)
     ids = [new_id() for _ in range(6)]
     with concurrent.futures.ThreadPoolExecutor(6) as pool:
         amps = list(pool.map(lambda pair: pair[0].create(pair[1]),
@@ -206,7 +209,8 @@ def test_restarted_controller_adopts_and_cleans(driver, new_id):
     pid = driver.start_process(amp_id, ["sleep", "300"])
     fresh = compute.NetnsComputeDriver(state_dir=str(driver.state_dir),
                                        management_bridge=driver.bridge,
-                                       management_cidr=str(driver.cidr))
+                                       management_cidr=str(driver.cidr),
+                                       deployment=driver.deployment)
     adopted = {a.amphora_id: a for a in fresh.list_amphorae()}[amp_id]
     assert adopted == amp
     assert fresh.pid(amp_id, "sleep") == pid
@@ -282,7 +286,8 @@ def test_failed_create_leaves_nothing(driver, new_id):
 
     broken = compute.NetnsComputeDriver(
         plumbing=plumbing.Plumbing(failing), state_dir=str(driver.state_dir),
-        management_bridge=driver.bridge, management_cidr=str(driver.cidr))
+        management_bridge=driver.bridge, management_cidr=str(driver.cidr),
+        deployment=driver.deployment)
     amp_id = new_id()
     with pytest.raises(OSError, match="simulated"):
         broken.create(amp_id)
@@ -310,6 +315,7 @@ def test_plumbing_bridge_veth_and_ping():
     netns.require_root()
     pl = plumbing.Plumbing()
     bridge = f"amph-tp-{secrets.token_hex(3)}"
+    leftovers.register(bridge)
     with netns.namespace("plumb") as ns_a, netns.namespace("plumb") as ns_b:
         veths = {ns: plumbing.derived_name("amph-v", ns) for ns in (ns_a, ns_b)}
         try:
@@ -354,6 +360,7 @@ def test_plumbing_recreates_half_made_veth():
     pl = plumbing.Plumbing()
     bridge = f"amph-tp-{secrets.token_hex(3)}"
     veth = f"amph-tv-{secrets.token_hex(3)}"
+    leftovers.register(bridge, veth)
     with netns.namespace("plumb") as ns:
         try:
             pl.ensure_bridge(bridge)

@@ -16,7 +16,7 @@ import pytest
 
 from amphorae.drivers.network import plumbing as plumbing_mod
 from amphorae.drivers.network import ports
-from tests import netns
+from tests import leftovers, netns
 from tests.integration.test_netns_compute import free_cidr
 
 OLD_MAC, NEW_MAC = "fa:16:3e:00:0a:01", "fa:16:3e:00:0a:02"
@@ -36,6 +36,7 @@ def test_a_port_found_without_its_address_announces_it() -> None:
     netns.require_root()
     plumbing = plumbing_mod.Plumbing()
     bridge = f"amph-{secrets.token_hex(3)}a"
+    leftovers.register(bridge)
     prefix = free_cidr().rsplit(".", 1)[0]
     gateway, address = f"{prefix}.1/24", f"{prefix}.5/24"
     ip = address.split("/")[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 import subprocess
+from pathlib import Path
 
 import pytest
 
@@ -31,7 +32,7 @@ def test_derived_names_fit_and_are_stable():
     assert len(name) == plumbing.IFNAMSIZ
     assert name == plumbing.derived_name("amph-m", "0123abcd")
     assert name != plumbing.derived_name("amph-m", "0123abce")
-    assert re.fullmatch(r"amph-br[0-9a-f]{8}", plumbing.bridge_name("net-id"))
+    assert re.fullmatch(r"amph-br[0-9a-f]{8}", plumbing.bridge_name("deployment", "net-id"))
     with pytest.raises(ValueError):
         plumbing.derived_name("amph-too-long-", "x")
 
@@ -96,7 +97,7 @@ def test_driver_options_registered():
 
     group = config.CONF.netns_compute
     assert group.management_cidr == "198.19.0.0/24"
-    assert group.management_bridge == "amph-mgmt"
+    assert group.management_bridge == ""  # derived from the deployment id
     assert compute.list_opts()[0][0] == "netns_compute"
 
 
@@ -105,6 +106,9 @@ def test_default_state_dir_follows_state_path(monkeypatch):
     drv = compute.NetnsComputeDriver(plumbing=plumbing.Plumbing(FakeRunner({})))
     assert str(drv.state_dir) == "/tmp/amph-unit-state/amphorae"
     assert str(drv.gateway) == "198.19.0.1"
+    # The deployment id, and the management bridge named after it, come from there too.
+    assert drv.deployment == (Path("/tmp/amph-unit-state") / "deployment-id").read_text().strip()
+    assert drv.bridge == plumbing.bridge_name(drv.deployment, compute.MANAGEMENT_NETWORK)
 
 
 def test_management_addresses_run_out(tmp_path):

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import secrets
+from collections.abc import Callable
 
 from oslo_config import cfg
 
@@ -233,7 +234,13 @@ def heartbeat_key(conf: cfg.ConfigOpts = CONF) -> str:
     (shared by the worker, which gives it to agents, and the health manager)."""
     if conf.health_manager.heartbeat_key:
         return str(conf.health_manager.heartbeat_key)
-    path = os.path.join(state_path(conf), "heartbeat.key")
+    return read_or_create(os.path.join(state_path(conf), "heartbeat.key"),
+                          lambda: secrets.token_hex(32))
+
+
+def read_or_create(path: str, make: Callable[[], str]) -> str:
+    """The value stored in ``path``; the first caller stores ``make()`` there. Every
+    process sharing the state path reads the same value."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
     if not os.path.exists(path):
         # Written aside, then linked into place: whoever links first wins, and no reader
@@ -241,7 +248,7 @@ def heartbeat_key(conf: cfg.ConfigOpts = CONF) -> str:
         tmp = f"{path}.{os.getpid()}.{secrets.token_hex(4)}"
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as handle:
-            handle.write(secrets.token_hex(32) + "\n")
+            handle.write(make() + "\n")
         try:
             os.link(tmp, path)
         except FileExistsError:

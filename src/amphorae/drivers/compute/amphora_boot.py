@@ -227,9 +227,12 @@ class AmphoraBooter(base.ComputeDriver):
     def controller_address(self) -> str:
         return str(self.driver.gateway)  # the host's end of the management bridge
 
+    def release_host(self) -> None:
+        self.driver.remove_bridge()
+
     def list_instances(self) -> list[base.Instance]:
-        """Only amphorae with a state file in this driver's directory are ours: other
-        controllers (or test runs) on the host keep theirs elsewhere."""
+        """Only amphorae whose state file (in this driver's directory) names this
+        deployment are ours: the netns driver lists others' without an id."""
         return [base.Instance(amp.amphora_id, amp.namespace, amp.status, amp.management_ip)
                 for amp in self.driver.list_amphorae() if amp.amphora_id]
 

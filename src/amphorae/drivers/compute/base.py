@@ -55,6 +55,11 @@ class ComputeDriver(abc.ABC):
         heartbeats go unless ``[health_manager]`` says otherwise)."""
         return "127.0.0.1"
 
+    def release_host(self) -> None:
+        """None of this deployment's amphorae is left: give back what the driver holds
+        on this host for them (the netns driver's management bridge)."""
+        return None  # most drivers hold nothing on the host
+
     def list_instances(self) -> list[Instance]:
         """This deployment's amphora instances that the driver can see (for the orphan
         sweep and for noticing dead ones early); drivers that cannot list say nothing."""

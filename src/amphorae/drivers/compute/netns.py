@@ -4,10 +4,15 @@ Naming (all derived from the amphora id, so a restarted controller finds everyth
 
 - namespace ``amphora-<first 8 hex digits of the id>`` (:data:`NAMESPACE_PREFIX`);
 - management interface ``mgmt0`` inside it, with a stable MAC, the host end of its veth
-  ``amph-m<hash>`` enslaved to the management bridge;
-- state directory ``<state_dir>/<8 hex>/`` holding ``amphora.json`` (id, address), a
-  ``ready`` marker once creation completed, and ``<name>.pid`` / ``<name>.log`` for every
-  process started inside.
+  ``amph-m<hash>`` enslaved to the management bridge (``[netns_compute]
+  management_bridge``, default ``amph-br<hash of deployment id, "management">``);
+- state directory ``<state_dir>/<8 hex>/`` holding ``amphora.json`` (id, address, the
+  deployment that made it), a ``ready`` marker once creation completed, and
+  ``<name>.pid`` / ``<name>.log`` for every process started inside.
+
+Only amphorae whose state file names this driver's deployment are its own
+(drivers/network/ownership.py): a namespace without one, or of another deployment, is
+listed without an id, so no sweep removes it.
 
 The host holds the management subnet's gateway address on the bridge, so the controller
 reaches each amphora's management address directly. The agent is not started here: callers
@@ -19,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import fcntl
+import functools
 import ipaddress
 import json
 import os
@@ -34,11 +40,13 @@ from oslo_config import cfg
 
 from amphorae.common import config
 from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED, ERROR
+from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
 
 NAMESPACE_PREFIX = "amphora-"
 MGMT_IFNAME = "mgmt0"
 MGMT_VETH_PREFIX = "amph-m"
+MANAGEMENT_NETWORK = "management"  # the management bridge's network id, for its name
 STATE_FILE = "amphora.json"
 READY_FILE = "ready"
 TERM_GRACE = 1.0  # seconds between SIGTERM and SIGKILL on delete
@@ -53,9 +61,10 @@ SYSCTLS = {
 }
 
 netns_compute_opts = [
-    cfg.StrOpt("management_bridge", default="amph-mgmt",
+    cfg.StrOpt("management_bridge", default="",
                help="Host bridge every amphora's management interface is attached to "
-                    "(at most 15 characters)."),
+                    "(at most 15 characters); default: derived from the deployment id, "
+                    "so each deployment on a host has its own."),
     cfg.StrOpt("management_cidr", default="198.19.0.0/24",
                help="Management subnet; the host takes its first address on the bridge, "
                     "amphorae the following ones."),
@@ -99,17 +108,31 @@ class NetnsComputeDriver:
     def __init__(self, conf: cfg.ConfigOpts = config.CONF,
                  plumbing: plumbing_mod.Plumbing | None = None, *,
                  state_dir: str | None = None, management_bridge: str | None = None,
-                 management_cidr: str | None = None) -> None:
+                 management_cidr: str | None = None, deployment: str | None = None) -> None:
+        """``deployment``: whose amphorae these are; default: the configured state
+        path's (read when first needed)."""
         group = conf.netns_compute
         self.plumbing = plumbing or plumbing_mod.Plumbing()
         self.state_dir = Path(state_dir or group.amphora_state_dir
                               or os.path.join(config.state_path(conf), "amphorae"))
-        self.bridge = management_bridge or group.management_bridge
+        self._conf = conf
+        self._deployment = deployment
+        self._bridge = management_bridge or group.management_bridge
         self.cidr = ipaddress.ip_network(management_cidr or group.management_cidr)
         self.gateway = next(self.cidr.hosts())
-        plumbing_mod.check_name(self.bridge)
+        if self._bridge:
+            plumbing_mod.check_name(self._bridge)
         self._children: dict[str, list[subprocess.Popen]] = {}
         self._lock = threading.Lock()
+
+    @functools.cached_property
+    def deployment(self) -> str:
+        return self._deployment or ownership.local_deployment(self._conf)
+
+    @property
+    def bridge(self) -> str:
+        """The management bridge."""
+        return self._bridge or plumbing_mod.bridge_name(self.deployment, MANAGEMENT_NETWORK)
 
     # -- create ------------------------------------------------------------------------
 
@@ -120,7 +143,7 @@ class NetnsComputeDriver:
         ns = namespace_name(short)
         mgmt_ip = self._reserve(amphora_id)  # creates nothing when it fails
         try:
-            self.plumbing.ensure_bridge(self.bridge)
+            self.plumbing.ensure_bridge(self.bridge, owner=self.deployment)
             self.plumbing.ensure_host_address(
                 self.bridge, f"{self.gateway}/{self.cidr.prefixlen}")
             self.plumbing.ensure_netns(ns)
@@ -153,7 +176,8 @@ class NetnsComputeDriver:
             path = self._dir(short)
             path.mkdir(mode=0o700, parents=True, exist_ok=True)
             state = {"amphora_id": amphora_id, "namespace": namespace_name(short),
-                     "management_ip": free, "management_veth": mgmt_veth_name(short)}
+                     "management_ip": free, "management_veth": mgmt_veth_name(short),
+                     "deployment": self.deployment}
             self._write_state(short, state)
             return free
 
@@ -265,10 +289,16 @@ class NetnsComputeDriver:
         out = []
         for short in sorted(namespaces | set(states)):
             state = states.get(short, {})
-            out.append(Amphora(short, state.get("amphora_id"), NAMESPACE_PREFIX + short,
-                               state.get("management_ip"),
+            mine = "deployment" not in state or state["deployment"] == self.deployment
+            out.append(Amphora(short, state.get("amphora_id") if mine else None,
+                               NAMESPACE_PREFIX + short, state.get("management_ip"),
                                self._status(short, short in namespaces)))
         return out
+
+    def remove_bridge(self) -> bool:
+        """Remove the management bridge when its alias proves it is this deployment's
+        (True: it is gone now)."""
+        return self.plumbing.delete_bridge(self.bridge, owner=self.deployment)
 
     # -- state directory ---------------------------------------------------------------
 

@@ -105,6 +105,11 @@ class NetworkDriver(abc.ABC):
     def list_networks(self) -> list[Network]:
         return []
 
+    def release_host(self) -> None:
+        """No amphora of this deployment is left: give back what the driver holds on
+        this host for them (the local driver's bridges)."""
+        return None  # most drivers hold nothing on the host
+
     # -- VIPs (the API) ----------------------------------------------------------------
 
     @abc.abstractmethod

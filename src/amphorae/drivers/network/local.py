@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import config, errors
 from amphorae.db import engine
 from amphorae.db.models import IPAllocation
-from amphorae.drivers.network import plumbing, ports
+from amphorae.drivers.network import ownership, plumbing, ports
 from amphorae.drivers.network.base import (
     Amphora,
     AmphoraPorts,
@@ -67,8 +67,8 @@ def subnets() -> dict[str, Subnet]:
 
 
 def bridge_name(subnet: Subnet) -> str:
-    """The host bridge that carries the subnet's network."""
-    return plumbing.bridge_name(subnet.network_id)
+    """The host bridge that carries the subnet's network in this deployment."""
+    return plumbing.bridge_name(ownership.local_deployment(), subnet.network_id)
 
 
 def vip_device(load_balancer_id: str) -> str:
@@ -121,6 +121,14 @@ class LocalNetworkDriver(NetworkDriver):
         with engine.transaction(write=False, url=self.url) as session:
             row = session.get(IPAllocation, port_id)
             return None if row is None else _port(row)
+
+    def release_host(self) -> None:
+        """The bridges of this deployment's networks (one another deployment made under
+        the same name stays: its alias names its owner)."""
+        owner = self.plugger.owner or ownership.local_deployment()
+        for network in networks().values():
+            for subnet in network.subnets:
+                self.plugger.plumbing.delete_bridge(bridge_name(subnet), owner=owner)
 
     # -- VIPs --------------------------------------------------------------------------
 

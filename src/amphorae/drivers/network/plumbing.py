@@ -5,7 +5,9 @@ runner, so tests can swap it and nothing needs a netlink library. Every operatio
 idempotent: calling it twice, or after a crash halfway, converges on the same state.
 
 Interface names are derived from ids by hashing (Linux allows at most 15 characters), so a
-restarted controller computes the same names and finds what it created before.
+restarted controller computes the same names and finds what it created before. A bridge
+also records its deployment in its alias (drivers/network/ownership.py): one deployment
+never takes over, nor deletes, another's.
 """
 
 from __future__ import annotations
@@ -17,6 +19,8 @@ import logging
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
+
+from amphorae.drivers.network import ownership
 
 IFNAMSIZ = 15  # usable characters of a Linux interface name
 PREFIX = "amph-"
@@ -134,8 +138,13 @@ class Plumbing:
         """Delete an interface; deleting one end of a veth removes the other end too."""
         self.ip("link", "delete", "dev", name, ns=ns, ok_if=_MISSING)
 
-    def ensure_bridge(self, name: str) -> None:
-        """A bridge named ``name`` exists and is up (a name taken by another kind fails)."""
+    def ensure_bridge(self, name: str, owner: str | None = None) -> None:
+        """A bridge named ``name`` exists and is up (a name taken by another kind fails).
+
+        With ``owner`` (a deployment id) the bridge carries it in its alias; a bridge of
+        another deployment is refused. One without an alias is taken over: the alias is
+        set right after creation (the kernel ignores one given to ``link add``), so a
+        crash in between leaves one."""
         check_name(name)
         if self.link(name) is None:
             self.ip("link", "add", name, "type", "bridge", ok_if=_EXISTS)
@@ -143,6 +152,13 @@ class Plumbing:
         kind = details[0].get("linkinfo", {}).get("info_kind") if details else None
         if kind != "bridge":
             raise PlumbingError(f"{name} exists and is not a bridge ({kind})")
+        if owner is not None:
+            found = details[0].get("ifalias")
+            if found and ownership.owner(found) != owner:
+                raise PlumbingError(f"bridge {name} belongs to someone else ({found!r}), "
+                                    f"not to deployment {owner}")
+            if not found:
+                self.ip("link", "set", "dev", name, "alias", ownership.alias(owner))
         # A bridge without an address of its own takes the lowest MAC of its ports, so
         # it changes as amphorae come and go: everyone behind it that cached the host's
         # address (heartbeats, default routes) would then send to a MAC nobody has.
@@ -151,8 +167,24 @@ class Plumbing:
             self.ip("link", "set", "dev", name, "address", mac)
         self.ip("link", "set", "dev", name, "up")
 
-    def delete_bridge(self, name: str) -> None:
+    def link_owner(self, name: str) -> str | None:
+        """The deployment whose alias the interface carries (None: none, or no such
+        interface)."""
+        found = self.link(name)
+        return ownership.owner(found.get("ifalias")) if found else None
+
+    def delete_bridge(self, name: str, owner: str | None = None) -> bool:
+        """Delete the bridge; with ``owner``, only when its alias proves it is that
+        deployment's. True when it was deleted (or did not exist)."""
+        if owner is not None:
+            found = self.link(name)
+            if found is None:
+                return True
+            if ownership.owner(found.get("ifalias")) != owner:
+                LOG.info("bridge %s is not deployment %s's: left in place", name, owner)
+                return False
         self.delete_link(name)
+        return True
 
     def ensure_host_address(self, bridge: str, address: str) -> None:
         """The host holds ``address`` (``ip/prefixlen``) on ``bridge``: it routes the subnet
@@ -243,9 +275,10 @@ def derived_name(prefix: str, ident: str) -> str:
     return prefix + hashlib.sha256(ident.encode()).hexdigest()[:room]
 
 
-def bridge_name(network_id: str) -> str:
-    """The bridge of a network: ``amph-br`` + 8 hex digits of the id's hash."""
-    return derived_name(BRIDGE_PREFIX, network_id)
+def bridge_name(deployment: str, network_id: str) -> str:
+    """The bridge of a network in a deployment: ``amph-br`` + 8 hex digits of the hash of
+    both, so each deployment on a host has its own even for networks named alike."""
+    return derived_name(BRIDGE_PREFIX, f"{deployment}/{network_id}")
 
 
 def mac_address(ident: str) -> str:

@@ -13,6 +13,7 @@ import ipaddress
 from collections.abc import Sequence
 
 from amphorae.common import constants as c
+from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
 
 PORT_VETH_PREFIX = "amph-p"
@@ -85,10 +86,13 @@ class Port:
 
 class PortPlugger:
     """Makes an amphora namespace hold exactly the given ports (the local network
-    driver's data-plane half: bridges on demand, veths into the namespace)."""
+    driver's data-plane half: bridges on demand, veths into the namespace). The bridges
+    are ``owner``'s (a deployment id; default: the configured state path's)."""
 
-    def __init__(self, plumbing: plumbing_mod.Plumbing | None = None) -> None:
+    def __init__(self, plumbing: plumbing_mod.Plumbing | None = None,
+                 owner: str | None = None) -> None:
         self.plumbing = plumbing or plumbing_mod.Plumbing()
+        self.owner = owner
 
     def plug(self, namespace: str, ports: Sequence[Port], mac_seed: str) -> None:
         wanted = {p.ifname for p in ports}
@@ -96,8 +100,9 @@ class PortPlugger:
             name = link.get("ifname", "")
             if _is_port(name) and name not in wanted:
                 unplug_port(self.plumbing, namespace, name)
+        owner = self.owner or ownership.local_deployment()
         for port in ports:
-            self.plumbing.ensure_bridge(port.bridge)
+            self.plumbing.ensure_bridge(port.bridge, owner=owner)
             self.plumbing.ensure_host_address(port.bridge, port.host_cidr)
             plug_port(self.plumbing, namespace, port.bridge, port.ifname,
                       plumbing_mod.mac_address(f"{port.mac_seed or mac_seed}/{port.ifname}"),
