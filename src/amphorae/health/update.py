@@ -28,6 +28,7 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
 from amphorae.db import models as m
+from amphorae.db import tree as subtree
 from amphorae.health import rollup
 
 DELTAS = ("bytes_in", "bytes_out", "total_connections", "request_errors")
@@ -93,8 +94,7 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
 # Core tables, plain tuples, fetchall: ORM rows and row-by-row fetches cost more than
 # the rest of a batch's work.
 
-AMPHORA, LOAD_BALANCER, LISTENER, POOL, MEMBER = (
-    model.__table__ for model in (m.Amphora, m.LoadBalancer, m.Listener, m.Pool, m.Member))
+AMPHORA, LOAD_BALANCER = (model.__table__ for model in (m.Amphora, m.LoadBalancer))
 LbRow = tuple[bool, str, str]  # enabled, provisioning_status, operating_status
 
 
@@ -122,29 +122,22 @@ def _trees(session: Session, lbs: dict[str, LbRow]
         return {}
     listeners: dict[str, dict[str, tuple[bool, str]]] = {i: {} for i in lbs}
     counted: dict[str, int] = dict.fromkeys(lbs, 0)
-    for listener_id, lb_id, enabled, status, protocol, provisioning in session.execute(
-            select(LISTENER.c.id, LISTENER.c.load_balancer_id, LISTENER.c.enabled,
-                   LISTENER.c.operating_status, LISTENER.c.protocol,
-                   LISTENER.c.provisioning_status)
-            .where(LISTENER.c.load_balancer_id.in_(list(lbs)))).all():
+    for lb_id, listener_id, enabled, status, protocol, provisioning in session.execute(
+            subtree.select_under(m.Listener, lbs, "id", "enabled", "operating_status",
+                                 "protocol", "provisioning_status")).all():
         if protocol in NOT_REPORTED:
             continue
         listeners[lb_id][listener_id] = (enabled, status)
         if enabled and provisioning not in (c.ERROR, c.PENDING_DELETE):
             counted[lb_id] += 1
     pools: dict[str, dict[str, str]] = {i: {} for i in lbs}
-    pool_lb: dict[str, str] = {}
-    for pool_id, lb_id, status in session.execute(
-            select(POOL.c.id, POOL.c.load_balancer_id, POOL.c.operating_status)
-            .where(POOL.c.load_balancer_id.in_(list(lbs)))).all():
+    for lb_id, pool_id, status in session.execute(
+            subtree.select_under(m.Pool, lbs, "id", "operating_status")).all():
         pools[lb_id][pool_id] = status
-        pool_lb[pool_id] = lb_id
     members: dict[str, dict[str, tuple[str, str]]] = {i: {} for i in lbs}
-    if pool_lb:
-        for member_id, pool_id, status in session.execute(
-                select(MEMBER.c.id, MEMBER.c.pool_id, MEMBER.c.operating_status)
-                .where(MEMBER.c.pool_id.in_(list(pool_lb)))).all():
-            members[pool_lb[pool_id]][member_id] = (pool_id, status)
+    for lb_id, member_id, pool_id, status in session.execute(
+            subtree.select_under(m.Member, lbs, "id", "pool_id", "operating_status")).all():
+        members[lb_id][member_id] = (pool_id, status)
     out = {}
     for lb_id, (enabled, provisioning, status) in lbs.items():
         check = enabled and provisioning in (c.ACTIVE, c.ERROR)

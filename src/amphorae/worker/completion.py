@@ -14,25 +14,7 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
 from amphorae.db import models as m
-
-
-def tree_ids(session: Session, lb_id: str) -> dict[type, list[str]]:
-    listeners = list(session.scalars(select(m.Listener.id).where(
-        m.Listener.load_balancer_id == lb_id)))
-    pools = list(session.scalars(select(m.Pool.id).where(m.Pool.load_balancer_id == lb_id)))
-    policies = list(session.scalars(select(m.L7Policy.id).where(
-        m.L7Policy.listener_id.in_(listeners))))
-    return {
-        m.Listener: listeners,
-        m.Pool: pools,
-        m.Member: list(session.scalars(select(m.Member.id).where(m.Member.pool_id.in_(pools)))),
-        m.HealthMonitor: list(session.scalars(select(m.HealthMonitor.id).where(
-            m.HealthMonitor.pool_id.in_(pools)))),
-        m.L7Policy: policies,
-        m.L7Rule: list(session.scalars(select(m.L7Rule.id).where(
-            m.L7Rule.l7policy_id.in_(policies)))),
-    }
-
+from amphorae.db import tree as subtree
 
 # Children are removed leaves first, so no foreign key points at a removed row.
 DELETE_ORDER = (m.L7Rule, m.L7Policy, m.HealthMonitor, m.Member, m.Pool, m.Listener)
@@ -60,7 +42,7 @@ def complete(session: Session, lb_id: str, failed: Collection[str] = ()) -> None
     lb = session.get(m.LoadBalancer, lb_id)
     if lb is None or lb.provisioning_status == c.DELETED:
         return
-    tree = tree_ids(session, lb_id)
+    tree = subtree.ids_by_kind(session, lb_id)
     if lb.provisioning_status == c.PENDING_DELETE:
         for model in DELETE_ORDER:
             _delete_rows(session, model, tree[model])
@@ -99,7 +81,7 @@ def fail(session: Session, lb_id: str) -> None:
     lb = session.get(m.LoadBalancer, lb_id)
     if lb is None or lb.provisioning_status == c.DELETED:
         return
-    tree = tree_ids(session, lb_id)
+    tree = subtree.ids_by_kind(session, lb_id)
     for model in DELETE_ORDER:
         session.execute(update(model).where(
             model.id.in_(tree[model]),
@@ -117,7 +99,7 @@ SUSPECT_ROUNDS = ((m.L7Rule, m.Member, m.HealthMonitor), (m.L7Policy, m.Pool), (
 
 def suspects(session: Session, lb_id: str) -> list[set[str]]:
     """Growing sets of object ids to leave out, one per round, without repeats."""
-    tree = tree_ids(session, lb_id)
+    tree = subtree.ids_by_kind(session, lb_id)
 
     def ids(models: tuple[type, ...], statuses: tuple[str, ...]) -> set[str]:
         out: set[str] = set()

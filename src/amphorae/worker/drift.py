@@ -17,11 +17,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
-from amphorae.db import engine, jobs
+from amphorae.db import engine, jobs, tree
 from amphorae.db import models as m
 from amphorae.drivers.amphora.base import VipSubnet
 from amphorae.drivers.registry import Drivers
-from amphorae.worker import certificates, completion, desired, reconciler
+from amphorae.worker import certificates, desired, reconciler
 
 LOG = logging.getLogger(__name__)
 
@@ -78,7 +78,7 @@ def _check(drivers: Drivers, url: str | None, lb_id: str) -> list[str]:
 
 
 def _in_error(session: Session, lb_id: str) -> Iterable[str]:
-    for kind, ids in completion.tree_ids(session, lb_id).items():
+    for kind, ids in tree.ids_by_kind(session, lb_id).items():
         if ids:
             yield from session.scalars(select(kind.id).where(
                 kind.id.in_(ids), kind.provisioning_status == c.ERROR))

@@ -22,6 +22,7 @@ from amphorae.db import jobs
 from amphorae.db import models as m
 
 View = Callable[[Any], dict[str, Any]]
+LB_NAME = "Load Balancer"
 
 
 def context(req: falcon.Request) -> RequestContext:
@@ -177,6 +178,16 @@ def get_or_404(session: Session, model: type, obj_id: str, resource_name: str) -
     return obj
 
 
+def lb_project(session: Session, lb_id: str) -> str | None:
+    """The owning project of a live load balancer, without loading it into the session
+    (so the row lock taken next reads it fresh)."""
+    row = session.execute(select(m.LoadBalancer.project_id, m.LoadBalancer.provisioning_status)
+                          .where(m.LoadBalancer.id == lb_id)).first()
+    if row is None or row.provisioning_status == c.DELETED:
+        raise errors.NotFound(resource=LB_NAME, id=lb_id)
+    return row.project_id
+
+
 def lock_load_balancer(session: Session, lb_id: str, *, for_child: bool = True,
                        allowed: tuple[str, ...] = (c.ACTIVE,),
                        new_status: str = c.PENDING_UPDATE) -> m.LoadBalancer:
@@ -192,10 +203,10 @@ def lock_load_balancer(session: Session, lb_id: str, *, for_child: bool = True,
         .execution_options(populate_existing=True)
     ).first()
     if lb is None or lb.provisioning_status == c.DELETED:
-        raise errors.NotFound(resource="Load Balancer", id=lb_id)
+        raise errors.NotFound(resource=LB_NAME, id=lb_id)
     if lb.provisioning_status not in allowed:
         if for_child:
-            raise errors.ImmutableObject(resource="Load Balancer", id=lb_id)
+            raise errors.ImmutableObject(resource=LB_NAME, id=lb_id)
         raise errors.LBPendingState(state=lb.provisioning_status, id=lb_id)
     lb.provisioning_status = new_status
     return lb

@@ -15,7 +15,14 @@ from sqlalchemy.orm import Session
 
 from amphorae.api import body
 from amphorae.api.context import RequestContext
-from amphorae.api.v2 import healthmonitors, l7policies, listeners, loadbalancers, members, pools
+from amphorae.api.v2 import (
+    healthmonitors,
+    l7policies,
+    listeners,
+    members,
+    pools,
+    validators,
+)
 from amphorae.common import errors
 from amphorae.db import models as m
 
@@ -102,7 +109,7 @@ def build(session: Session, ctx: RequestContext, lb: m.LoadBalancer,
         default = spec.get("default_pool")
         if default is not None:
             pool = by_name[default["name"]]
-            listeners.check_pool_protocol(listener.protocol, pool.protocol)
+            validators.check_pool_protocol(listener.protocol, pool.protocol)
             listener.default_pool = pool
             listener.default_pool_id = pool.id
         for policy_spec in spec.get("l7policies") or []:
@@ -116,9 +123,9 @@ def build(session: Session, ctx: RequestContext, lb: m.LoadBalancer,
 
 
 def view(lb: m.LoadBalancer) -> dict[str, Any]:
-    """The create response: the load balancer with its whole tree expanded."""
-    out = loadbalancers.view(lb)
-    out["listeners"] = []
+    """The create response's listeners and pools, expanded (the load balancer's own
+    view lists only their ids)."""
+    out: dict[str, Any] = {"listeners": []}
     for listener in sorted(lb.listeners, key=lambda x: (x.created_at, x.id)):
         lview = listeners.view(listener)
         lview.pop("loadbalancers", None)

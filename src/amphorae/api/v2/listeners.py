@@ -7,8 +7,6 @@
 from __future__ import annotations
 
 import ipaddress
-import re
-from collections.abc import Iterable
 from typing import Annotated, Any
 
 import falcon
@@ -19,8 +17,7 @@ from sqlalchemy.orm import Session, selectinload
 from amphorae.api import body, certificates, listing
 from amphorae.api import types as t
 from amphorae.api.context import RequestContext
-from amphorae.api.v2 import common
-from amphorae.api.v2 import loadbalancers as lbs
+from amphorae.api.v2 import common, stats, validators
 from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
@@ -30,35 +27,13 @@ RESOURCE = "listener"
 NAME = "Listener"
 # HAProxy's peers section: the first listener of a load balancer gets this port.
 BASE_PEER_PORT = 1025
-MAX_INT32 = 2147483647
 
-
-def not_sctp(value: str) -> str:
-    # The kernel of this deployment has no SCTP, so such a listener could never carry traffic.
-    if value == c.SCTP:
-        raise ValueError("SCTP is not supported by this deployment.")
-    return value
-
-
-_CIPHER_CHARS = re.compile(r"^[A-Za-z0-9\-+!:@=_.]*$")
-
-
-def _cipher_chars(value: str) -> str:
-    if not _CIPHER_CHARS.match(value):
-        raise ValueError("Cipher strings may only contain the characters "
-                         "A-Z a-z 0-9 - + ! : @ = _ .")
-    return value
-
-
-ListenerProtocol = Annotated[t.enum(*c.LISTENER_PROTOCOLS), AfterValidator(not_sctp)]
+ListenerProtocol = Annotated[t.enum(*c.LISTENER_PROTOCOLS), AfterValidator(validators.not_sctp)]
 # Integers as WSME reads them: octaviaclient sends connection_limit as a string.
-Port = Annotated[t.IntLike, Field(ge=c.MIN_PORT, le=c.MAX_PORT)]
-Timeout = Annotated[t.IntLike, Field(ge=c.MIN_TIMEOUT, le=c.MAX_TIMEOUT)]
-ConnectionLimit = Annotated[t.IntLike, Field(ge=c.MIN_CONNECTION_LIMIT, le=MAX_INT32)]
+ConnectionLimit = Annotated[t.IntLike, Field(ge=c.MIN_CONNECTION_LIMIT,
+                                             le=validators.MAX_INT32)]
 ClientAuth = t.enum(*c.CLIENT_AUTH_MODES)
 HeaderValue = Annotated[t.StrictStr, Field(max_length=255)]
-Ciphers = Annotated[t.Ciphers, AfterValidator(_cipher_chars)]
-HstsMaxAge = Annotated[t.IntLike, Field(ge=0, le=MAX_INT32)]
 
 
 class _Fields(t.Schema):
@@ -75,15 +50,15 @@ class _Fields(t.Schema):
     client_authentication: ClientAuth | None = None
     client_crl_container_ref: t.ContainerRef | None = None
     insert_headers: dict[t.StrictStr, HeaderValue] | None = None
-    timeout_client_data: Timeout | None = None
-    timeout_member_connect: Timeout | None = None
-    timeout_member_data: Timeout | None = None
-    timeout_tcp_inspect: Timeout | None = None
+    timeout_client_data: t.Timeout | None = None
+    timeout_member_connect: t.Timeout | None = None
+    timeout_member_data: t.Timeout | None = None
+    timeout_tcp_inspect: t.Timeout | None = None
     allowed_cidrs: list[t.CIDR] | None = None
-    tls_ciphers: Ciphers | None = None
+    tls_ciphers: validators.Ciphers | None = None
     tls_versions: list[t.TLSVersion] | None = None
     alpn_protocols: list[t.ALPN] | None = None
-    hsts_max_age: HstsMaxAge | None = None
+    hsts_max_age: validators.Int32 | None = None
     hsts_include_subdomains: StrictBool | None = None
     hsts_preload: StrictBool | None = None
     tags: t.Tags | None = None
@@ -93,7 +68,7 @@ class Create(_Fields):
     # Required on POST /listeners (checked by the controller); graph listeners have none.
     loadbalancer_id: t.UUID | None = None
     protocol: ListenerProtocol
-    protocol_port: Port
+    protocol_port: t.Port
     # Accepted for compatibility; a listener always belongs to its load balancer's project.
     project_id: t.ProjectId | None = None
     tenant_id: t.ProjectId | None = None
@@ -175,47 +150,7 @@ def view(listener: m.Listener) -> dict[str, Any]:
     return out
 
 
-# --- validation shared with pools --------------------------------------------------------
-
-
-def check_tls_params(ciphers: str | None, versions: list[str] | None,
-                     alpn: list[str] | None, sent: Iterable[str]) -> None:
-    """Checks of client-supplied TLS parameters (defaults are trusted)."""
-    sent = set(sent)
-    if "tls_ciphers" in sent and ciphers:
-        prohibited = {x for x in config.CONF.api_settings.tls_cipher_prohibit_list.split(":")
-                      if x}
-        rejected = [x for x in ciphers.split(":") if x in prohibited]
-        if rejected:
-            raise errors.ValidationError(
-                detail="The following ciphers have been prohibited by an administrator: "
-                + ", ".join(rejected))
-    if "tls_versions" in sent and versions is not None:
-        if not versions:
-            raise errors.ValidationError(
-                detail="Empty TLS version list. Either specify at least one TLS version or "
-                       "remove this parameter to use the default.")
-        minimum = config.CONF.api_settings.minimum_tls_version
-        if minimum:
-            floor = c.TLS_VERSIONS.index(minimum)
-            for version in versions:
-                if c.TLS_VERSIONS.index(version) < floor:
-                    raise errors.ValidationError(
-                        detail=f"TLS version {version} violates minimum TLS version required")
-    if "alpn_protocols" in sent and alpn is not None and not alpn:
-        raise errors.ValidationError(
-            detail="Empty ALPN protocol list. Either specify at least one ALPN protocol or "
-                   "remove this parameter to use the default.")
-
-
-def check_pool_protocol(listener_protocol: str, pool_protocol: str) -> None:
-    """A listener can only send its traffic to a pool of a compatible protocol."""
-    if listener_protocol == c.PROMETHEUS:
-        raise errors.BadRequest(f"Protocol {c.PROMETHEUS} listeners cannot have child objects.")
-    if pool_protocol not in c.VALID_LISTENER_POOL_PROTOCOLS[listener_protocol]:
-        raise errors.ValidationError(
-            detail=f"The pool protocol '{pool_protocol}' is invalid while the listener "
-                   f"protocol is '{listener_protocol}'.")
+# --- validation --------------------------------------------------------------------------
 
 
 def _check_insert_headers(headers: list[str], protocol: str) -> None:
@@ -343,7 +278,7 @@ def _pool_for(session: Session, lb: m.LoadBalancer, pool_id: str,
                      and p.load_balancer is lb), None)
     if pool is None:
         raise errors.NotFound(resource="Pool", id=pool_id)
-    check_pool_protocol(listener_protocol, pool.protocol)
+    validators.check_pool_protocol(listener_protocol, pool.protocol)
     return pool
 
 
@@ -401,7 +336,7 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer,
     """
     conf = config.CONF.haproxy_amphora
     sent = set(data.model_fields_set)
-    check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols, sent)
+    validators.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols, sent)
     with session.no_autoflush:
         listener = m.Listener(
             id=m.new_id(), project_id=lb.project_id, name=data.name,
@@ -452,7 +387,7 @@ def _apply_update(session: Session, lb: m.LoadBalancer, listener: m.Listener,
                   data: Update) -> None:
     given = data.given()
     conf = config.CONF.haproxy_amphora
-    check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols, given)
+    validators.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols, given)
     simple = {
         "name": ("name", None), "description": ("description", None),
         "admin_state_up": ("enabled", None),
@@ -494,16 +429,6 @@ def _apply_update(session: Session, lb: m.LoadBalancer, listener: m.Listener,
 # --- controllers ----------------------------------------------------------------------
 
 
-def lb_project(session: Session, lb_id: str) -> str | None:
-    """The owning project of a live load balancer, without loading it into the session
-    (so the row lock taken next reads it fresh)."""
-    row = session.execute(select(m.LoadBalancer.project_id, m.LoadBalancer.provisioning_status)
-                          .where(m.LoadBalancer.id == lb_id)).first()
-    if row is None or row.provisioning_status == c.DELETED:
-        raise errors.NotFound(resource=lbs.NAME, id=lb_id)
-    return row.project_id
-
-
 def load(session: Session, listener_id: str) -> m.Listener:
     listener = session.scalars(select(m.Listener).where(m.Listener.id == listener_id)
                                .options(*LOAD_OPTIONS)).first()
@@ -529,9 +454,9 @@ class Listeners:
                                       reason="Mandatory field missing.")
         ctx = common.context(req)
         with db.transaction() as session:
-            project = lb_project(session, data.loadbalancer_id)
-            common.authorize_object(ctx, RESOURCE, "post", project,
-                                    errors.NotFound(resource=lbs.NAME, id=data.loadbalancer_id))
+            project = common.lb_project(session, data.loadbalancer_id)
+            hidden = errors.NotFound(resource=common.LB_NAME, id=data.loadbalancer_id)
+            common.authorize_object(ctx, RESOURCE, "post", project, hidden)
             lb = common.lock_load_balancer(session, data.loadbalancer_id)
             listener = build(session, ctx, lb, data)
             out = common.finish_create(session, listener, view, lb.id, lb.project_id or "",
@@ -567,7 +492,7 @@ class Stats:
     def on_get(self, req: falcon.Request, resp: falcon.Response, listener_id: str) -> None:
         with db.session() as session:
             listener = load_authorized(req, session, listener_id, "get_stats")
-            resp.media = {"stats": lbs.listener_stats(session, [listener.id])}
+            resp.media = {"stats": stats.listener_stats(session, [listener.id])}
 
 
 ROUTES = [

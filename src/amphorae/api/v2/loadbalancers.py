@@ -13,26 +13,26 @@ from sqlalchemy import (
     Select,
     String,
     cast,
-    func,
     literal,
     literal_column,
     null,
     select,
     union_all,
 )
-from sqlalchemy.orm import Session, selectinload
+from sqlalchemy.orm import Session
 
 from amphorae.api import body, listing, policy
 from amphorae.api import types as t
-from amphorae.api.v2 import common
+from amphorae.api.v2 import common, graph, stats
 from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
 from amphorae.db import models as m
+from amphorae.db import tree as subtree
 from amphorae.drivers import registry
 
 RESOURCE = "loadbalancer"
-NAME = "Load Balancer"
+NAME = common.LB_NAME
 
 
 class AdditionalVipIn(t.Schema):
@@ -340,8 +340,6 @@ def create(session: Session, req: falcon.Request, data: Create) -> m.LoadBalance
     common.enqueue(session, lb.id)
     counts = {"load_balancer": 1}
     if data.listeners or data.pools:
-        from amphorae.api.v2 import graph
-
         counts.update(graph.build(session, ctx, lb, data.listeners, data.pools))
     # Last, so a refusal also shows the objects and the job rolling back together.
     common.check_quota(session, project, counts)
@@ -368,12 +366,9 @@ class LoadBalancers:
         data = body.parse(req, RESOURCE, Create)
         with db.transaction() as session:
             lb = create(session, req, data)
+            out = view(lb)
             if data.listeners or data.pools:
-                from amphorae.api.v2 import graph
-
-                out = graph.view(lb)
-            else:
-                out = view(lb)
+                out |= graph.view(lb)
         common.send(resp, {RESOURCE: out}, 201)
 
 
@@ -413,29 +408,9 @@ class LoadBalancer:
                 raise errors.ValidationError(
                     detail=f"Cannot delete Load Balancer {lb_id} - it has children")
             if cascade:
-                _mark_tree_deleting(session, lb_id)
+                subtree.set_all(session, lb_id, provisioning_status=c.PENDING_DELETE)
             common.enqueue(session, lb_id)
         resp.status = 204
-
-
-def _mark_tree_deleting(session: Session, lb_id: str) -> None:
-    from sqlalchemy import update
-
-    for model in (m.Listener, m.Pool):
-        session.execute(update(model).where(model.load_balancer_id == lb_id)
-                        .values(provisioning_status=c.PENDING_DELETE))
-    pool_ids = select(m.Pool.id).where(m.Pool.load_balancer_id == lb_id).scalar_subquery()
-    listener_ids = select(m.Listener.id).where(
-        m.Listener.load_balancer_id == lb_id).scalar_subquery()
-    for model in (m.Member, m.HealthMonitor):
-        session.execute(update(model).where(model.pool_id.in_(pool_ids))
-                        .values(provisioning_status=c.PENDING_DELETE))
-    session.execute(update(m.L7Policy).where(m.L7Policy.listener_id.in_(listener_ids))
-                    .values(provisioning_status=c.PENDING_DELETE))
-    policy_ids = select(m.L7Policy.id).where(
-        m.L7Policy.listener_id.in_(listener_ids)).scalar_subquery()
-    session.execute(update(m.L7Rule).where(m.L7Rule.l7policy_id.in_(policy_ids))
-                    .values(provisioning_status=c.PENDING_DELETE))
 
 
 class Status:
@@ -454,62 +429,44 @@ def _status(obj: Any, *extra: str) -> dict[str, Any]:
     return out
 
 
-def status_tree(session: Session, lb: m.LoadBalancer) -> dict[str, Any]:
-    listeners = session.scalars(
-        select(m.Listener).where(m.Listener.load_balancer_id == lb.id)
-        .order_by(m.Listener.created_at, m.Listener.id)
-        .options(selectinload(m.Listener.default_pool),
-                 selectinload(m.Listener.l7policies).selectinload(m.L7Policy.rules),
-                 selectinload(m.Listener.l7policies).selectinload(m.L7Policy.redirect_pool))
-    ).all()
-    pools = {p.id: p for p in session.scalars(
-        select(m.Pool).where(m.Pool.load_balancer_id == lb.id)
-        .options(selectinload(m.Pool.members), selectinload(m.Pool.health_monitor)))}
+STATUS_FIELDS = ("id", "name", "provisioning_status", "operating_status")
+
+
+def status_tree(session: Session, lb: Any) -> dict[str, Any]:
+    """The status tree Octavia serves: each listener with the pools its traffic can reach
+    (default pool, pools of enabled L7 redirects that have rules)."""
+    def rows(kind: Any, *columns: str, order: tuple[str, ...] = ("created_at", "id")) -> list:
+        table = kind.__table__
+        return session.execute(subtree.select_under(kind, [lb.id], *columns).order_by(
+            *(table.c[name] for name in order))).all()
+
+    redirects: dict[str, list[str]] = {}
+    with_rules = {r.l7policy_id for r in rows(m.L7Rule, "l7policy_id")}
+    for pol in rows(m.L7Policy, "id", "listener_id", "enabled", "redirect_pool_id",
+                    order=("position", "id")):
+        if pol.enabled and pol.id in with_rules and pol.redirect_pool_id:
+            redirects.setdefault(pol.listener_id, []).append(pol.redirect_pool_id)
+    monitors = {hm.pool_id: _status(hm, "type")
+                for hm in rows(m.HealthMonitor, *STATUS_FIELDS, "pool_id", "type")}
+    members: dict[str, list[dict[str, Any]]] = {}
+    for mb in rows(m.Member, *STATUS_FIELDS, "pool_id", "protocol_port", "ip_address"):
+        members.setdefault(mb.pool_id, []).append(
+            _status(mb, "protocol_port") | {"address": mb.ip_address})
+    pools = {}
+    for pool in rows(m.Pool, *STATUS_FIELDS):
+        pools[pool.id] = _status(pool)
+        if pool.id in monitors:
+            pools[pool.id]["health_monitor"] = monitors[pool.id]
+        pools[pool.id]["members"] = members.get(pool.id, [])
     tree = _status(lb)
     tree["listeners"] = []
-    for listener in listeners:
+    for listener in rows(m.Listener, *STATUS_FIELDS, "default_pool_id"):
+        reached = [listener.default_pool_id] if listener.default_pool_id else []
+        reached += redirects.get(listener.id, [])
         node = _status(listener)
-        node["pools"] = []
-        pool_ids = [listener.default_pool_id] if listener.default_pool_id else []
-        for pol in listener.l7policies:
-            if pol.enabled and pol.rules and pol.redirect_pool_id:
-                pool_ids.append(pol.redirect_pool_id)
-        for pool_id in dict.fromkeys(pool_ids):
-            pool = pools.get(pool_id)
-            if pool is None:
-                continue
-            pnode = _status(pool)
-            if pool.health_monitor is not None:
-                hm = pool.health_monitor
-                pnode["health_monitor"] = _status(hm, "type")
-            pnode["members"] = [_status(mb, "protocol_port") | {"address": mb.ip_address}
-                                for mb in sorted(pool.members,
-                                                 key=lambda x: (x.created_at, x.id))]
-            node["pools"].append(pnode)
+        node["pools"] = [pools[i] for i in dict.fromkeys(reached) if i in pools]
         tree["listeners"].append(node)
     return tree
-
-
-STATS_FIELDS = ("bytes_in", "bytes_out", "active_connections", "total_connections",
-                "request_errors")
-
-
-def listener_stats(session: Session, listener_ids: Any) -> dict[str, int]:
-    """Counters summed over amphorae; active connections only from live amphorae."""
-    s = m.ListenerStatistics
-    live = select(m.Amphora.id).where(m.Amphora.status == c.ALLOCATED).scalar_subquery()
-    row = session.execute(
-        select(func.coalesce(func.sum(s.bytes_in), 0), func.coalesce(func.sum(s.bytes_out), 0),
-               func.coalesce(func.sum(s.total_connections), 0),
-               func.coalesce(func.sum(s.request_errors), 0))
-        .where(s.listener_id.in_(listener_ids))).one()
-    active = session.scalar(
-        select(func.coalesce(func.sum(s.active_connections), 0))
-        .where(s.listener_id.in_(listener_ids),
-               (s.amphora_id.in_(live)) | (s.amphora_id == s.listener_id))) or 0
-    return {"bytes_in": int(row[0]), "bytes_out": int(row[1]),
-            "active_connections": int(active), "total_connections": int(row[2]),
-            "request_errors": int(row[3])}
 
 
 class Stats:
@@ -517,7 +474,7 @@ class Stats:
         with db.session() as session:
             lb = load_row(req, session, lb_id, "get_stats")
             ids_q = select(m.Listener.id).where(m.Listener.load_balancer_id == lb.id)
-            resp.media = {"stats": listener_stats(session, ids_q.scalar_subquery())}
+            resp.media = {"stats": stats.listener_stats(session, ids_q.scalar_subquery())}
 
 
 class Failover:

@@ -18,9 +18,8 @@ from sqlalchemy.orm import Session, selectinload
 from amphorae.api import body, certificates, listing
 from amphorae.api import types as t
 from amphorae.api.context import RequestContext
-from amphorae.api.v2 import common
+from amphorae.api.v2 import common, validators
 from amphorae.api.v2 import listeners as lst
-from amphorae.api.v2 import loadbalancers as lbs
 from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
@@ -50,11 +49,11 @@ def _ipv4_mask(value: str) -> str:
         raise ValueError("Value should be an IPv4 address (mask) format") from None
 
 
-PoolProtocol = Annotated[t.enum(*c.POOL_PROTOCOLS), AfterValidator(lst.not_sctp)]
+PoolProtocol = Annotated[t.enum(*c.POOL_PROTOCOLS), AfterValidator(validators.not_sctp)]
 Algorithm = t.enum(*c.LB_ALGORITHMS)
 SPType = t.enum(*c.SESSION_PERSISTENCE_TYPES)
 CookieName = Annotated[t.StrictStr, Field(max_length=255), AfterValidator(_cookie_name)]
-PersistenceTimeout = Annotated[t.IntLike, Field(ge=0, le=lst.MAX_INT32)]
+PersistenceTimeout = validators.Int32
 Granularity = Annotated[t.StrictStr, Field(max_length=64), AfterValidator(_ipv4_mask)]
 
 
@@ -79,7 +78,7 @@ class _Fields(t.Schema):
     tls_container_ref: t.ContainerRef | None = None
     ca_tls_container_ref: t.ContainerRef | None = None
     crl_container_ref: t.ContainerRef | None = None
-    tls_ciphers: lst.Ciphers | None = None
+    tls_ciphers: validators.Ciphers | None = None
     tls_versions: list[t.TLSVersion] | None = None
     alpn_protocols: list[t.ALPN] | None = None
 
@@ -239,7 +238,7 @@ def _apply_tls_defaults(pool: m.Pool) -> None:
 def _check_listener(listener: m.Listener, protocol: str) -> None:
     if listener.default_pool_id or listener.default_pool is not None:
         raise errors.Conflict("This listener already has a default pool")
-    lst.check_pool_protocol(listener.protocol, protocol)
+    validators.check_pool_protocol(listener.protocol, protocol)
 
 
 def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data: Create,
@@ -256,8 +255,8 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data
             detail="A CA certificate reference is required to specify a revocation list.")
     certificates.check(certs=[data.tls_container_ref], cas=[data.ca_tls_container_ref],
                        crls=[data.crl_container_ref])
-    lst.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols,
-                         data.model_fields_set)
+    validators.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols,
+                                data.model_fields_set)
     if listener is not None:
         _check_listener(listener, data.protocol)
     _check_algorithm(lb, data.lb_algorithm)
@@ -309,7 +308,7 @@ def _apply_update(lb: m.LoadBalancer, pool: m.Pool, data: Update) -> None:
     if "session_persistence" in given and data.session_persistence is not None:
         sp = _merged_sp(pool, data.session_persistence.model_dump(exclude_unset=True))
         _check_session_persistence(pool.protocol, sp)
-    lst.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols, given)
+    validators.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols, given)
     had_ca = bool(pool.ca_tls_certificate_id)
     simple = {
         "name": ("name", None), "description": ("description", None),
@@ -388,10 +387,10 @@ def _create(session: Session, req: falcon.Request, data: Create) -> m.Pool:
     if not lb_id:
         raise errors.ValidationError(
             detail="Must provide at least one of: loadbalancer_id, listener_id")
-    project = lst.lb_project(session, lb_id)
+    project = common.lb_project(session, lb_id)
     # A caller who may not see the parent learns nothing about it.
     hidden = (errors.NotFound(resource=lst.NAME, id=data.listener_id) if data.listener_id
-              else errors.NotFound(resource=lbs.NAME, id=lb_id))
+              else errors.NotFound(resource=common.LB_NAME, id=lb_id))
     common.authorize_object(ctx, RESOURCE, "post", project, hidden)
     lb = common.lock_load_balancer(session, lb_id)
     if listener is not None:
