@@ -238,12 +238,9 @@ def test_fuzz_child_resources(api, tree):
         _fuzz(api, method, path, envelope, valid, lambda out: api.settle(tree["id"]))
 
 
-# --- raw request bodies: nesting depth, size, encoding ---------------------------------
+# --- what an outside fuzzer found, as it sent it: both were 500s -------------------------
 
-DEEP = 2000  # what the outside fuzzer sent: a RecursionError, then a 500, on every write
-
-
-# What an outside fuzzer found, as it sent it: both were 500s.
+DEEP = 2000
 
 
 def test_a_body_nested_2000_deep_is_a_400(api):
@@ -258,6 +255,9 @@ def test_an_integer_filter_wider_than_64_bits_is_a_400(api, tree):
     status, out = api.get(f"/v2/lbaas/pools/{main['id']}/members",
                           weight="999999999999999999999")
     assert status == 400 and "weight" in out["faultstring"], (status, out)
+
+
+# --- raw request bodies: nesting depth, size, encoding ---------------------------------
 
 
 def _write_calls(api: Any, lb: dict[str, Any]) -> list[tuple[str, str, str, dict[str, Any]]]:
