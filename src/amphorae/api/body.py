@@ -3,7 +3,10 @@ names the field, as Octavia's WSME layer words it."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
+import re
 from typing import Any, TypeVar
 
 import falcon
@@ -14,18 +17,65 @@ from amphorae.common import errors
 S = TypeVar("S", bound=pydantic.BaseModel)
 
 MAX_BODY = 1024 * 1024
+# Far deeper than any request body (a fully populated load balancer is 8 levels) and far
+# below the depth at which the JSON parser's recursion fails.
+MAX_DEPTH = 32
+DISCARD_MAX = 16 * MAX_BODY
+
+_STRING = re.compile(r'"(?:[^"\\]|\\.)*+"?', re.DOTALL)  # possessive: linear time
+_NOT_BRACKET = re.compile(r"[^\[\]{}]+")
+_STEP = {"[": 1, "{": 1, "]": -1, "}": -1}
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 def read_json(req: falcon.Request) -> Any:
-    raw = req.bounded_stream.read(MAX_BODY + 1)
-    if len(raw) > MAX_BODY:
-        raise errors.BadRequest("Request body is too large.")
-    if not raw.strip():
-        return None
+    """The body as JSON: at most MAX_BODY bytes of UTF-8, nested at most MAX_DEPTH deep."""
+    declared = req.content_length or 0
+    raw = b"" if declared > MAX_BODY else req.bounded_stream.read(MAX_BODY + 1)
+    if declared > MAX_BODY or len(raw) > MAX_BODY:
+        _discard(req.bounded_stream)
+        raise falcon.HTTPContentTooLarge(
+            description=f"Request body is larger than {MAX_BODY} bytes.")
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        text = raw.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise errors.BadRequest(f"Request body is not UTF-8: {exc}") from None
+    if not text.strip():
+        return None
+    if _depth(text) > MAX_DEPTH:
+        raise errors.BadRequest(f"Request body is nested deeper than {MAX_DEPTH} levels.")
+    try:
+        return json.loads(text, parse_constant=_not_json, parse_float=_finite)
+    except ValueError as exc:
         raise errors.BadRequest(f"Malformed JSON in request body: {exc}") from None
+
+
+def _discard(stream: Any) -> None:
+    """Read what is left of a refused body, up to DISCARD_MAX: the server keeps the
+    connection only once the body is consumed, and a client still sending into a closed
+    one never sees the answer."""
+    left = DISCARD_MAX
+    while left > 0 and (chunk := stream.read(min(left, 65536))):
+        left -= len(chunk)
+
+
+def _depth(text: str) -> int:
+    """How deep the arrays and objects of ``text`` nest, counted before parsing it (the
+    parser recurses, and fails past a thousand levels); at least the parser's depth for
+    any text, JSON or not."""
+    brackets = _NOT_BRACKET.sub("", _STRING.sub("", text))
+    return max(itertools.accumulate(map(_STEP.__getitem__, brackets)), default=0)
+
+
+def _not_json(constant: str) -> Any:
+    raise ValueError(f"{constant} is not a JSON value")
+
+
+def _finite(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is out of range")
+    return value
 
 
 def envelope(req: falcon.Request, key: str) -> Any:
@@ -36,23 +86,28 @@ def envelope(req: falcon.Request, key: str) -> Any:
     extra = sorted(set(body) - {key})
     if extra:
         raise errors.UnknownAttribute(argument="body", attribute=", ".join(extra))
-    _refuse_nul(body[key], [])
+    _refuse_unstorable(body[key], [])
     return body[key]
 
 
-def _refuse_nul(value: Any, path: list[str]) -> None:
-    """No stored string may hold a NUL character (PostgreSQL cannot store one)."""
+def _refuse_unstorable(value: Any, path: list[str]) -> None:
+    """No string may hold a NUL character (PostgreSQL cannot store one) or a lone
+    surrogate (a "\\ud800" escape: no database can encode it)."""
     if isinstance(value, str):
         if "\x00" in value:
             raise errors.InvalidInput(field=".".join(path) or "body", value=_short(value),
                                       reason="NUL characters are not allowed.")
+        if _SURROGATE.search(value):
+            raise errors.InvalidInput(field=".".join(path) or "body",
+                                      value=_short(value.encode("utf-8", "replace").decode()),
+                                      reason="Lone surrogates are not valid Unicode.")
     elif isinstance(value, dict):
         for k, v in value.items():
-            _refuse_nul(k, path)
-            _refuse_nul(v, [*path, str(k)])
+            _refuse_unstorable(k, path)
+            _refuse_unstorable(v, [*path, str(k)])
     elif isinstance(value, list):
         for i, v in enumerate(value):
-            _refuse_nul(v, [*path, str(i)])
+            _refuse_unstorable(v, [*path, str(i)])
 
 
 def parse(req: falcon.Request, key: str, schema: type[S]) -> S:

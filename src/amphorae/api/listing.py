@@ -5,17 +5,21 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import math
 import urllib.parse
 from collections.abc import Callable, Sequence
 from typing import Any
 
 import falcon
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     DateTime,
     Float,
     Integer,
     Select,
+    SmallInteger,
+    String,
     and_,
     exists,
     not_,
@@ -31,6 +35,7 @@ PAGING_PARAMS = {"limit", "marker", "page_reverse", "sort", "sort_key", "sort_di
 TAG_PARAMS = ("tags", "tags-any", "not-tags", "not-tags-any")
 TRUE = {"true", "1", "yes", "on", "y", "t"}
 FALSE = {"false", "0", "no", "off", "n", "f"}
+MAX_LIMIT = 2 ** 31 - 1
 
 
 @dataclasses.dataclass(frozen=True)
@@ -78,12 +83,21 @@ def parse(req: falcon.Request, coll: Collection) -> ListParams:
     tags = {name: _many(params[name]) for name in TAG_PARAMS if name in params}
     if tags and not coll.taggable:
         raise errors.InvalidFilterArgument()
+    for name, values in tags.items():
+        for tag in values:
+            _check_length(Tag.tag.type, name, tag)
     filters: dict[str, str] = {}
     for name, value in params.items():
-        if name in PAGING_PARAMS or name in TAG_PARAMS or name in coll.extra_params:
+        if name in PAGING_PARAMS or name in TAG_PARAMS:
+            continue
+        if name in coll.extra_params:
+            # Handled by the controller, checked here like any filter on its column.
+            if name in coll.columns and isinstance(value, str):
+                _coerce(coll.columns[name], name, value)
             continue
         if name not in coll.columns or isinstance(value, list):
             raise errors.InvalidFilterArgument()
+        _coerce(coll.columns[name], name, value)
         filters[name] = value
     marker = _one(params["marker"]) if "marker" in params else None
     page_reverse = _one(params.get("page_reverse", "False")).lower() == "true"
@@ -104,7 +118,8 @@ def _limit(value: str | list[str] | None) -> int | None:
         raise errors.BadRequest(f"Supplied pagination limit '{text}' is not valid.") from None
     if limit < 1:
         return cap
-    return min(limit, cap) if cap else limit
+    # Beyond any row count, and within what a database takes as a LIMIT.
+    return min(limit, cap or MAX_LIMIT)
 
 
 def _sort(params: dict[str, Any], coll: Collection) -> tuple[list[tuple[str, str]], dict]:
@@ -132,6 +147,8 @@ def _sort(params: dict[str, Any], coll: Collection) -> tuple[list[tuple[str, str
 
 
 def _coerce(column: Any, name: str, text: str) -> Any:
+    """The filter's value as its column holds it: a 400 when it cannot be one (Octavia's
+    words), or when the column cannot hold it (naming the filter), never a database error."""
     kind = getattr(column, "type", None)
     if isinstance(kind, Boolean):
         low = text.lower()
@@ -142,9 +159,13 @@ def _coerce(column: Any, name: str, text: str) -> Any:
         raise errors.InvalidFilterArgument()
     if isinstance(kind, Integer):
         try:
-            return int(text)
+            value = int(text)
         except ValueError:
             raise errors.InvalidFilterArgument() from None
+        lowest, highest = _int_range(kind)
+        if not lowest <= value <= highest:
+            raise _beyond(name, text, f"Value should be an integer from {lowest} to {highest}.")
+        return value
     if isinstance(kind, DateTime):
         try:
             return dt.datetime.fromisoformat(text.removesuffix("Z")).replace(tzinfo=None)
@@ -152,10 +173,31 @@ def _coerce(column: Any, name: str, text: str) -> Any:
             raise errors.InvalidFilterArgument() from None
     if isinstance(kind, Float):
         try:
-            return float(text)
+            number = float(text)
         except ValueError:
             raise errors.InvalidFilterArgument() from None
+        if not math.isfinite(number):
+            raise _beyond(name, text, "Value should be a finite number.")
+        return number
+    _check_length(kind, name, text)
     return text
+
+
+def _int_range(kind: Integer) -> tuple[int, int]:
+    # As the schema declares the column (PostgreSQL's sizes), so both databases agree.
+    bits = 64 if isinstance(kind, BigInteger) else 16 if isinstance(kind, SmallInteger) else 32
+    return -(2 ** (bits - 1)), 2 ** (bits - 1) - 1
+
+
+def _check_length(kind: Any, name: str, text: str) -> None:
+    length = getattr(kind, "length", None)
+    if isinstance(kind, String) and length and len(text) > length:
+        raise _beyond(name, text, f"Value should have at most {length} characters.")
+
+
+def _beyond(name: str, text: str, reason: str) -> errors.APIError:
+    shown = text if len(text) <= 100 else text[:97] + "..."
+    return errors.InvalidInput(field=name, value=shown, reason=reason)
 
 
 def _tag_clause(model: type, kind: str, tags: list[str]) -> Any:
