@@ -26,7 +26,7 @@ import pytest
 
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED
-from amphorae.drivers.network import ownership, plumbing
+from amphorae.drivers.network import ownership, plumbing, ports
 from tests import leftovers, netns
 
 # First hex digits of every amphora id this process makes: the sweep's key. Random, so that
@@ -267,6 +267,27 @@ def test_delete_half_created_namespace_only(driver, new_id):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_a_namespace_name_without_its_namespace(driver, new_id):
+    """`ip netns add` killed between making /run/netns/<name> and mounting the namespace
+    on it leaves a plain file: `ip -n <name>` then fails. Deleting the amphora (the ports
+    first, as the local network driver does) and building it again both get past it."""
+    amp_id = new_id()
+    ns = compute.namespace_name(amp_id)
+    Path("/run/netns").mkdir(exist_ok=True)
+    Path(f"/run/netns/{ns}").touch()
+    assert ns in netns_names()
+    assert driver.plumbing.links(ns=ns) == []
+    ports.PortPlugger(driver.plumbing).unplug_all(ns, [ports.VIP_IFNAME])
+    driver.delete(amp_id)
+    assert_gone(driver, amp_id)
+    Path(f"/run/netns/{ns}").touch()
+    amp = driver.create(amp_id)
+    assert driver.status(amp_id) == ACTIVE and amp.namespace == ns
+    assert any(link["ifname"] == "lo" for link in driver.plumbing.links(ns=ns))
+    driver.delete(amp_id)
+    assert_gone(driver, amp_id)
 
 
 def test_delete_half_created_without_veth(driver, new_id):

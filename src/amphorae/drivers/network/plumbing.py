@@ -28,10 +28,14 @@ BRIDGE_PREFIX = "amph-br"
 
 Runner = Callable[[Sequence[str]], subprocess.CompletedProcess]
 
-# Messages iproute2 prints when the thing to delete is already gone, or to add is there.
 LOG = logging.getLogger(__name__)
+# What `ip -n <name>` says when the name's file is not a namespace: `ip netns add` was
+# killed between creating /run/netns/<name> and mounting the namespace on it.
+_UNUSABLE_NETNS = "failed: Invalid argument"
+# Messages iproute2 prints when the thing to delete is already gone, or to add is there.
 _MISSING = ("does not exist", "Cannot find device", "No such file", "No such process",
-            "Cannot open network namespace", "Cannot assign requested address")
+            "Cannot open network namespace", "Cannot assign requested address",
+            _UNUSABLE_NETNS)
 _EXISTS = ("File exists",)
 
 # Sends two gratuitous ARP requests (sender = target = the address) per address, 50 ms
@@ -102,7 +106,10 @@ class Plumbing:
         return name in self.netns_list()
 
     def ensure_netns(self, name: str) -> None:
-        """The namespace exists, with loopback up."""
+        """The namespace exists, with loopback up; a name a crash left without its
+        namespace is made again."""
+        if self.netns_exists(name) and not self.ip_json("link", "show", "lo", ns=name):
+            self.delete_netns(name)
         if not self.netns_exists(name):
             self.ip("netns", "add", name, ok_if=_EXISTS)
         self.ip("link", "set", "lo", "up", ns=name)
