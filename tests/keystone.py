@@ -18,7 +18,6 @@ import json
 import os
 import pathlib
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -174,17 +173,6 @@ def _wait_ready(proc: subprocess.Popen[bytes], url: str, state: pathlib.Path) ->
     logs = "\n".join(f"--- {name}\n{(state / name).read_text()[-4000:]}"
                      for name in ("server.log", "keystone.log") if (state / name).exists())
     raise RuntimeError(f"Keystone did not come up at {url}:\n{logs}")
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """Stop gunicorn and its worker (their own session: the group is ours alone)."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(10)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 class Keystone:
@@ -393,5 +381,5 @@ def running_keystone() -> Iterator[Keystone]:
         yield keystone
     finally:
         if proc is not None:
-            _stop(proc)
+            servers.stop_group(proc, 10)  # gunicorn and its worker
         shutil.rmtree(state, ignore_errors=True)

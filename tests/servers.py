@@ -8,6 +8,7 @@ import json
 import os
 import pathlib
 import shutil
+import signal
 import socket
 import subprocess
 import sys
@@ -91,6 +92,18 @@ storage_path = {state}/certificates
 """)
     certstore.populate(state / "certificates")
     return path
+
+
+def stop_group(proc: subprocess.Popen[bytes], grace: float) -> None:
+    """Stop a process started in a session of its own, with everything it started:
+    SIGTERM to the group, then SIGKILL after ``grace`` seconds."""
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGTERM)
+    with contextlib.suppress(subprocess.TimeoutExpired):
+        proc.wait(grace)
+    with contextlib.suppress(ProcessLookupError):
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
 
 
 def run_cli(*args: str, config_file: pathlib.Path | None = None) -> subprocess.CompletedProcess:

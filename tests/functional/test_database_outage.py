@@ -14,8 +14,6 @@ silent afterwards still is.
 from __future__ import annotations
 
 import contextlib
-import os
-import signal
 import socket
 import sqlite3
 import subprocess
@@ -103,7 +101,7 @@ health_check_interval = 1
             dep.wait(lambda: _answers(dep.server.url), "the API did not come up", 60)
             yield dep
         finally:
-            _stop(proc)
+            servers.stop_group(proc, 20)  # `up` and its API child
             engine.get_engine(db_url).dispose()
 
 
@@ -111,17 +109,6 @@ def _answers(url: str) -> bool:
     with contextlib.suppress(requests.RequestException):
         return requests.get(url + LB_PATH, timeout=2).status_code == 200
     return False
-
-
-def _stop(proc: subprocess.Popen[bytes]) -> None:
-    """`up` and its API child (one session): gracefully, else killed."""
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGTERM)
-    with contextlib.suppress(subprocess.TimeoutExpired):
-        proc.wait(20)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
-    proc.wait()
 
 
 class Heartbeats:
