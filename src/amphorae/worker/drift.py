@@ -19,7 +19,6 @@ from sqlalchemy.orm import Session
 from amphorae.common import constants as c
 from amphorae.db import engine, jobs, tree
 from amphorae.db import models as m
-from amphorae.drivers.amphora.base import VipSubnet
 from amphorae.drivers.registry import Drivers
 from amphorae.worker import certificates, desired, reconciler
 
@@ -69,16 +68,14 @@ def _check(drivers: Drivers, url: str | None, lb_id: str) -> list[str]:
     if pair and group is None:
         return ["the pair has no VRRP group"]
     vrrp = reconciler.vrrp_group(group) if pair and group is not None else None
-    subnet = drivers.network.get_subnet(vip.subnet_id or "")
-    if subnet is None:
+    vip_subnet = reconciler.vip_subnet(drivers.network, vip.subnet_id)
+    if vip_subnet is None:
         return []
-    vip_subnet = VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
     return [f"{amp.id}: {kind}" for amp in amps for kind in drivers.amphora.drifted(
         reconciler.amphora_ref(amp), model, tls, vrrp, vip_subnet)]
 
 
 def _in_error(session: Session, lb_id: str) -> Iterable[str]:
-    for kind, ids in tree.ids_by_kind(session, lb_id).items():
-        if ids:
-            yield from session.scalars(select(kind.id).where(
-                kind.id.in_(ids), kind.provisioning_status == c.ERROR))
+    for kind in tree.KINDS:
+        yield from session.scalars(select(kind.id).where(
+            kind.id.in_(tree.ids_under(kind, [lb_id])), kind.provisioning_status == c.ERROR))

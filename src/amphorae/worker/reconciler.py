@@ -264,17 +264,26 @@ class _Run:
         plugged = each(lambda amp: self.d.network.plug(
             net.Amphora(amp.id, amp.compute_id or ""), plug, list(member_subnets.values())),
             amps)
-        changed = [(amp, _vrrp_fields(amp, ports, vip))
-                   for amp, ports in zip(amps, plugged, strict=True) if pair]
-        changed = [(amp, fields) for amp, fields in changed
-                   if any(getattr(amp, k) != v for k, v in fields.items())]
-        if changed:
-            with self._write() as session:
-                for amp, fields in changed:
-                    for key, value in fields.items():
-                        setattr(session.get_one(m.Amphora, amp.id), key, value)
-                        setattr(amp, key, value)
+        if pair:
+            self._record_vrrp_ports(amps, plugged, vip)
         return failed
+
+    def _record_vrrp_ports(self, amps: list[m.Amphora], plugged: list[net.AmphoraPorts],
+                           vip: m.Vip) -> None:
+        """Each pair member's own port on the VIP subnet onto its row (and ``amps``),
+        written only where it changed."""
+        wanted = {amp.id: _vrrp_fields(amp, ports, vip)
+                  for amp, ports in zip(amps, plugged, strict=True)}
+        stale = [amp for amp in amps
+                 if any(getattr(amp, k) != v for k, v in wanted[amp.id].items())]
+        if not stale:
+            return
+        with self._write() as session:
+            for amp in stale:
+                row = session.get_one(m.Amphora, amp.id)
+                for key, value in wanted[amp.id].items():
+                    setattr(row, key, value)
+                    setattr(amp, key, value)
 
     # -- configuration ------------------------------------------------------------------
 
@@ -322,10 +331,17 @@ class _Run:
             vip = session.get_one(m.Vip, lb_id)
             vrrp = (_vrrp_group(session, lb_id) if topology == c.TOPOLOGY_ACTIVE_STANDBY
                     else None)
-        subnet = self.d.network.get_subnet(vip.subnet_id or "")
-        if subnet is None:
+        shape = vip_subnet(self.d.network, vip.subnet_id)
+        if shape is None:
             raise BuildError(f"the VIP subnet {vip.subnet_id} is unknown")
-        return lb, vrrp, VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
+        return lb, vrrp, shape
+
+
+def vip_subnet(network: net.NetworkDriver, subnet_id: str | None) -> VipSubnet | None:
+    """The VIP subnet's shape as keepalived needs it; None when the driver knows no such
+    subnet."""
+    subnet = network.get_subnet(subnet_id or "")
+    return None if subnet is None else VipSubnet(subnet.cidr.prefixlen, subnet.gateway_ip)
 
 
 def amphora_ref(amp: m.Amphora) -> AmphoraRef:

@@ -108,9 +108,11 @@ class Plumbing:
     def ensure_netns(self, name: str) -> None:
         """The namespace exists, with loopback up; a name a crash left without its
         namespace is made again."""
-        if self.netns_exists(name) and not self.ip_json("link", "show", "lo", ns=name):
+        exists = self.netns_exists(name)
+        if exists and not self.ip_json("link", "show", "lo", ns=name):
             self.delete_netns(name)
-        if not self.netns_exists(name):
+            exists = False
+        if not exists:
             self.ip("netns", "add", name, ok_if=_EXISTS)
         self.ip("link", "set", "lo", "up", ns=name)
 
