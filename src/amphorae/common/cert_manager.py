@@ -14,14 +14,17 @@ it with a 400, the worker puts the object using it in ERROR.
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
+import functools
 import os
 import re
+from typing import Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import ec, rsa
 
-from amphorae.common import config
+from amphorae.common import config, pki
 
 _REF = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,254}")
 
@@ -43,6 +46,16 @@ class TLSCert:
         pems = [self.certificate.public_bytes(serialization.Encoding.PEM),
                 *(c.public_bytes(serialization.Encoding.PEM) for c in self.chain)]
         return b"".join(pems) + self.private_key_pem
+
+
+class CertManager(Protocol):
+    """What the API (to check a reference) and the worker (to ship it) read."""
+
+    def get_cert(self, ref: str) -> TLSCert: ...
+
+    def get_ca(self, ref: str) -> bytes: ...
+
+    def get_crl(self, ref: str) -> bytes: ...
 
 
 class LocalCertManager:
@@ -119,3 +132,32 @@ def _one_cert(ref: str, pem: bytes) -> x509.Certificate:
         return x509.load_pem_x509_certificate(pem)
     except ValueError as exc:
         raise CertificateError(ref, f"certificate does not parse: {exc}") from None
+
+
+class NoopCertManager:
+    """Octavia's ``noop_cert_manager``: any reference is one made-up certificate, for
+    running the API with the no-op drivers (nothing ever serves it)."""
+
+    def get_cert(self, ref: str) -> TLSCert:
+        cert = _noop_ca()
+        key_pem = cert.key.private_bytes(serialization.Encoding.PEM,
+                                         serialization.PrivateFormat.PKCS8,
+                                         serialization.NoEncryption())
+        return TLSCert(cert.cert, (), key_pem)
+
+    def get_ca(self, ref: str) -> bytes:
+        return _noop_ca().cert_pem()
+
+    def get_crl(self, ref: str) -> bytes:
+        ca = _noop_ca()
+        now = dt.datetime.now(dt.UTC)
+        crl = (x509.CertificateRevocationListBuilder()
+               .issuer_name(ca.cert.subject).last_update(now)
+               .next_update(now + dt.timedelta(days=1))
+               .sign(ca.key, ca.cert.signature_hash_algorithm))
+        return crl.public_bytes(serialization.Encoding.PEM)
+
+
+@functools.cache
+def _noop_ca() -> pki.CertKey:
+    return pki.create_ca("amphorae noop certificate")

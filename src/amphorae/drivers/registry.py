@@ -16,7 +16,7 @@ from stevedore import exception as stevedore_exception
 from stevedore import extension
 
 from amphorae.common import config
-from amphorae.common.cert_manager import LocalCertManager
+from amphorae.common.cert_manager import CertManager
 from amphorae.drivers.amphora.base import AmphoraDriver
 from amphorae.drivers.compute.base import ComputeDriver
 from amphorae.drivers.network.base import NetworkDriver
@@ -62,7 +62,7 @@ def amphora(compute_driver: ComputeDriver, conf: cfg.ConfigOpts = config.CONF
     return cls.from_config(conf, compute_driver)  # type: ignore[no-any-return]
 
 
-def cert_manager(conf: cfg.ConfigOpts = config.CONF) -> LocalCertManager:
+def cert_manager(conf: cfg.ConfigOpts = config.CONF) -> CertManager:
     name = conf.certificates.cert_manager
     cls = driver_class(CERT_MANAGER, name, "[certificates] cert_manager")
     return cls()  # type: ignore[no-any-return]
@@ -75,7 +75,7 @@ class Drivers:
     compute: ComputeDriver
     network: NetworkDriver
     amphora: AmphoraDriver
-    cert_manager: LocalCertManager
+    cert_manager: CertManager
 
 
 def load(conf: cfg.ConfigOpts = config.CONF) -> Drivers:

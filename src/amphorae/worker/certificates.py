@@ -16,13 +16,13 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
-from amphorae.common.cert_manager import CertificateError, LocalCertManager
+from amphorae.common.cert_manager import CertificateError, CertManager
 from amphorae.db import models as m
 from amphorae.drivers.amphora.base import TLSFiles
 from amphorae.worker import desired
 
 
-def collect(session: Session, lb_id: str, manager: LocalCertManager) -> TLSFiles:
+def collect(session: Session, lb_id: str, manager: CertManager) -> TLSFiles:
     out = TLSFiles()
     for listener in session.scalars(select(m.Listener).where(
             m.Listener.load_balancer_id == lb_id, m.Listener.protocol == c.TERMINATED_HTTPS,
@@ -45,7 +45,7 @@ def collect(session: Session, lb_id: str, manager: LocalCertManager) -> TLSFiles
 
 
 def _listener_files(listener: m.Listener,
-                    manager: LocalCertManager) -> tuple[dict[str, bytes], tuple[str, ...]]:
+                    manager: CertManager) -> tuple[dict[str, bytes], tuple[str, ...]]:
     names = desired.listener_cert_files(listener.id)
     refs = [listener.tls_certificate_id] if listener.tls_certificate_id else []
     refs += [sni.tls_container_id for sni in listener.sni_containers]
@@ -64,7 +64,7 @@ def _listener_files(listener: m.Listener,
     return files, tuple(certs)
 
 
-def _pool_files(pool: m.Pool, manager: LocalCertManager) -> dict[str, bytes]:
+def _pool_files(pool: m.Pool, manager: CertManager) -> dict[str, bytes]:
     names = desired.pool_cert_files(pool.id)
     files = {}
     if pool.tls_certificate_id:

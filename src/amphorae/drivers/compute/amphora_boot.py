@@ -33,7 +33,7 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from amphorae.common import config, pki
+from amphorae.common import config, filelock, pki
 from amphorae.drivers import agent_client
 from amphorae.drivers.compute import base, netns
 
@@ -149,10 +149,15 @@ class AmphoraBooter(base.ComputeDriver):
         that only list amphorae (health, housekeeping) never touch them."""
         with self._ca_lock:
             if self._ca is None:
-                ca = pki.load_or_create_ca(self.ca_dir)
-                self._ensure_client_cert(ca)
-                self._ca = ca
+                # Another service process may be making the same CA right now.
+                with filelock.exclusive(self.ca_dir / ".lock"):
+                    self._ca = self._load_ca()
             return self._ca
+
+    def _load_ca(self) -> pki.CertKey:
+        ca = pki.load_or_create_ca(self.ca_dir)
+        self._ensure_client_cert(ca)
+        return ca
 
     def _ensure_client_cert(self, ca: pki.CertKey) -> None:
         """The controller's client certificate, kept while it is ours and not expiring."""

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import fcntl
 import functools
 import ipaddress
 import json
@@ -38,7 +37,7 @@ from pathlib import Path
 
 from oslo_config import cfg
 
-from amphorae.common import config
+from amphorae.common import config, filelock
 from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED, ERROR
 from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
@@ -329,13 +328,8 @@ class NetnsComputeDriver:
     @contextlib.contextmanager
     def _state_lock(self) -> Iterator[None]:
         """Across threads and processes: address reservation reads then writes."""
-        self.state_dir.mkdir(parents=True, exist_ok=True)
-        with self._lock, open(self.state_dir / ".lock", "w") as fh:
-            fcntl.flock(fh, fcntl.LOCK_EX)
-            try:
-                yield
-            finally:
-                fcntl.flock(fh, fcntl.LOCK_UN)
+        with self._lock, filelock.exclusive(self.state_dir / ".lock"):
+            yield
 
 
 def pids_in_netns(inode: int, marker: str) -> list[int]:
