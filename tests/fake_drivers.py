@@ -76,7 +76,8 @@ class FakeNetwork(net.NetworkDriver):
     def get_network(self, network_id: str) -> net.Network | None:
         return None
 
-    def get_subnet(self, subnet_id: str) -> net.Subnet | None:
+    def get_subnet(self, subnet_id: str, network_id: str | None = None
+                   ) -> net.Subnet | None:
         return self.subnets.get(subnet_id)
 
     def get_port(self, port_id: str) -> net.Port | None:

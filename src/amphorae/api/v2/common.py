@@ -105,16 +105,6 @@ def scoped_list(req: falcon.Request, resource: str, coll: listing.Collection,
     return lp, project_column == project
 
 
-def authorize_object(ctx: RequestContext, resource: str, action: str, project_id: str | None,
-                     not_found: errors.APIError) -> None:
-    """Another project's object is a 404, as Octavia answers, not a 403."""
-    if policy.check(ctx, resource, action, project_id):
-        return
-    if policy.check(ctx, resource, "get_one", project_id):
-        raise errors.PolicyForbidden()
-    raise not_found
-
-
 def request_project(ctx: RequestContext, resource: str, body_project: str | None) -> str:
     project = body_project or ctx.project_id
     if not project:
@@ -163,11 +153,10 @@ def find(session: Session, model: type, obj_id: str, resource_name: str) -> Any:
     return obj
 
 
-def authorized(req: falcon.Request, resource: str, action: str, obj: Any,
-               resource_name: str) -> Any:
-    """``obj`` when the caller may ``action`` it; another project's object is a 404."""
-    authorize_object(context(req), resource, action, obj.project_id,
-                     errors.NotFound(resource=resource_name, id=obj.id))
+def authorized(req: falcon.Request, resource: str, action: str, obj: Any) -> Any:
+    """``obj`` when the caller may ``action`` it. Another project's object is a 403, as
+    Octavia answers (it loads the object, then checks the policy on its project)."""
+    policy.authorize(context(req), resource, action, obj.project_id)
     return obj
 
 

@@ -9,7 +9,7 @@ from typing import Any
 import falcon
 from sqlalchemy.orm import Session
 
-from amphorae.api import body, listing
+from amphorae.api import body, listing, policy
 from amphorae.api import types as t
 from amphorae.api.context import RequestContext
 from amphorae.api.v2 import common
@@ -247,7 +247,7 @@ def build(session: Session, ctx: RequestContext | None, pool: m.Pool,
 def _authorized(req: falcon.Request, session: Session, hm_id: str,
                 action: str) -> m.HealthMonitor:
     hm = common.find(session, HM, hm_id, NAME)
-    return common.authorized(req, RESOURCE, action, hm, NAME)
+    return common.authorized(req, RESOURCE, action, hm)
 
 
 class HealthMonitors:
@@ -259,8 +259,7 @@ class HealthMonitors:
         ctx = common.context(req)
         with db.transaction() as session:
             pool = load_pool(session, data.pool_id)
-            common.authorize_object(ctx, RESOURCE, "post", pool.project_id,
-                                    errors.NotFound(resource="Pool", id=data.pool_id))
+            policy.authorize(ctx, RESOURCE, "post", pool.project_id)
             # Input checks first, so bad input is a 400 whatever the load balancer's state.
             check_type(pool.protocol, data.type, data.delay)
             lock_pool_tree(session, pool)

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from amphorae.api import body, listing
+from amphorae.api import policy as rbac  # "policy" here is an L7 policy
 from amphorae.api import types as t
 from amphorae.api.v2 import common, l7rules
 from amphorae.common import constants as c
@@ -367,7 +368,7 @@ def build(session: Session, ctx: Any, listener: m.Listener, data: Create | Singl
 def load_authorized(req: falcon.Request, session: Session, policy_id: str,
                     action: str) -> m.L7Policy:
     policy = common.find(session, m.L7Policy, policy_id, NAME)
-    return common.authorized(req, RESOURCE, action, policy, NAME)
+    return common.authorized(req, RESOURCE, action, policy)
 
 
 def _lock(session: Session, listener: m.Listener) -> None:
@@ -392,8 +393,7 @@ class Policies:
                 raise errors.NotFound(resource="Listener", id=data.listener_id)
             lb = _load_balancer(session, listener)
             project = listener.project_id or lb.project_id
-            common.authorize_object(ctx, RESOURCE, "post", project,
-                                    errors.NotFound(resource="Listener", id=listener.id))
+            rbac.authorize(ctx, RESOURCE, "post", project)
             precheck(listener, data)
             _lock(session, listener)
             policy = build(session, ctx, listener, data)

@@ -229,7 +229,7 @@ def build(session: Session, ctx: Any, policy: m.L7Policy,
 def load_policy_authorized(req: falcon.Request, session: Session, policy_id: str,
                            action: str) -> m.L7Policy:
     policy = common.find(session, m.L7Policy, policy_id, POLICY_PATH_NAME)
-    return common.authorized(req, RESOURCE, action, policy, POLICY_PATH_NAME)
+    return common.authorized(req, RESOURCE, action, policy)
 
 
 def _load_rule(session: Session, policy: m.L7Policy, rule_id: str) -> m.L7Rule:

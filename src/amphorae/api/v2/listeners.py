@@ -14,7 +14,7 @@ from pydantic import AfterValidator, Field, StrictBool
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from amphorae.api import body, certificates, listing
+from amphorae.api import body, certificates, listing, policy
 from amphorae.api import types as t
 from amphorae.api.context import RequestContext
 from amphorae.api.v2 import common, stats, validators
@@ -439,7 +439,7 @@ def load(session: Session, listener_id: str) -> m.Listener:
 
 def load_authorized(req: falcon.Request, session: Session, listener_id: str,
                     action: str) -> m.Listener:
-    return common.authorized(req, RESOURCE, action, load(session, listener_id), NAME)
+    return common.authorized(req, RESOURCE, action, load(session, listener_id))
 
 
 class Listeners:
@@ -455,8 +455,7 @@ class Listeners:
         ctx = common.context(req)
         with db.transaction() as session:
             project = common.lb_project(session, data.loadbalancer_id)
-            hidden = errors.NotFound(resource=common.LB_NAME, id=data.loadbalancer_id)
-            common.authorize_object(ctx, RESOURCE, "post", project, hidden)
+            policy.authorize(ctx, RESOURCE, "post", project)
             lb = common.lock_load_balancer(session, data.loadbalancer_id)
             listener = build(session, ctx, lb, data)
             out = common.finish_create(session, listener, view, lb.id, lb.project_id or "",

@@ -178,15 +178,14 @@ def load_row(req: falcon.Request, session: Session, lb_id: str, action: str) -> 
     row = session.execute(read_select().where(LB_TABLE.c.id == lb_id)).first()
     if row is None or row.provisioning_status == c.DELETED:
         raise errors.NotFound(resource=NAME, id=lb_id)
-    common.authorize_object(common.context(req), RESOURCE, action, row.project_id,
-                            errors.NotFound(resource=NAME, id=lb_id))
+    policy.authorize(common.context(req), RESOURCE, action, row.project_id)
     return row
 
 
 def load_authorized(req: falcon.Request, session: Session, lb_id: str,
                     action: str) -> m.LoadBalancer:
     lb = common.get_or_404(session, m.LoadBalancer, lb_id, NAME)
-    return common.authorized(req, RESOURCE, action, lb, NAME)
+    return common.authorized(req, RESOURCE, action, lb)
 
 
 # --- create ---------------------------------------------------------------------------
@@ -270,7 +269,7 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
         return
     subnet = None
     if data.vip_subnet_id:
-        subnet = driver.get_subnet(data.vip_subnet_id)
+        subnet = driver.get_subnet(data.vip_subnet_id, data.vip_network_id)
         if subnet is None:
             raise errors.InvalidSubresource(resource="Subnet", id=data.vip_subnet_id)
         if data.vip_network_id and subnet.network_id != data.vip_network_id:
@@ -293,7 +292,7 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
                    network_id=subnet.network_id, qos_policy_id=data.vip_qos_policy_id)
     seen = {subnet.id}
     for extra in data.additional_vips:
-        sub = driver.get_subnet(extra.subnet_id)
+        sub = driver.get_subnet(extra.subnet_id, subnet.network_id)
         if sub is None:
             raise errors.InvalidSubresource(resource="Subnet", id=extra.subnet_id)
         if sub.id in seen:

@@ -230,7 +230,7 @@ def _authorized_pool(req: falcon.Request, session: Session, pool_id: str,
                      *actions: str) -> m.Pool:
     pool = load_pool(session, pool_id)
     for action in actions:
-        common.authorized(req, RESOURCE, action, pool, POOL_NAME)
+        common.authorized(req, RESOURCE, action, pool)
     return pool
 
 
@@ -239,7 +239,7 @@ def _authorized_member(req: falcon.Request, session: Session, pool_id: str, memb
     member = session.get(m.Member, member_id)
     if member is None or member.pool_id != pool_id:
         raise errors.NotFound(resource=NAME, id=member_id)
-    return common.authorized(req, RESOURCE, action, member, NAME)
+    return common.authorized(req, RESOURCE, action, member)
 
 
 class _NoChange(Exception):

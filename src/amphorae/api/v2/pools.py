@@ -15,7 +15,7 @@ from pydantic import AfterValidator, Field, StrictBool
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
-from amphorae.api import body, certificates, listing
+from amphorae.api import body, certificates, listing, policy
 from amphorae.api import types as t
 from amphorae.api.context import RequestContext
 from amphorae.api.v2 import common, validators
@@ -361,7 +361,7 @@ def load(session: Session, pool_id: str) -> m.Pool:
 
 def load_authorized(req: falcon.Request, session: Session, pool_id: str,
                     action: str) -> m.Pool:
-    return common.authorized(req, RESOURCE, action, load(session, pool_id), NAME)
+    return common.authorized(req, RESOURCE, action, load(session, pool_id))
 
 
 def _affected_listeners(session: Session, pool: m.Pool) -> list[m.Listener]:
@@ -388,10 +388,7 @@ def _create(session: Session, req: falcon.Request, data: Create) -> m.Pool:
         raise errors.ValidationError(
             detail="Must provide at least one of: loadbalancer_id, listener_id")
     project = common.lb_project(session, lb_id)
-    # A caller who may not see the parent learns nothing about it.
-    hidden = (errors.NotFound(resource=lst.NAME, id=data.listener_id) if data.listener_id
-              else errors.NotFound(resource=common.LB_NAME, id=lb_id))
-    common.authorize_object(ctx, RESOURCE, "post", project, hidden)
+    policy.authorize(ctx, RESOURCE, "post", project)
     lb = common.lock_load_balancer(session, lb_id)
     if listener is not None:
         common.mark_pending_update(listener)

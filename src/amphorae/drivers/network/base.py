@@ -97,7 +97,9 @@ class NetworkDriver(abc.ABC):
     def get_network(self, network_id: str) -> Network | None: ...
 
     @abc.abstractmethod
-    def get_subnet(self, subnet_id: str) -> Subnet | None: ...
+    def get_subnet(self, subnet_id: str, network_id: str | None = None) -> Subnet | None:
+        """The subnet; ``network_id`` is where the caller expects it, which only a
+        driver that makes subnets up (no-op) uses."""
 
     @abc.abstractmethod
     def get_port(self, port_id: str) -> Port | None: ...

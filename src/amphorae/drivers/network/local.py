@@ -108,7 +108,7 @@ class LocalNetworkDriver(NetworkDriver):
 
     # -- lookups -----------------------------------------------------------------------
 
-    def get_subnet(self, subnet_id: str) -> Subnet | None:
+    def get_subnet(self, subnet_id: str, network_id: str | None = None) -> Subnet | None:
         return subnets().get(subnet_id)
 
     def get_network(self, network_id: str) -> Network | None:

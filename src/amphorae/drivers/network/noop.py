@@ -43,8 +43,8 @@ def _port_id(seed: str) -> str:
 class NoopNetworkDriver(NetworkDriver):
     serves_networks = True  # the local networks, so conformance runs can name them
 
-    def get_subnet(self, subnet_id: str) -> Subnet | None:
-        return local.subnets().get(subnet_id) or _made_up_subnet(subnet_id)
+    def get_subnet(self, subnet_id: str, network_id: str | None = None) -> Subnet | None:
+        return local.subnets().get(subnet_id) or _made_up_subnet(subnet_id, network_id)
 
     def get_network(self, network_id: str) -> Network | None:
         found = local.networks().get(network_id)
