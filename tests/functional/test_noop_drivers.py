@@ -71,9 +71,9 @@ def _logs(api: servers.Client) -> str:
 
 
 def test_any_subnet_and_a_whole_tree_become_active_with_no_amphora(noop):
-    made_up = str(uuid.uuid4())
+    made_up, network = str(uuid.uuid4()), str(uuid.uuid4())
     status, body = noop.post("/v2/lbaas/loadbalancers", {"loadbalancer": {
-        "vip_subnet_id": made_up, "listeners": [{
+        "vip_subnet_id": made_up, "vip_network_id": network, "listeners": [{
             "protocol": "HTTP", "protocol_port": 80, "default_pool": {
                 "name": "p1", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN", "members": [
                     {"address": "203.0.113.5", "protocol_port": 8080,
@@ -82,7 +82,8 @@ def test_any_subnet_and_a_whole_tree_become_active_with_no_amphora(noop):
                                   "max_retries": 2}}}]}})
     assert status == 201, body
     lb_id = body["loadbalancer"]["id"]
-    assert body["loadbalancer"]["vip_subnet_id"] == made_up
+    assert (body["loadbalancer"]["vip_subnet_id"],
+            body["loadbalancer"]["vip_network_id"]) == (made_up, network)
     lb = wait_status(noop, lb_id, "ACTIVE")
     assert lb["operating_status"] in ("ONLINE", "OFFLINE")
     _, tree = noop.get(f"/v2/lbaas/loadbalancers/{lb_id}/status")
@@ -92,6 +93,21 @@ def test_any_subnet_and_a_whole_tree_become_active_with_no_amphora(noop):
     _, amps = noop.get("/v2/octavia/amphorae", loadbalancer_id=lb_id)
     assert [(a["role"], a["status"]) for a in amps["amphorae"]] == [
         ("STANDALONE", "ALLOCATED")]
+    # Filled as by Octavia's no-op driver: the VIP port and the amphora's own port.
+    amp = amps["amphorae"][0]
+    assert amp["ha_port_id"] == lb["vip_port_id"] and amp["ha_ip"] == lb["vip_address"]
+    assert uuid.UUID(amp["vrrp_port_id"]) and amp["vrrp_ip"]
+
+    # SCTP: nothing to carry it under the no-op drivers, so nothing refuses it.
+    status, body = noop.post("/v2/lbaas/listeners", {"listener": {
+        "loadbalancer_id": lb_id, "protocol": "SCTP", "protocol_port": 80}})
+    assert status == 201, body
+    wait_status(noop, lb_id, "ACTIVE")
+    status, body = noop.post("/v2/lbaas/pools", {"pool": {
+        "listener_id": body["listener"]["id"], "protocol": "SCTP",
+        "lb_algorithm": "ROUND_ROBIN"}})
+    assert status == 201, body
+    wait_status(noop, lb_id, "ACTIVE")
 
     assert noop.delete(f"/v2/lbaas/loadbalancers/{lb_id}", cascade="true")[0] == 204
     wait_status(noop, lb_id, "DELETED")

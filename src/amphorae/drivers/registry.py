@@ -27,6 +27,7 @@ AMPHORA = "amphorae.amphora.drivers"
 CERT_MANAGER = "amphorae.cert_manager.backend"
 
 
+@functools.cache  # the API asks per request (amphora_class); entry points are a scan
 def driver_class(namespace: str, name: str, option: str) -> Any:
     """The class registered as ``name``; a name nobody registered is a configuration
     error that lists the known ones."""
@@ -55,11 +56,14 @@ def shared_network() -> NetworkDriver:
     return network(config.CONF)
 
 
+def amphora_class(conf: cfg.ConfigOpts = config.CONF) -> type[AmphoraDriver]:
+    name = conf.controller_worker.amphora_driver
+    return driver_class(AMPHORA, name, "[controller_worker] amphora_driver")  # type: ignore[no-any-return]
+
+
 def amphora(compute_driver: ComputeDriver, conf: cfg.ConfigOpts = config.CONF
             ) -> AmphoraDriver:
-    name = conf.controller_worker.amphora_driver
-    cls = driver_class(AMPHORA, name, "[controller_worker] amphora_driver")
-    return cls.from_config(conf, compute_driver)  # type: ignore[no-any-return]
+    return amphora_class(conf).from_config(conf, compute_driver)
 
 
 def cert_manager(conf: cfg.ConfigOpts = config.CONF) -> CertManager:

@@ -264,7 +264,9 @@ class _Run:
         plugged = each(lambda amp: self.d.network.plug(
             net.Amphora(amp.id, amp.compute_id or ""), plug, list(member_subnets.values())),
             amps)
-        if pair:
+        # A driver that gives a single amphora a port of its own on the VIP network too
+        # (the no-op one, Neutron's) has it recorded, as Octavia does.
+        if pair or all(ports.vrrp_port for ports in plugged):
             self._record_vrrp_ports(amps, plugged, vip)
         return failed
 

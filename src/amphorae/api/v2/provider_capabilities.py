@@ -39,31 +39,30 @@ class Driver:
     availability_zone: tuple[Capability, ...]
 
 
+# The descriptions are Octavia's texts, word for word: clients and Octavia's conformance
+# suite compare them.
 AMPHORA_FLAVOR = (
     Capability("loadbalancer_topology", "string",
-               "How many amphorae serve a load balancer: SINGLE runs one amphora, "
-               "ACTIVE_STANDBY runs a pair that moves the VIP with VRRP on failure.",
+               "The load balancer topology. One of: SINGLE - One amphora per load "
+               "balancer. ACTIVE_STANDBY - Two amphora per load balancer.",
                c.TOPOLOGIES),
-    Capability("compute_flavor", "string",
-               "ID of the compute flavor the amphorae are booted with."),
-    Capability("amp_image_tag", "string",
-               "Image tag that selects the amphora image to boot."),
+    Capability("compute_flavor", "string", "The compute driver flavor ID."),
+    Capability("amp_image_tag", "string", "The amphora image tag."),
     Capability("sriov_vip", "boolean",
-               "If true, the VIP port is created as an SR-IOV virtual function port."),
+               "When true, the VIP port will be created using an SR-IOV VF port."),
     Capability("allow_member_sriov", "boolean",
-               "If true, members may request an SR-IOV port when they are created."),
+               "When true, users can request a member port be SR-IOV enabled at member "
+               "creation time."),
 )
 
 AMPHORA_AVAILABILITY_ZONE = (
-    Capability("compute_zone", "string",
-               "Compute availability zone the amphorae are booted in."),
-    Capability("volume_zone", "string",
-               "Block storage availability zone of the amphora volumes."),
+    Capability("compute_zone", "string", "The compute availability zone."),
+    Capability("volume_zone", "string", "The volume availability zone."),
     Capability("management_network", "string",
-               "ID of the management network the amphorae use in this zone."),
+               "The management network ID for the amphora."),
     Capability("valid_vip_networks", "array",
-               "IDs of the networks a VIP may be placed on in this zone; replaces the "
-               "[networking] valid_vip_networks setting."),
+               "List of network IDs that are allowed for VIP use. This overrides/replaces "
+               "the list of allowed networks configured in `octavia.conf`."),
 )
 
 AMPHORA = Driver(flavor=AMPHORA_FLAVOR, availability_zone=AMPHORA_AVAILABILITY_ZONE)

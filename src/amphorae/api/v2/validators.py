@@ -12,14 +12,15 @@ from pydantic import AfterValidator, Field
 from amphorae.api import types as t
 from amphorae.common import config, errors
 from amphorae.common import constants as c
+from amphorae.drivers import registry
 
 MAX_INT32 = 2147483647
 _CIPHER_CHARS = re.compile(r"^[A-Za-z0-9\-+!:@=_.]*$")
 
 
 def not_sctp(value: str) -> str:
-    # The kernel of this deployment has no SCTP, so such an object could never carry traffic.
-    if value == c.SCTP:
+    # Refused where the amphorae could never carry it (accepted by the no-op drivers).
+    if value == c.SCTP and not registry.amphora_class().carries_sctp:
         raise ValueError("SCTP is not supported by this deployment.")
     return value
 

@@ -57,6 +57,9 @@ class VipSubnet:
 
 
 class AmphoraDriver(abc.ABC):
+    # Whether the amphorae can carry SCTP listeners and pools (ours have no SCTP data path).
+    carries_sctp = False
+
     @classmethod
     def from_config(cls, conf: cfg.ConfigOpts, compute: ComputeDriver) -> AmphoraDriver:
         """The driver for ``conf``, talking to amphorae that ``compute`` builds."""

@@ -18,6 +18,8 @@ LOG = logging.getLogger(__name__)
 
 
 class NoopAmphoraDriver(AmphoraDriver):
+    carries_sctp = True  # nothing is carried, so nothing is refused (Octavia's no-op too)
+
     def apply(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
               vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None:
         LOG.debug("noop amphora driver: %s would serve %d listeners", amp.id,

@@ -72,8 +72,9 @@ class VipPlug:
 
 @dataclasses.dataclass(frozen=True)
 class AmphoraPorts:
-    """The result of plugging one amphora: its own VRRP port on the VIP subnet (pairs
-    only) and its port on each member subnet."""
+    """The result of plugging one amphora: its own port on the VIP subnet (for pairs
+    always; for a single amphora where the driver makes one) and its port on each member
+    subnet."""
 
     vrrp_port: Port | None
     member_ports: dict[str, Port]  # subnet id -> port

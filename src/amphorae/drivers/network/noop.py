@@ -79,12 +79,10 @@ class NoopNetworkDriver(NetworkDriver):
     def plug(self, amphora: Amphora, vip: VipPlug,
              member_subnets: Sequence[Subnet]) -> AmphoraPorts:
         LOG.debug("noop network: plug %s", amphora.id)
-        vrrp = None
-        if vip.vrrp:
-            seed = f"{amphora.id}/{vip.subnet_id}"
-            vrrp = Port(id=_port_id(seed), network_id="", subnet_id=vip.subnet_id,
-                        ip_address=made_up_address(seed),
-                        device_id=local.amphora_device(amphora.id))
+        # Every amphora gets its own VIP-network port, as from Octavia's no-op driver.
+        seed = f"{amphora.id}/{vip.subnet_id}"
+        vrrp = Port(id=_port_id(seed), network_id="", subnet_id=vip.subnet_id,
+                    ip_address=made_up_address(seed), device_id=local.amphora_device(amphora.id))
         members = {s.id: Port(id=_port_id(f"{amphora.id}/{s.id}"), network_id=s.network_id,
                               subnet_id=s.id,
                               ip_address=made_up_address(f"{amphora.id}/{s.id}"))
