@@ -37,6 +37,7 @@ import select
 import shutil
 import socket
 import ssl
+import struct
 import subprocess
 import sys
 import tempfile
@@ -276,14 +277,37 @@ class Reply:
         return None
 
 
+def connect(address: str, port: int, *, source: str | None = None, source_port: int = 0,
+            timeout: float = HTTP_TIMEOUT) -> socket.socket:
+    """A TCP connection to ``address``:``port`` from ``source`` (None: the route's) and
+    ``source_port`` (0: any free one). A fixed source port is bound with SO_REUSEADDR and
+    the connection is reset when closed (SO_LINGER 0): no TIME_WAIT is left on either end
+    to keep the next connection from the same port from being made."""
+    if not source_port:
+        return socket.create_connection((address, port), timeout=timeout,
+                                        source_address=(source, 0) if source else None)
+    sock = socket.socket(socket.AF_INET6 if ":" in address else socket.AF_INET)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        sock.settimeout(timeout)
+        sock.bind((source or "", source_port))
+        sock.connect((address, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
 def http_request(address: str, port: int, path: str = "/", *, method: str = "GET",
                  headers: Mapping[str, str] | None = None, body: bytes | None = None,
-                 source: str | None = None, tls: ssl.SSLContext | None = None,
-                 server_name: str | None = None, timeout: float = HTTP_TIMEOUT) -> Reply:
-    """One request on a fresh connection (``Connection: close``), from ``source`` when
-    given; over TLS with ``tls``, sending ``server_name`` as SNI (None: no SNI)."""
-    sock = socket.create_connection((address, port), timeout=timeout,
-                                    source_address=(source, 0) if source else None)
+                 source: str | None = None, source_port: int = 0,
+                 tls: ssl.SSLContext | None = None, server_name: str | None = None,
+                 timeout: float = HTTP_TIMEOUT) -> Reply:
+    """One request on a fresh connection (``Connection: close``), from ``source`` and
+    ``source_port`` when given (see :func:`connect`); over TLS with ``tls``, sending
+    ``server_name`` as SNI (None: no SNI)."""
+    sock = connect(address, port, source=source, source_port=source_port, timeout=timeout)
     conn = http.client.HTTPConnection(address, port, timeout=timeout)
     try:
         certificate = None
@@ -573,10 +597,11 @@ class Topology:
         return context
 
     def tcp_exchange(self, port: int, payload: bytes, *, source: str | None = None,
-                     timeout: float = HTTP_TIMEOUT) -> str:
-        """Send one line to the VIP over TCP; the member that echoed it (tcp service)."""
-        with socket.create_connection((self.vip, port), timeout=timeout,
-                                      source_address=(source, 0) if source else None) as sock:
+                     source_port: int = 0, timeout: float = HTTP_TIMEOUT) -> str:
+        """Send one line to the VIP over TCP (from ``source`` and ``source_port`` when
+        given, see :func:`connect`); the member that echoed it (tcp service)."""
+        with connect(self.vip, port, source=source, source_port=source_port,
+                     timeout=timeout) as sock:
             sock.sendall(payload + b"\n")
             data = b""
             while chunk := sock.recv(4096):
@@ -586,14 +611,18 @@ class Topology:
         return name.decode()
 
     def udp_exchange(self, port: int, payload: bytes, *, sock: socket.socket | None = None,
+                     source: str | None = None, source_port: int = 0,
                      timeout: float = HTTP_TIMEOUT) -> str:
         """Send one datagram to the VIP and return the member that echoed it (udp
-        service). A new socket (a new flow) unless ``sock`` is given; the socket is
-        connected, so only an answer from the VIP counts, and an ICMP port unreachable
-        raises ConnectionRefusedError."""
+        service). A new socket (a new flow, from ``source`` and ``source_port`` when
+        given) unless ``sock`` is given; the socket is connected, so only an answer from
+        the VIP counts, and an ICMP port unreachable raises ConnectionRefusedError."""
         own = sock is None
         udp = socket.socket(socket.AF_INET, socket.SOCK_DGRAM) if sock is None else sock
         try:
+            if own and (source or source_port):
+                udp.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+                udp.bind((source or "", source_port))
             udp.settimeout(timeout)
             udp.connect((self.vip, port))
             udp.send(payload)

@@ -4,6 +4,7 @@ render model, field for field; the rendered haproxy.cfg passes `haproxy -c`."""
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import pathlib
 import shutil
@@ -448,8 +449,9 @@ def test_queries_do_not_grow_with_the_tree(engine: Engine) -> None:
     assert large <= 11, large
 
 
-@pytest.fixture
-def amphora_dir() -> Iterator[pathlib.Path]:
+@contextlib.contextmanager
+def amphora_folder() -> Iterator[pathlib.Path]:
+    """An amphora's state folder for rendered files, removed on exit."""
     if shutil.which("haproxy") is None:
         pytest.fail("haproxy is not installed: the rendered model is checked with "
                     "`haproxy -c` (apt-get install haproxy)")
@@ -480,18 +482,28 @@ def install_certificates(paths: AmphoraPaths, lb: model.LoadBalancer) -> None:
         shutil.copyfile(cert_dir / source, cert_dir / name)
 
 
-def test_rendered_model_passes_haproxy_check(engine: Engine, amphora_dir: pathlib.Path
-                                             ) -> None:
-    tree = full_tree()
-    lb = read(engine, save(engine, tree.lb))
-    paths = AmphoraPaths.for_lb(str(amphora_dir), lb.id,
-                                log_socket=str(amphora_dir / "log.sock"))
+def amphora_paths(folder: pathlib.Path, lb_id: str) -> AmphoraPaths:
+    return AmphoraPaths.for_lb(str(folder), lb_id, log_socket=str(folder / "log.sock"))
+
+
+def render_checked(lb: model.LoadBalancer, folder: pathlib.Path) -> str:
+    """``lb``'s haproxy.cfg for an amphora with its files in ``folder`` (test certificates
+    under the model's names, a server-state file), accepted by `haproxy -c`."""
+    paths = amphora_paths(folder, lb.id)
     install_certificates(paths, lb)
     # A state file with only its version line: HAProxy warns about a missing one.
     pathlib.Path(paths.server_state_file or "").write_text("1\n")
     text = haproxy.render(lb, HaproxySettings(), paths)
-    haproxy_check(amphora_dir, text, lb)
-    cert_dir = pathlib.Path(paths.cert_dir)
+    haproxy_check(folder, text, lb)
+    return text
+
+
+def test_rendered_model_passes_haproxy_check(engine: Engine) -> None:
+    tree = full_tree()
+    lb = read(engine, save(engine, tree.lb))
+    with amphora_folder() as folder:
+        text = render_checked(lb, folder)
+    cert_dir = pathlib.Path(amphora_paths(folder, lb.id).cert_dir)
     https, tcp = tree.listeners["https"].id, tree.listeners["tcp"].id
     assert f"crt-list {cert_dir / (https + '.pem')} ca-file" in text
     assert f"crt {cert_dir / (tree.pools['web'].id + '-client.pem')}" in text

@@ -7,7 +7,11 @@ import pathlib
 
 import pytest
 
+from amphorae.contract import nftables
+from amphorae.render import haproxy
+from tests.functional.test_desired import amphora_folder, read, render_checked
 from tests.servers import PUBLIC_SUBNET
+from tests.settle import _engine
 
 SAMPLES = pathlib.Path(__file__).resolve().parents[3] / "shared/docs/octavia-api-samples"
 
@@ -83,6 +87,35 @@ def test_graph_with_l7_and_references(api):
     assert api.delete(f"/v2/lbaas/loadbalancers/{lb['id']}", cascade="true")[0] == 204
     api.settle(lb["id"])
     assert api.get(f"/v2/lbaas/pools/{pools['web']['id']}")[0] == 404
+
+
+def test_graph_with_source_ip_port_pools_renders_them(api):
+    # (listener, pool) protocols: every pool protocol the amphora balances.
+    pairs = [("HTTP", "HTTP"), ("TCP", "TCP"), ("HTTPS", "HTTPS"), ("TCP", "PROXY"),
+             ("HTTP", "PROXYV2"), ("UDP", "UDP")]
+    listeners = [{
+        "protocol": listener_protocol, "protocol_port": port,
+        "default_pool": {"name": f"sip-{port}", "protocol": pool_protocol,
+                         "lb_algorithm": "SOURCE_IP_PORT",
+                         "members": [{"address": f"198.18.64.{host}", "protocol_port": 80}
+                                     for host in (10, 11)]},
+    } for port, (listener_protocol, pool_protocol) in enumerate(pairs, start=8001)]
+    status, out = api.post("/v2/lbaas/loadbalancers", {"loadbalancer": {
+        "name": "sip-graph", "vip_subnet_id": PUBLIC_SUBNET, "listeners": listeners}})
+    assert status == 201, out
+    lb_id = out["loadbalancer"]["id"]
+    assert [p["lb_algorithm"] for p in out["loadbalancer"]["pools"]] == ["SOURCE_IP_PORT"] * 6
+    api.settle(lb_id)
+    lb = read(_engine(api.server.db_url), lb_id)
+    with amphora_folder() as folder:
+        text = render_checked(lb, folder)
+    # One backend per HAProxy listener, each hashing client address and port.
+    backends = text.split("\nbackend ")[1:]
+    assert len(backends) == 5, text
+    for backend in backends:
+        assert f"    balance {haproxy.SOURCE_IP_PORT_BALANCE}\n" in backend, backend
+        assert "    tcp-request content set-var(txn.src_port) src_port\n" in backend, backend
+    assert " jhash ip saddr . udp sport mod 2 " in nftables.render(lb)
 
 
 @pytest.mark.parametrize("listeners,pools,needle", [

@@ -17,6 +17,8 @@ Every test removes its load balancer when it ends; the module fixture removes th
 
 from __future__ import annotations
 
+import collections
+import contextlib
 import dataclasses
 import http.client
 import os
@@ -45,6 +47,11 @@ SUBNETS = {"gw0": ("198.18.232.0/24", "198.18.233.0/24"),
 SERVICES = (dataplane.HTTP, dataplane.HTTPS, dataplane.TCP, dataplane.UDP)
 TLS_ERRORS = (ssl.SSLError, ConnectionError, http.client.HTTPException)
 RELOADS = 20
+# Fixed client source ports below the kernel's ephemeral range (32768 and up), so that no
+# other connection of the host holds one; each is used REPEATS times.
+SOURCE_PORTS = range(20000, 20600, 30)
+REPEATS = 3
+UDP_FLOW_TIMEOUT = 1  # seconds conntrack keeps an idle UDP flow on the amphora here
 
 
 @pytest.fixture(scope="module")
@@ -214,6 +221,31 @@ def test_least_connections_sends_new_requests_to_the_idle_member(topo) -> None:
         assert sorted({topo.answer() for _ in range(6)}) == topo.names
 
 
+def assert_hashed_by_source_port(served: dict[int, list[str]], names: list[str]) -> None:
+    """``served``: source port -> the members that answered its connections. Each port
+    kept one member, and the ports (all from one client address) reached every member."""
+    assert all(len(set(members)) == 1 for members in served.values()), served
+    spread = collections.Counter(members[0] for members in served.values())
+    assert sorted(spread) == sorted(names), spread
+
+
+@pytest.mark.parametrize("protocol", ["HTTP", "TCP"])
+def test_source_ip_port_keeps_each_client_port_on_its_member(topo, protocol: str) -> None:
+    pool = topo.pool(protocol, "SOURCE_IP_PORT")
+    port = 80 if protocol == "HTTP" else 9000
+    client = topo.clients[0]
+
+    def exchange(source_port: int) -> str:
+        if protocol == "HTTP":
+            return topo.answer(source=client, source_port=source_port)
+        return topo.tcp_exchange(port, b"hello", source=client, source_port=source_port)
+
+    with topo.serving(topo.load_balancer([listener(protocol, port, pool)], [pool])):
+        # A port's connections in a row: round robin would move each to the next member.
+        served = {p: [exchange(p) for _ in range(REPEATS)] for p in SOURCE_PORTS}
+    assert_hashed_by_source_port(served, topo.names)
+
+
 # -- TCP, HTTPS passthrough, TLS termination ----------------------------------------------
 
 
@@ -363,6 +395,40 @@ def test_udp_listener_through_nftables(topo) -> None:
     # Without the rules nothing on the amphora takes the port: ICMP port unreachable.
     with pytest.raises(ConnectionRefusedError):
         topo.udp_exchange(53, b"nobody")
+
+
+@contextlib.contextmanager
+def short_udp_flows(topo: dataplane.Topology) -> Iterator[None]:
+    """Conntrack on the amphora forgets an idle UDP flow after UDP_FLOW_TIMEOUT (not 30 s)."""
+    key = "net.netfilter.nf_conntrack_udp_timeout"
+    before = netns.run("sysctl", "-n", key, ns=topo.namespace).stdout.strip()
+    netns.run("sysctl", "-qw", f"{key}={UDP_FLOW_TIMEOUT}", ns=topo.namespace)
+    try:
+        yield
+    finally:
+        netns.run("sysctl", "-qw", f"{key}={before}", ns=topo.namespace)
+
+
+def test_udp_source_ip_port_keeps_each_client_port_on_its_member(topo) -> None:
+    hashed, rotated = topo.pool("UDP", "SOURCE_IP_PORT"), topo.pool("UDP")
+    lb = topo.load_balancer([listener("UDP", 53, hashed), listener("UDP", 54, rotated)],
+                            [hashed, rotated])
+    served: dict[int, dict[int, list[str]]] = {53: {}, 54: {}}
+    topo.agent.upload_nftables(render_nftables.render(lb))
+    try:
+        with short_udp_flows(topo):
+            for _ in range(REPEATS):
+                for source_port in SOURCE_PORTS:
+                    for port, by_port in served.items():
+                        by_port.setdefault(source_port, []).append(topo.udp_exchange(
+                            port, b"ping", source=topo.clients[0], source_port=source_port))
+                # Conntrack forgets every flow: the next round is decided anew ...
+                time.sleep(UDP_FLOW_TIMEOUT + 0.5)
+    finally:
+        topo.agent.delete_nftables()
+    # ... as the round-robin listener shows: its ports did not keep their members.
+    assert any(len(set(members)) > 1 for members in served[54].values()), served[54]
+    assert_hashed_by_source_port(served[53], topo.names)
 
 
 # -- reloads under load -------------------------------------------------------------------

@@ -27,9 +27,6 @@ from amphorae.db import models as m
 
 RESOURCE = "pool"
 NAME = "Pool"
-# What the amphora provider can balance with (SOURCE_IP_PORT is API-valid but unsupported).
-AMPHORA_ALGORITHMS = ("ROUND_ROBIN", "LEAST_CONNECTIONS", "SOURCE_IP")
-AMPHORA_PROVIDERS = (c.PROVIDER_AMPHORA, c.PROVIDER_OCTAVIA)
 
 _COOKIE_NAME = re.compile(r"^[^\s,;\\]+$")
 # Octavia's further restriction: no separators or controls (RFC 6265 token characters).
@@ -215,14 +212,6 @@ def _check_session_persistence(protocol: str, sp: dict[str, Any] | None) -> None
                    'session persistence type.')
 
 
-def _check_algorithm(lb: m.LoadBalancer, algorithm: str) -> None:
-    provider = lb.provider or c.PROVIDER_AMPHORA
-    if provider in AMPHORA_PROVIDERS and algorithm not in AMPHORA_ALGORITHMS:
-        raise errors.ProviderUnsupportedOption(
-            provider=provider,
-            detail=f"Amphora provider does not support {algorithm} algorithm.")
-
-
 def _apply_tls_defaults(pool: m.Pool) -> None:
     if not pool.tls_enabled:
         return
@@ -259,7 +248,6 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data
                                 data.model_fields_set)
     if listener is not None:
         _check_listener(listener, data.protocol)
-    _check_algorithm(lb, data.lb_algorithm)
     with session.no_autoflush:
         pool = m.Pool(
             id=m.new_id(), project_id=lb.project_id, name=data.name,
@@ -299,7 +287,7 @@ def _merged_sp(pool: m.Pool, given: dict[str, Any]) -> dict[str, Any] | None:
     return merged
 
 
-def _apply_update(lb: m.LoadBalancer, pool: m.Pool, data: Update) -> None:
+def _apply_update(pool: m.Pool, data: Update) -> None:
     given = data.given()
     if "lb_algorithm" in given and data.lb_algorithm is None:
         raise errors.InvalidInput(field="lb_algorithm", value="None",
@@ -343,8 +331,6 @@ def _apply_update(lb: m.LoadBalancer, pool: m.Pool, data: Update) -> None:
         else:
             for key, value in sp.items():
                 setattr(pool.session_persistence, key, value)
-    if "lb_algorithm" in given:
-        _check_algorithm(lb, pool.lb_algorithm)
     _apply_tls_defaults(pool)
 
 
@@ -425,7 +411,7 @@ class Pool:
             pool = load_authorized(req, session, pool_id, "put")
             lb = common.lock_load_balancer(session, pool.load_balancer_id)
             with session.no_autoflush:
-                _apply_update(lb, pool, data)
+                _apply_update(pool, data)
             common.mark_pending_update(*_affected_listeners(session, pool))
             out = common.finish_update(session, pool, view, lb.id)
         common.send(resp, {RESOURCE: out})
