@@ -86,3 +86,13 @@ def sdk(server: servers.Server):
 def cli(server: servers.Server):
     """Run `openstack <args>` against the API; JSON output is parsed."""
     return servers.OpenStackCLI(server)
+
+
+@pytest.fixture(scope="session")
+def keystone():
+    """A real, seeded Keystone (tests/keystone.py), shared by the modules that check
+    tokens."""
+    from tests import keystone as ks
+
+    with ks.running_keystone() as keystone:
+        yield keystone

@@ -61,12 +61,6 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
 
 
 @pytest.fixture(scope="session")
-def keystone() -> Iterator[ks.Keystone]:
-    with ks.running_keystone() as keystone:
-        yield keystone
-
-
-@pytest.fixture(scope="session")
 def keystone_server(backend: str, keystone: ks.Keystone,
                     tmp_path_factory: pytest.TempPathFactory) -> Iterator[servers.Server]:
     """The API on ``backend`` checking tokens with auth_token, in the catalog."""
