@@ -22,12 +22,18 @@ def _uuid(value: str) -> str:
 
 
 def _ip(value: str) -> str:
+    """The address in its canonical form (a VIP: Neutron answers it so)."""
+    return str(ipaddress.ip_address(_ip_as_given(value)))
+
+
+def _ip_as_given(value: str) -> str:
+    """The address checked and kept as written (a member: Octavia stores it so)."""
     try:
         address = ipaddress.ip_address(value)
         if getattr(address, "scope_id", None) is not None:
             # 'fe80::1%eth0': a zone means nothing off this host and overflows the column.
             raise ValueError(value)
-        return str(address)
+        return value
     except ValueError:
         raise ValueError("Value should be IPv4 or IPv6 format") from None
 
@@ -73,6 +79,7 @@ Description = Annotated[_StrictStr, Field(max_length=255)]
 ProjectId = Annotated[_StrictStr, Field(max_length=36)]
 UUID = Annotated[_StrictStr, AfterValidator(_uuid)]
 IPAddress = Annotated[_StrictStr, AfterValidator(_ip)]
+IPAddressAsGiven = Annotated[_StrictStr, AfterValidator(_ip_as_given)]
 CIDR = Annotated[_StrictStr, AfterValidator(_cidr)]
 AdminState = Annotated[StrictBool, BeforeValidator(_null_is_false)]
 Port = Annotated[IntLike, Field(ge=c.MIN_PORT, le=c.MAX_PORT)]

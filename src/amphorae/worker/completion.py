@@ -69,8 +69,10 @@ def complete(session: Session, lb_id: str, failed: Collection[str] = ()) -> None
     # Monitors and L7 objects are ONLINE when enabled; the health manager owns the rest.
     for model in (m.HealthMonitor, m.L7Policy, m.L7Rule):
         for enabled, status in ((True, c.ONLINE), (False, c.OFFLINE)):
+            # Only rows that change: an untouched object keeps its updated_at.
             session.execute(update(model).where(model.id.in_(tree[model]),
-                                                model.enabled == enabled)
+                                                model.enabled == enabled,
+                                                model.operating_status != status)
                             .values(operating_status=status))
     lb.provisioning_status = c.ACTIVE
     session.flush()

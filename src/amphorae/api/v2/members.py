@@ -33,12 +33,12 @@ class SingleCreate(t.Schema):
 
     name: t.Name | None = None
     admin_state_up: t.AdminState = True
-    address: t.IPAddress
+    address: t.IPAddressAsGiven
     protocol_port: t.Port
     weight: Weight | None = 1
     backup: t.StrictBool | None = False
     subnet_id: t.UUID | None = None
-    monitor_address: t.IPAddress | None = None
+    monitor_address: t.IPAddressAsGiven | None = None
     monitor_port: t.Port | None = None
     tags: t.Tags | None = None
     request_sriov: t.StrictBool | None = False
@@ -55,7 +55,7 @@ class Update(t.Schema):
     admin_state_up: t.AdminState = True
     weight: Weight | None = None
     backup: t.StrictBool | None = None
-    monitor_address: t.IPAddress | None = None
+    monitor_address: t.IPAddressAsGiven | None = None
     monitor_port: t.Port | None = None
     tags: t.Tags | None = None
 
@@ -157,8 +157,11 @@ def _check_subnet(subnet_id: str | None) -> None:
 
 
 def _check_ip_family(pool: m.Pool, lb: m.LoadBalancer | None, address: str) -> None:
-    """The amphora's LVS (UDP/SCTP) path cannot forward between address families."""
+    """The amphora's LVS (UDP/SCTP) path cannot forward between address families. As in
+    Octavia, checked through the pool's listeners: a pool that serves none is free."""
     if pool.protocol not in c.LVS_PROTOCOLS or lb is None:
+        return
+    if not (pool.listeners_as_default or pool.l7policies_redirecting):
         return
     provider = lb.provider or c.PROVIDER_AMPHORA
     if provider not in (c.PROVIDER_AMPHORA, c.PROVIDER_OCTAVIA):
