@@ -84,10 +84,12 @@ def _build_pool(session: Session, ctx: RequestContext, lb: m.LoadBalancer,
     if not isinstance(member_specs, list):
         raise errors.InvalidInput(field="members", value=member_specs,
                                   reason="Value should be a list.")
+    # NO_MONITOR whatever the pool gets: Octavia's graph makes the members before the
+    # monitor (the health manager sets them once the amphorae report).
     for member_spec in member_specs:
         members.build(session, ctx, pool,
                       body.validate(member_spec, "member", members.SingleCreate),
-                      has_monitor=spec.get("healthmonitor") is not None)
+                      has_monitor=False)
         counts["member"] += 1
     return pool
 

@@ -454,8 +454,7 @@ def status_tree(session: Session, lb: Any) -> dict[str, Any]:
     pools = {}
     for pool in rows(m.Pool, *STATUS_FIELDS):
         pools[pool.id] = _status(pool)
-        if pool.id in monitors:
-            pools[pool.id]["health_monitor"] = monitors[pool.id]
+        pools[pool.id]["health_monitor"] = monitors.get(pool.id)  # null without one
         pools[pool.id]["members"] = members.get(pool.id, [])
     tree = _status(lb)
     tree["listeners"] = []

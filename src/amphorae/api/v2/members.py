@@ -292,15 +292,7 @@ def _parse_batch(req: falcon.Request) -> list[Create]:
     if not isinstance(raw, list):
         raise errors.InvalidInput(field="members", value=body._short(raw),
                                   reason="Value should be a list.")
-    items = [body.validate(item, "members", Create) for item in raw]
-    seen: set[tuple[str, int]] = set()
-    for item in items:
-        key = (item.address, item.protocol_port)
-        if key in seen:
-            raise errors.ValidationError(
-                detail="Member must be updated only once in the same request.")
-        seen.add(key)
-    return items
+    return [body.validate(item, "members", Create) for item in raw]
 
 
 def _batch_changes(member: m.Member, item: Create) -> dict[str, Any]:
@@ -332,6 +324,7 @@ def _batch_update(session: Session, ctx: RequestContext, pool: m.Pool, items: li
     existing = {(x.ip_address, x.protocol_port): x for x in session.scalars(
         select(m.Member).where(m.Member.pool_id == pool.id))}
     wanted = {(i.address, i.protocol_port) for i in items}
+    _refuse_repeats(items, existing)
     new = [i for i in items if (i.address, i.protocol_port) not in existing]
     changed = []
     for item in items:
@@ -359,6 +352,21 @@ def _batch_update(session: Session, ctx: RequestContext, pool: m.Pool, items: li
                        leaving={"member": len(doomed)})
     common.enqueue(session, pool.load_balancer_id)
     session.flush()
+
+
+def _refuse_repeats(items: list[Any], existing: dict[tuple[str, int], m.Member]) -> None:
+    """One batch names a member once: Octavia refuses an existing one named again (400)
+    and a new one named again (409, its database's duplicate)."""
+    seen: set[tuple[str, int]] = set()
+    for item in items:
+        key = (item.address, item.protocol_port)
+        if key in seen and key in existing:
+            raise errors.ValidationError(
+                detail="Member must be updated only once in the same request.")
+        if key in seen:
+            raise errors.Conflict(f"Another member on this pool is already using ip "
+                                  f"{item.address} on protocol_port {item.protocol_port}")
+        seen.add(key)
 
 
 class Member:

@@ -159,7 +159,7 @@ class Defaults:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         ctx = common.context(req)
         _authorize(req, "get_defaults", ctx.project_id)
-        common.send(resp, {RESOURCE: defaults(ctx.project_id)})
+        common.send(resp, {RESOURCE: defaults("defaults")})  # Octavia names it so
 
 
 ROUTES = [
