@@ -90,6 +90,24 @@ def test_graph_with_l7_and_references(api):
     assert api.get(f"/v2/lbaas/pools/{pools['web']['id']}")[0] == 404
 
 
+def test_graph_with_unnamed_pools(api):
+    """Octavia takes inline pools without a name: each is its own place's definition."""
+    unnamed = {"protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
+               "members": [{"address": "198.18.64.11", "protocol_port": 80}]}
+    status, out = api.post("/v2/lbaas/loadbalancers", {"loadbalancer": {
+        "vip_subnet_id": PUBLIC_SUBNET, "listeners": [
+            {"protocol": "HTTP", "protocol_port": 80, "default_pool": dict(unnamed)},
+            {"protocol": "HTTP", "protocol_port": 81, "default_pool": dict(unnamed)}]}})
+    assert status == 201, out
+    lb = out["loadbalancer"]
+    assert len(lb["pools"]) == 2 and {p["name"] for p in lb["pools"]} == {""}
+    assert {listener["default_pool_id"] for listener in lb["listeners"]} == {
+        p["id"] for p in lb["pools"]}
+    api.settle(lb["id"])
+    assert api.delete(f"/v2/lbaas/loadbalancers/{lb['id']}", cascade="true")[0] == 204
+    api.settle(lb["id"])
+
+
 def test_graph_with_source_ip_port_pools_renders_them(api):
     # (listener, pool) protocols: every pool protocol the amphora balances.
     pairs = [("HTTP", "HTTP"), ("TCP", "TCP"), ("HTTPS", "HTTPS"), ("TCP", "PROXY"),
@@ -120,9 +138,8 @@ def test_graph_with_source_ip_port_pools_renders_them(api):
 
 
 @pytest.mark.parametrize("listeners,pools,needle", [
-    ([{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"protocol": "HTTP",
-                                                                 "lb_algorithm": "SOURCE_IP"}}],
-     [], "named"),
+    ([{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"protocol": "HTTP"}}],
+     [], "pool (unnamed).lb_algorithm"),
     ([{"protocol": "HTTP", "protocol_port": 80, "default_pool": {"name": "ghost"}}], [],
      "ghost"),
     ([], [{"name": "p"}], "p"),

@@ -1,8 +1,9 @@
 """The fully populated load balancer create: listeners, pools, members, monitors and L7
 policies nested in one POST (what Kubernetes' cloud provider sends).
 
-Pools are named; an inline pool with more than a name is a definition, a name-only pool
-refers to a definition elsewhere in the request. Each nested object is validated and
+An inline pool with more than a name is a definition, a name-only pool refers to a
+definition elsewhere in the request; an unnamed pool is a definition only its place uses
+(Octavia accepts those too). Each nested object is validated and
 built by its own resource module, so the rules are the same as for a single create.
 """
 
@@ -30,9 +31,14 @@ POOL_CHILDREN = ("healthmonitor", "members")
 LISTENER_CHILDREN = ("default_pool", "l7policies")
 
 
+def _pool_key(pool: dict[str, Any]) -> str | int:
+    """A pool's name, or for an unnamed pool its own identity in the request."""
+    return pool.get("name") or id(pool)
+
+
 def _pool_definitions(listener_dicts: list[dict[str, Any]],
-                      pool_dicts: list[dict[str, Any]]) -> tuple[dict[str, dict], set[str]]:
-    """Full pool definitions by name, and the names referenced by name only."""
+                      pool_dicts: list[dict[str, Any]]) -> dict[str | int, dict]:
+    """Full pool definitions by key (_pool_key); every name-only reference resolves."""
     inline: list[Any] = []
     for listener in listener_dicts:
         if not isinstance(listener, dict):
@@ -42,31 +48,31 @@ def _pool_definitions(listener_dicts: list[dict[str, Any]],
         for policy in listener.get("l7policies") or []:
             if isinstance(policy, dict):
                 inline.append(policy.get("redirect_pool"))
-    definitions: dict[str, dict[str, Any]] = {}
-    references: set[str] = set()
+    definitions: dict[str | int, dict[str, Any]] = {}
+    references: set[str | int] = set()
     for pool in [*pool_dicts, *(p for p in inline if p is not None)]:
         if not isinstance(pool, dict):
             raise errors.InvalidInput(field="pools", value=pool,
                                       reason="Value should be a JSON object.")
         name = pool.get("name")
-        if not isinstance(name, str) or not name:
-            raise errors.ValidationError(
-                detail="Pools must be named when creating a fully populated loadbalancer.")
-        if set(pool) == {"name"}:
+        if name is not None and not isinstance(name, str):
+            raise errors.InvalidInput(field="pool name", value=name,
+                                      reason="Value should be a string.")
+        if name and set(pool) == {"name"}:
             references.add(name)
             continue
-        if name in definitions:
+        if name and name in definitions:
             raise errors.ValidationError(
                 detail=f"Pool name '{name}' is defined more than once in the request.")
         for field in ("protocol", "lb_algorithm"):
             if field not in pool:
-                raise errors.InvalidInput(field=f"pool {name}.{field}", value="None",
-                                          reason="Mandatory field missing.")
-        definitions[name] = pool
+                raise errors.InvalidInput(field=f"pool {name or '(unnamed)'}.{field}",
+                                          value="None", reason="Mandatory field missing.")
+        definitions[_pool_key(pool)] = pool
     for name in references - set(definitions):
         raise errors.ValidationError(
             detail=f"Pool '{name}' was referenced but no full definition was found.")
-    return definitions, references
+    return definitions
 
 
 def _build_pool(session: Session, ctx: RequestContext, lb: m.LoadBalancer,
@@ -98,10 +104,10 @@ def build(session: Session, ctx: RequestContext, lb: m.LoadBalancer,
           listener_dicts: list[dict[str, Any]],
           pool_dicts: list[dict[str, Any]]) -> dict[str, int]:
     """Build the nested tree of a new load balancer; returns the counts for quotas."""
-    definitions, _ = _pool_definitions(listener_dicts, pool_dicts)
+    definitions = _pool_definitions(listener_dicts, pool_dicts)
     counts: Counter[str] = Counter()
-    by_name = {name: _build_pool(session, ctx, lb, spec, counts)
-               for name, spec in definitions.items()}
+    by_key = {key: _build_pool(session, ctx, lb, spec, counts)
+              for key, spec in definitions.items()}
     for spec in listener_dicts:
         fields = {k: v for k, v in spec.items() if k not in LISTENER_CHILDREN}
         data = body.validate({**fields, "loadbalancer_id": lb.id}, "listener",
@@ -110,13 +116,13 @@ def build(session: Session, ctx: RequestContext, lb: m.LoadBalancer,
         counts["listener"] += 1
         default = spec.get("default_pool")
         if default is not None:
-            pool = by_name[default["name"]]
+            pool = by_key[_pool_key(default)]
             validators.check_pool_protocol(listener.protocol, pool.protocol)
             listener.default_pool = pool
             listener.default_pool_id = pool.id
         for policy_spec in spec.get("l7policies") or []:
             policy_data = body.validate(policy_spec, "l7policy", l7policies.SingleCreate)
-            redirect = (by_name[policy_data.redirect_pool["name"]]
+            redirect = (by_key[_pool_key(policy_spec["redirect_pool"])]
                         if policy_data.redirect_pool else None)
             l7policies.build(session, ctx, listener, policy_data, redirect_pool=redirect)
             counts["l7policy"] += 1
