@@ -312,15 +312,17 @@ def _links(req: falcon.Request, lp: ListParams, rows: list[Any],
     common.update(lp.filters)
     for kind, tags in lp.tags.items():
         common[kind] = ",".join(tags)
-    links = []
+    def href(**extra: Any) -> str:
+        # Octavia writes sort values as given ("sort=name:asc,id:desc").
+        return f"{url}?{urllib.parse.urlencode({**common, **extra}, safe=':,')}"
+
+    links = []  # previous first, as Octavia lists them
     has_next = more if not lp.page_reverse else bool(lp.marker)
     has_prev = bool(lp.marker) if not lp.page_reverse else more
-    if has_next:
-        q = urllib.parse.urlencode({**common, "marker": rows[-1].id})
-        links.append({"href": f"{url}?{q}", "rel": "next"})
     if has_prev:
-        q = urllib.parse.urlencode({**common, "marker": rows[0].id, "page_reverse": "True"})
-        links.append({"href": f"{url}?{q}", "rel": "previous"})
+        links.append({"href": href(marker=rows[0].id, page_reverse="True"), "rel": "previous"})
+    if has_next:
+        links.append({"href": href(marker=rows[-1].id), "rel": "next"})
     return links
 
 
