@@ -42,6 +42,17 @@ def test_error_bodies(api):
     assert body["errors"][0]["detail"] == "Only content type application/json is accepted."
     resp = api.http.get(api.url + "/v2/lbaas/loadbalancers")
     assert resp.headers["x-openstack-request-id"].startswith("req-")
+    # What Octavia refuses while routing, before its controller, pecan answers.
+    assert api.get("/v2/lbaas/loadbalancers", limit="x") == (400, {
+        "code": 400, "title": "Bad Request",
+        "description": "Supplied pagination limit 'x' is not valid."})
+    assert api.get("/v2/lbaas/loadbalancers", sort="name:up")[1]["code"] == 400
+    assert api.get("/v2/lbaas/loadbalancers", sort="name:DESC")[0] == 200
+    missing = "f306d1d2-cb1d-48fd-9f01-6b8eae891d2f"
+    for path in (f"/v2/lbaas/pools/{missing}/members",
+                 f"/v2/lbaas/pools/{missing}/members/{missing}",
+                 f"/v2/lbaas/l7policies/{missing}/rules"):
+        assert api.get(path)[1]["description"].endswith(f"{missing} not found."), path
 
 
 @pytest.mark.parametrize("raw,needle", [
@@ -133,4 +144,4 @@ def test_pagination_sorting_filters_fields_tags(api):
 ])
 def test_bad_list_parameters_are_400(api, params, needle):
     status, body = api.get("/v2/lbaas/loadbalancers", **params)
-    assert status == 400 and needle in body["faultstring"], body
+    assert status == 400 and needle in (body.get("faultstring") or body["description"]), body

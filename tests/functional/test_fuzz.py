@@ -93,14 +93,15 @@ URI_TOO_LONG = 414
 
 def _refused(api: Any, db: Database, method: str, path: str, raw: bytes | None = None,
              params: dict[str, str] | None = None) -> tuple[int, Any]:
-    """Send a request: never a 5xx, and a refusal (a 4xx with a faultstring) leaves the
-    database as it was."""
+    """Send a request: never a 5xx, and a refusal (a 4xx with a message: a faultstring,
+    or pecan's description where Octavia refuses while routing) leaves the database as
+    it was."""
     status, out = api.call(method, path, raw=raw, **(params or {}))
     shown = (raw or b"")[:200], {k: v[:200] for k, v in (params or {}).items()}
     assert status < 500, (method, path, shown, status, out)
     if status >= 400:
-        assert status == URI_TOO_LONG or (isinstance(out, dict) and out.get("faultstring")), (
-            method, path, shown, status, out)
+        assert status == URI_TOO_LONG or (isinstance(out, dict) and (
+            out.get("faultstring") or out.get("description"))), (method, path, shown, status, out)
         assert db.unchanged(), (method, path, shown, status, out)
     return status, out
 

@@ -74,7 +74,8 @@ def positions(api: Client, listener_id: str) -> list[tuple[str, int]]:
 def fault(response: tuple[int, Any], status: int) -> str:
     code, body = response
     assert code == status, body
-    return str(body["faultstring"])
+    # pecan's description where Octavia refuses while routing (a missing parent)
+    return str(body["faultstring"] if "faultstring" in body else body["description"])
 
 
 # --- create / show --------------------------------------------------------------------

@@ -247,7 +247,7 @@ def test_not_found(api):
     missing = str(uuid.uuid4())
     status, out = api.post(members_path(missing), {"member": {
         "address": "198.18.64.1", "protocol_port": 80}})
-    assert (status, out["faultstring"]) == (404, f"Pool {missing} not found.")
+    assert (status, out["description"]) == (404, f"Pool {missing} not found.")
     assert api.get(members_path(missing))[0] == 404
     status, out = api.get(f"{members_path(pool['id'])}/{missing}")
     assert (status, out["faultstring"]) == (404, f"Member {missing} not found.")
@@ -489,7 +489,7 @@ def test_batch_update_bad_input(api, members, status, needle):
 def test_batch_update_other_errors(api):
     missing = str(uuid.uuid4())
     status, out = _batch(api, missing, [])
-    assert (status, out["faultstring"]) == (404, f"Pool {missing} not found.")
+    assert (status, out["description"]) == (404, f"Pool {missing} not found.")
     lb, pool, _ = make_pool(api, listener=False)
     status, out = api.put(members_path(pool["id"]), {"member": []})
     assert status == 400 and "members" in out["faultstring"]

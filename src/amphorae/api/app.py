@@ -74,7 +74,7 @@ def _not_acceptable(req: falcon.Request, resp: falcon.Response, ex: NotAcceptabl
 def _api_error(req: falcon.Request, resp: falcon.Response, ex: errors.APIError,
                params: dict[str, Any]) -> None:
     resp.status = ex.status
-    resp.media = errors.fault_body(ex.status, ex.message)
+    resp.media = ex.body()
 
 
 def _http_error(req: falcon.Request, resp: falcon.Response, ex: falcon.HTTPError,

@@ -115,7 +115,7 @@ def _limit(value: str | list[str] | None) -> int | None:
     try:
         limit = int(text)
     except ValueError:
-        raise errors.BadRequest(f"Supplied pagination limit '{text}' is not valid.") from None
+        raise errors.PagingError(f"Supplied pagination limit '{text}' is not valid.") from None
     if limit < 1:
         return cap
     # Beyond any row count, and within what a database takes as a LIMIT.
@@ -129,20 +129,20 @@ def _sort(params: dict[str, Any], coll: Collection) -> tuple[list[tuple[str, str
         raw["sort"] = _one(params["sort"])
         for part in raw["sort"].split(","):
             key, _, direction = part.strip().partition(":")
-            keys.append((key, direction or "asc"))
+            keys.append((key, direction.lower() or "asc"))
     elif "sort_key" in params:
         raw["sort_key"] = _one(params["sort_key"])
         names = raw["sort_key"].split(",")
         dirs = _one(params["sort_dir"]).split(",") if "sort_dir" in params else []
         if "sort_dir" in params:
             raw["sort_dir"] = _one(params["sort_dir"])
-        keys = [(k.strip(), (dirs[i].strip() if i < len(dirs) else "asc"))
+        keys = [(k.strip(), (dirs[i].strip().lower() if i < len(dirs) else "asc"))
                 for i, k in enumerate(names)]
     for key, direction in keys:
         if key not in coll.columns:
             raise errors.BadRequest(f"Supplied sort key '{key}' is not valid.")
         if direction not in ("asc", "desc"):
-            raise errors.BadRequest(f"Supplied sort direction '{direction}' is not valid.")
+            raise errors.PagingError(f"Supplied sort direction '{direction}' is not valid.")
     return keys, raw
 
 

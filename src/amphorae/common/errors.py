@@ -8,15 +8,31 @@ class APIError(Exception):
 
     status = 500
     template = "An unknown exception occurred."
+    # Octavia raises some errors while routing (a pecan hook or lookup), before its
+    # controller: pecan answers those, with another body (see body()).
+    while_routing = False
 
     def __init__(self, message: str | None = None, **kwargs: object) -> None:
         self.message = message if message is not None else self.template.format(**kwargs)
         super().__init__(self.message)
 
+    def body(self) -> dict[str, object]:
+        if self.while_routing:
+            # pecan's JSON; the title is that of webob's client error class, which
+            # Octavia's exceptions derive from whatever their code.
+            return {"code": self.status, "title": "Bad Request", "description": self.message}
+        return fault_body(self.status, self.message)
+
 
 class BadRequest(APIError):
     status = 400
     template = "{detail}"
+
+
+class PagingError(BadRequest):
+    """A limit or sort direction Octavia's pagination hook refuses."""
+
+    while_routing = True
 
 
 class ValidationError(BadRequest):
@@ -69,6 +85,12 @@ class QuotaExceeded(APIError):
 class NotFound(APIError):
     status = 404
     template = "{resource} {id} not found."
+
+
+class ParentNotFound(NotFound):
+    """A parent named in the path (the pool of /pools/{id}/members) that does not exist."""
+
+    while_routing = True
 
 
 class MethodNotAllowed(APIError):

@@ -229,9 +229,16 @@ def build(session: Session, ctx: RequestContext | None, pool: m.Pool, data: Sing
 # --- controllers ----------------------------------------------------------------------
 
 
+def _path_pool(session: Session, pool_id: str) -> m.Pool:
+    pool = session.get(m.Pool, pool_id)
+    if pool is None or pool.provisioning_status == c.DELETED:
+        raise errors.ParentNotFound(resource=POOL_NAME, id=pool_id)
+    return pool
+
+
 def _authorized_pool(req: falcon.Request, session: Session, pool_id: str,
                      *actions: str) -> m.Pool:
-    pool = load_pool(session, pool_id)
+    pool = _path_pool(session, pool_id)
     for action in actions:
         common.authorized(req, RESOURCE, action, pool)
     return pool
@@ -241,6 +248,7 @@ def _authorized_member(req: falcon.Request, session: Session, pool_id: str, memb
                        action: str) -> m.Member:
     member = session.get(m.Member, member_id)
     if member is None or member.pool_id != pool_id:
+        _path_pool(session, pool_id)
         raise errors.NotFound(resource=NAME, id=member_id)
     return common.authorized(req, RESOURCE, action, member)
 
