@@ -82,8 +82,8 @@ def get_driver(provider: str) -> Driver:
 
 
 def _unsupported(provider: str, detail: str) -> errors.APIError:
-    # Octavia words this as ProviderUnsupportedOption (a 501); the caller sent bad
-    # input, so we answer 400 with the same text.
+    # Octavia words every refusal so, with a 501; a malformed document is bad input
+    # here, a 400 with the same text (an option the provider lacks is the 501).
     return errors.BadRequest(
         f"Provider '{provider}' does not support a requested option: {detail}")
 
@@ -100,9 +100,9 @@ def validate(provider: str, capabilities: tuple[Capability, ...], data: Any) -> 
     unknown = [key for key in data if key not in known]
     if unknown:
         listed = ", ".join(f"'{key}'" for key in unknown)
-        raise _unsupported(provider, f"Additional properties are not allowed "
-                                     f"({listed} {'was' if len(unknown) == 1 else 'were'} "
-                                     f"unexpected)")
+        raise errors.ProviderUnsupportedOption(
+            provider=provider, detail=f"Additional properties are not allowed ({listed} "
+                                      f"{'was' if len(unknown) == 1 else 'were'} unexpected)")
     for key, value in data.items():
         cap = known[key]
         if not isinstance(value, JSON_TYPES[cap.json_type]):
