@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import re
 import subprocess
-from pathlib import Path
 
 import pytest
 
@@ -101,13 +100,13 @@ def test_driver_options_registered():
     assert compute.list_opts()[0][0] == "netns_compute"
 
 
-def test_default_state_dir_follows_state_path(monkeypatch):
-    monkeypatch.setenv("AMPHORAE_STATE_PATH", "/tmp/amph-unit-state")
+def test_default_state_dir_follows_state_path(monkeypatch, tmp_path):
+    monkeypatch.setenv("AMPHORAE_STATE_PATH", str(tmp_path))
     drv = compute.NetnsComputeDriver(plumbing=plumbing.Plumbing(FakeRunner({})))
-    assert str(drv.state_dir) == "/tmp/amph-unit-state/amphorae"
+    assert drv.state_dir == tmp_path / "amphorae"
     assert str(drv.gateway) == "198.19.0.1"
     # The deployment id, and the management bridge named after it, come from there too.
-    assert drv.deployment == (Path("/tmp/amph-unit-state") / "deployment-id").read_text().strip()
+    assert drv.deployment == (tmp_path / "deployment-id").read_text().strip()
     assert drv.bridge == plumbing.bridge_name(drv.deployment, compute.MANAGEMENT_NETWORK)
 
 
