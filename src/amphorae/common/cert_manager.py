@@ -139,11 +139,8 @@ class NoopCertManager:
     running the API with the no-op drivers (nothing ever serves it)."""
 
     def get_cert(self, ref: str) -> TLSCert:
-        cert = _noop_ca()
-        key_pem = cert.key.private_bytes(serialization.Encoding.PEM,
-                                         serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption())
-        return TLSCert(cert.cert, (), key_pem)
+        ca = _noop_ca()
+        return TLSCert(ca.cert, (), ca.key_pem())
 
     def get_ca(self, ref: str) -> bytes:
         return _noop_ca().cert_pem()

@@ -145,11 +145,13 @@ def _send_page(req: falcon.Request, resp: falcon.Response, coll: listing.Collect
 # --- lookups and the load balancer lock -----------------------------------------------
 
 
-def find(session: Session, model: type, obj_id: str, resource_name: str) -> Any:
-    """The row of ``model`` with this primary key, or Octavia's 404."""
+def find(session: Session, model: type, obj_id: str, resource_name: str,
+         missing: type[errors.NotFound] = errors.NotFound) -> Any:
+    """The row of ``model`` with this primary key, or Octavia's 404 (``missing``:
+    ParentNotFound for a parent named in the path)."""
     obj = session.get(model, obj_id)
     if obj is None:
-        raise errors.NotFound(resource=resource_name, id=obj_id)
+        raise missing(resource=resource_name, id=obj_id)
     return obj
 
 
@@ -160,10 +162,11 @@ def authorized(req: falcon.Request, resource: str, action: str, obj: Any) -> Any
     return obj
 
 
-def get_or_404(session: Session, model: type, obj_id: str, resource_name: str) -> Any:
+def get_or_404(session: Session, model: type, obj_id: str, resource_name: str,
+               missing: type[errors.NotFound] = errors.NotFound) -> Any:
     obj = session.get(model, obj_id)
     if obj is None or getattr(obj, "provisioning_status", None) == c.DELETED:
-        raise errors.NotFound(resource=resource_name, id=obj_id)
+        raise missing(resource=resource_name, id=obj_id)
     return obj
 
 

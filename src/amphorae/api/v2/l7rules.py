@@ -228,9 +228,8 @@ def build(session: Session, ctx: Any, policy: m.L7Policy,
 
 def load_policy_authorized(req: falcon.Request, session: Session, policy_id: str,
                            action: str) -> m.L7Policy:
-    policy = session.get(m.L7Policy, policy_id)
-    if policy is None:
-        raise errors.ParentNotFound(resource=POLICY_PATH_NAME, id=policy_id)
+    policy = common.find(session, m.L7Policy, policy_id, POLICY_PATH_NAME,
+                         errors.ParentNotFound)
     return common.authorized(req, RESOURCE, action, policy)
 
 

@@ -230,10 +230,7 @@ def build(session: Session, ctx: RequestContext | None, pool: m.Pool, data: Sing
 
 
 def _path_pool(session: Session, pool_id: str) -> m.Pool:
-    pool = session.get(m.Pool, pool_id)
-    if pool is None or pool.provisioning_status == c.DELETED:
-        raise errors.ParentNotFound(resource=POOL_NAME, id=pool_id)
-    return pool
+    return common.get_or_404(session, m.Pool, pool_id, POOL_NAME, errors.ParentNotFound)
 
 
 def _authorized_pool(req: falcon.Request, session: Session, pool_id: str,
