@@ -103,6 +103,10 @@ class Conflict(APIError):
     template = "{detail}"
 
 
+class DuplicateMember(Conflict):
+    template = "Another member on this pool is already using ip {address} on protocol_port {port}"
+
+
 class ImmutableObject(Conflict):
     template = "{resource} {id} is immutable and cannot be updated."
 

@@ -204,9 +204,7 @@ def build(session: Session, ctx: RequestContext | None, pool: m.Pool, data: Sing
                 "The load balancer flavor does not allow SR-IOV member ports.")
         _check_ip_family(pool, lb, data.address)
         if _has_duplicate(session, pool, data.address, data.protocol_port):
-            raise errors.Conflict(
-                f"Another member on this pool is already using ip {data.address} "
-                f"on protocol_port {data.protocol_port}")
+            raise errors.DuplicateMember(address=data.address, port=data.protocol_port)
         if has_monitor is None:
             has_monitor = pool.health_monitor is not None
         member = m.Member(
@@ -369,8 +367,7 @@ def _refuse_repeats(items: list[Any], existing: dict[tuple[str, int], m.Member])
             raise errors.ValidationError(
                 detail="Member must be updated only once in the same request.")
         if key in seen:
-            raise errors.Conflict(f"Another member on this pool is already using ip "
-                                  f"{item.address} on protocol_port {item.protocol_port}")
+            raise errors.DuplicateMember(address=item.address, port=item.protocol_port)
         seen.add(key)
 
 
