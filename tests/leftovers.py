@@ -113,6 +113,12 @@ def sweep() -> list[str]:
     return found
 
 
+def remove(*entries: str | os.PathLike[str]) -> list[str]:
+    """Remove now what ``entries`` name (as :func:`register` takes them): a test's own
+    cleanup when what it ran cannot clean up after itself."""
+    return _remove([str(e) for e in entries if _valid(str(e))])
+
+
 def _remove(lines: list[str]) -> list[str]:
     dirs = [Path(line) for line in lines if line.startswith("/")]
     dbs = [line[len(PG):] for line in lines if line.startswith(PG)]
