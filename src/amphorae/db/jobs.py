@@ -4,13 +4,14 @@ from __future__ import annotations
 
 from typing import Any
 
-from sqlalchemy import text
+from sqlalchemy import event, text
 from sqlalchemy.orm import Session
 
-from amphorae.common import constants
+from amphorae.common import constants, doorbell
 from amphorae.db.models import Job
 
 NOTIFY_CHANNEL = "amphorae_jobs"
+_RING = "amphorae_ring_on_commit"  # session.info key: a ring is already registered
 
 
 def enqueue(session: Session, load_balancer_id: str | None,
@@ -25,9 +26,20 @@ def enqueue(session: Session, load_balancer_id: str | None,
 
 
 def notify(session: Session) -> None:
-    """Wake PostgreSQL workers when the caller's transaction commits (NOTIFY is
-    transactional, and repeated ones in a transaction fold into one); SQLite workers
-    poll."""
+    """Wake workers when the caller's transaction commits: PostgreSQL's NOTIFY is
+    transactional (repeated ones in a transaction fold into one); SQLite's workers on
+    this host are rung (common/doorbell.py) once the commit is done."""
     bind = session.get_bind()
     if bind.dialect.name == "postgresql":
         session.execute(text(f"NOTIFY {NOTIFY_CHANNEL}"))
+        return
+    directory = doorbell.directory_for(bind.url.render_as_string())
+    if directory is None or session.info.get(_RING):
+        return
+    session.info[_RING] = True
+
+    def ring(committed: Session) -> None:
+        committed.info.pop(_RING, None)
+        doorbell.ring(directory)
+
+    event.listen(session, "after_commit", ring, once=True)

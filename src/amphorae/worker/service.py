@@ -26,7 +26,7 @@ from amphorae.drivers import registry
 from amphorae.worker import completion, drift, wakeup
 from amphorae.worker.queue import Claim, JobQueue, LeaseLost
 from amphorae.worker.reconciler import Fence, Reconciler
-from amphorae.worker.wakeup import PollingWakeup, PostgresWakeup
+from amphorae.worker.wakeup import Wakeup
 
 LOG = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
@@ -61,7 +61,7 @@ def retry_delay(attempts: int) -> float:
 
 class Worker:
     def __init__(self, reconciler: Reconciler, queue: JobQueue,
-                 wakeup: PollingWakeup | PostgresWakeup, threads: int = 4,
+                 wakeup: Wakeup, threads: int = 4,
                  drift_interval: float = 0.0) -> None:
         self.reconciler = reconciler
         self.drift_interval = drift_interval
@@ -145,6 +145,13 @@ class Worker:
         finally:
             with self._lock:
                 self._inflight.pop(claim.target, None)
+            self._poke()  # a slot is free, and the target's newer jobs may be claimed
+
+    def _poke(self) -> None:
+        try:
+            self.wakeup.poke()
+        except Exception as exc:  # the claim loop's timeout is the backstop
+            outage.log_failure(LOG, "waking the claim loop failed", exc)
 
     def _drift_loop(self) -> None:
         while not self.stopping.wait(self.drift_interval):
