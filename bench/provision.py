@@ -5,6 +5,8 @@
 Runs `amphorae up` (API, worker, health manager, housekeeping) through
 tests/deployment.py and measures over plain HTTP, polling every 20 ms:
 
+- the CPU the idle control plane uses (all its processes, over 60 s; target < 0.5% of
+  a core: nothing polls, the worker sleeps until a job is written);
 - POST to ACTIVE of SINGLE and ACTIVE_STANDBY load balancers created one after another
   (median, p95, max). Targets (median): SINGLE < 1 s, ACTIVE_STANDBY < 2 s; Octavia with
   Nova VMs takes one to several minutes for the same;
@@ -78,10 +80,12 @@ class Counts:
     trees: int  # fully populated creates of each topology
     fleet: int  # load balancers created at once
     threads: int  # client threads creating and deleting the fleet
+    idle: float  # seconds the idle control plane's CPU use is measured over
 
 
-FULL = Counts(one_by_one=20, trees=5, fleet=100, threads=10)
-QUICK = Counts(one_by_one=3, trees=1, fleet=10, threads=5)
+FULL = Counts(one_by_one=20, trees=5, fleet=100, threads=10, idle=60)
+QUICK = Counts(one_by_one=3, trees=1, fleet=10, threads=5, idle=15)
+IDLE_TARGET = 0.5  # % of one core
 
 
 # --- the API over plain HTTP -------------------------------------------------------
@@ -443,14 +447,45 @@ def amphora_memory(d: Deployment) -> Memory:
     return Memory(len(dirs), names, pss_by_name, rss, pss, anon)
 
 
-def control_plane_rss_kib(d: Deployment) -> int:
-    """RSS of `amphorae up` and its API processes (those run with this config)."""
-    total = 0
+def control_plane_pids(d: Deployment) -> list[int]:
+    """`amphorae up` and its API processes (those run with this config)."""
+    pids = []
     for pid in filter(str.isdigit, os.listdir("/proc")):
         with contextlib.suppress(OSError):
             if str(d.config).encode() in Path(f"/proc/{pid}/cmdline").read_bytes():
-                total += rss_kib(int(pid))[1]
+                pids.append(int(pid))
+    return pids
+
+
+def control_plane_rss_kib(d: Deployment) -> int:
+    total = 0
+    for pid in control_plane_pids(d):
+        with contextlib.suppress(OSError):
+            total += rss_kib(pid)[1]
     return total
+
+
+def cpu_seconds(pids: list[int]) -> float:
+    """User and system CPU time the processes used so far."""
+    ticks = 0
+    for pid in pids:
+        with contextlib.suppress(OSError):
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+            ticks += int(fields[11]) + int(fields[12])  # utime, stime
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+def idle_phase(d: Deployment, seconds: float) -> None:
+    """CPU of the whole control plane with nothing to do (before any load balancer)."""
+    time.sleep(5)  # past start-up (migrations, imports, the first sweeps)
+    pids = control_plane_pids(d)
+    before = cpu_seconds(pids)
+    time.sleep(seconds)
+    share = 100 * (cpu_seconds(pids) - before) / seconds
+    print(f"idle `amphorae up` (API, worker, health manager, housekeeping; "
+          f"{len(pids)} processes, no load balancer) over {seconds:.0f} s: "
+          f"{share:.2f}% of a core   target < {IDLE_TARGET}%: "
+          f"{verdict(share < IDLE_TARGET)}")
 
 
 def show_census(d: Deployment) -> None:
@@ -501,6 +536,7 @@ def run(args: argparse.Namespace, counts: Counts) -> None:
         topologies = (("SINGLE", None), ("ACTIVE_STANDBY", pair_flavor(api, marker)))
         deletes: list[float] = []
         phases: list[Callable[[], None]] = [
+            lambda: idle_phase(d, counts.idle),
             lambda: sequential_phase(api, d, counts, topologies, deletes),
             lambda: tree_phase(api, d, counts, topologies, deletes),
             lambda: print(f"\ncascade DELETE to 404, every load balancer above: "
