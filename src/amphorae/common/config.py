@@ -7,6 +7,7 @@ directory, noauth, the local network driver and netns amphorae.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 
@@ -217,10 +218,55 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [(group or "DEFAULT", opts) for group, opts in GROUPS.items()]
 
 
+class ConfigError(Exception):
+    """A configuration that cannot be used, said in one line naming the file."""
+
+
 def load(args: list[str] | None = None, conf: cfg.ConfigOpts = CONF) -> cfg.ConfigOpts:
-    """Parse the command line (with --config-file) into ``conf``."""
-    conf(args or [], project="amphorae", default_config_files=[])
+    """Parse the command line (with --config-file) into ``conf`` and read every option
+    once, so that a missing file, a syntax error or a value of the wrong type is a
+    :class:`ConfigError` now rather than a traceback whenever the option is first used."""
+    try:
+        conf(args or [], project="amphorae", default_config_files=[])
+    except cfg.ConfigFilesNotFoundError as exc:
+        raise ConfigError(f"{', '.join(exc.config_files)}: no such file") from None
+    except cfg.ConfigFilesPermissionDeniedError as exc:
+        raise ConfigError(f"{', '.join(exc.config_files)}: permission denied") from None
+    except cfg.ConfigDirNotFoundError as exc:
+        raise ConfigError(f"{exc.config_dir}: no such directory") from None
+    except cfg.ConfigFileParseError as exc:
+        # oslo says "at FILE:LINE, problem"; FILE:LINE first reads like a compiler's.
+        where = re.match(r"at (\S+:\d+), (.*)", exc.msg)
+        raise ConfigError(": ".join(where.groups()) if where
+                          else f"{exc.config_file}: {exc.msg}") from None
+    except OSError as exc:  # e.g. a directory given as --config-file
+        raise ConfigError(f"{exc.filename}: {exc.strerror.lower()}") from None
+    _check_values(conf)
     return conf
+
+
+def _check_values(conf: cfg.ConfigOpts) -> None:
+    """oslo.config converts a value when it is read: read them all."""
+    for name in conf:
+        try:
+            group = conf[name]
+            if isinstance(group, cfg.ConfigOpts.GroupAttr):
+                for opt in group:
+                    try:
+                        group[opt]
+                    except cfg.ConfigSourceValueError as exc:
+                        raise ConfigError(_value_error(str(exc), f"[{name}] {opt}")) from None
+        except cfg.ConfigSourceValueError as exc:
+            raise ConfigError(_value_error(str(exc), f"[DEFAULT] {name}")) from None
+
+
+def _value_error(message: str, option: str) -> str:
+    """oslo's "Value for option X from LocationInfo(..., detail='FILE') is not valid:
+    PROBLEM" as "FILE: [group] X: invalid value: PROBLEM"."""
+    where = re.search(r"detail='([^']*)'", message)
+    problem = message.split(" is not valid: ", 1)[-1]
+    prefix = f"{where.group(1)}: " if where else ""
+    return f"{prefix}{option}: invalid value: {problem}"
 
 
 def database_url(conf: cfg.ConfigOpts = CONF) -> str:
