@@ -6,8 +6,10 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from collections.abc import Callable
+from typing import NoReturn
 
 from amphorae.common import config
 
@@ -142,6 +144,7 @@ def _common() -> argparse.ArgumentParser:
 
 
 Handler = Callable[[argparse.Namespace], int]
+LONG_RUNNING = frozenset({"up", "api", "worker", "health", "housekeeping"})
 # name: (one-line help, description, handler); a tuple of such for a command with actions.
 SERVICES: dict[str, tuple[str, str, Handler]] = {
     "up": ("run everything in one process on the embedded default",
@@ -247,7 +250,23 @@ def main(argv: list[str] | None = None) -> int:
     if args.debug:
         config.CONF.set_override("debug", True)
     _setup_logging()
-    return int(args.handler(args))
+    if args.command not in LONG_RUNNING:
+        return int(args.handler(args))
+    try:
+        code = args.handler(args)
+    except SystemExit as stop:  # gunicorn's arbiter leaves through sys.exit
+        code = stop.code
+    _leave(code if isinstance(code, int) else 0)
+
+
+def _leave(code: int) -> NoReturn:
+    """A service that stopped cleanly has closed and joined all it started: leave
+    without the interpreter's teardown of every loaded module, which adds a second of
+    CPU to the stop and releases nothing the exit does not."""
+    logging.shutdown()
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(code)
 
 
 if __name__ == "__main__":

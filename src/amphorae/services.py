@@ -99,7 +99,8 @@ def up(config_args: Sequence[str]) -> int:
             api.terminate()
 
     _on_stop(stop)
-    threading.Thread(target=keeper.run, name="housekeeping", daemon=True).start()
+    keeper_thread = threading.Thread(target=keeper.run, name="housekeeping", daemon=True)
+    keeper_thread.start()
     health_thread = threading.Thread(target=manager.run, name="health", daemon=True)
     health_thread.start()
     watcher = threading.Thread(target=_watch_api, args=(api, stopped, stop), daemon=True)
@@ -117,6 +118,7 @@ def up(config_args: Sequence[str]) -> int:
     stop()
     api.wait(timeout=15)
     health_thread.join(timeout=10)
+    keeper_thread.join(timeout=10)  # a sweep in progress ends before the exit
     _release_host_if_idle(w.reconciler.d)
     return 0
 
