@@ -76,6 +76,12 @@ def test_help_of_a_nested_command_is_its_own():
         assert f"\n    {command} " in top
 
 
+def test_debug_logs_at_debug_level():
+    quiet, loud = run("policy", "sample"), run("policy", "sample", "--debug")
+    assert quiet.stdout == loud.stdout and " DEBUG " not in quiet.stderr
+    assert " DEBUG " in loud.stderr
+
+
 # -- a configuration that cannot be used ----------------------------------------------------
 
 @pytest.mark.parametrize(("content", "expected"), [
