@@ -74,9 +74,10 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
         self._end_waits()
 
     def _end_waits(self) -> None:
-        """Threads waiting for a new connection's first byte stop waiting."""
+        """Threads waiting for a new connection's first byte stop waiting (one whose
+        request has arrived is served)."""
         for conn in list(self._waiting):
-            if not conn.initialized:
+            if not conn.initialized and not conn.data_ready:
                 with contextlib.suppress(OSError):
                     conn.sock.shutdown(socket.SHUT_RDWR)
 
