@@ -144,8 +144,9 @@ def _common() -> argparse.ArgumentParser:
 
 
 Handler = Callable[[argparse.Namespace], int]
+# Services: they leave through _leave once stopped.
 LONG_RUNNING = frozenset({"up", "api", "worker", "health", "housekeeping"})
-# name: (one-line help, description, handler); a tuple of such for a command with actions.
+# name: (one-line help, description, handler); ACTIONS: (help, such a dict) per command.
 SERVICES: dict[str, tuple[str, str, Handler]] = {
     "up": ("run everything in one process on the embedded default",
            "The API (a gunicorn child process), a controller worker, the health manager "
@@ -256,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         code = args.handler(args)
     except SystemExit as stop:  # gunicorn's arbiter leaves through sys.exit
         code = stop.code
-    _leave(code if isinstance(code, int) else 0)
+    if not isinstance(code, int):  # as Python's own exit: None is 0, a message is 1
+        if code is not None:
+            print(code, file=sys.stderr)
+        code = 0 if code is None else 1
+    _leave(code)
 
 
 def _leave(code: int) -> NoReturn:
