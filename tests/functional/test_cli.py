@@ -246,11 +246,14 @@ def state() -> Iterator[pathlib.Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
-def test_up_stops_cleanly_and_fast(state):
+@pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl-c"])
+def test_up_stops_cleanly_and_fast(state, ctrl_c):
     """SIGTERM with a kept-alive connection and a connection that sent nothing open:
     exit code 0, nothing logged at WARNING or above, no SIGKILL, the silent connection
     closed at once. gunicorn alone keeps the first 2 s and the second up to 5 s (past
-    graceful_timeout, when the arbiter kills the worker). The stop time is printed."""
+    graceful_timeout, when the arbiter kills the worker). Ctrl-C: SIGINT to the whole
+    process group, as a terminal sends it (gunicorn's quick stop). The stop time is
+    printed."""
     port = servers.free_port()
     conf = _config(state, f"sqlite:///{state}/amphorae.sqlite", port,
                    NOOP.format(health_port=servers.free_port()))
@@ -281,7 +284,10 @@ def test_up_stops_cleanly_and_fast(state):
         silent = socket.create_connection(("127.0.0.1", port))  # connected, sends nothing
         time.sleep(0.3)  # accepted by a worker, which waits for its first byte
         started = time.monotonic()
-        proc.send_signal(signal.SIGTERM)
+        if ctrl_c:
+            os.killpg(proc.pid, signal.SIGINT)
+        else:
+            proc.send_signal(signal.SIGTERM)
         # gunicorn alone gives it 5 s to send a first byte (its thread is joined at
         # exit); a stopping API closes it at once.
         silent.settimeout(3)
