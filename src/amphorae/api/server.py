@@ -28,23 +28,12 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
     gunicorn keeps a stopping worker's idle kept-alive connections open for 2 s, and
     waits up to 5 s for a client that connected but sent nothing yet (past
     ``graceful_timeout``: the arbiter then kills the worker, "Worker was sent SIGKILL!").
-    Here both go at once, while requests in progress still run to their end. Once
-    stopped, the process leaves without the interpreter's teardown, which costs a
-    second of CPU with all the API's modules loaded and releases nothing the exit does
-    not (every connection is closed by then)."""
+    Here both go at once, while requests in progress still run to their end. (The
+    worker process then leaves through ``cli._leave``, as the arbiter does.)"""
 
     def init_process(self) -> None:
         self._waiting: set[gthread.TConn] = set()  # handed to a thread, no request yet
         super().init_process()
-
-    def run(self) -> None:
-        try:
-            super().run()
-            code = 0
-        except SystemExit as quick:  # SIGINT/SIGQUIT: gunicorn's quick stop
-            code = quick.code if isinstance(quick.code, int) else 0
-        logging.shutdown()
-        os._exit(code)
 
     def enqueue_req(self, conn: gthread.TConn) -> None:
         if not conn.initialized:
