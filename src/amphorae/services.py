@@ -12,7 +12,7 @@ import threading
 from collections.abc import Callable, Sequence
 
 from amphorae.common import config
-from amphorae.db import engine, migrate
+from amphorae.db import engine, migrate, report
 from amphorae.drivers import registry
 
 LOG = logging.getLogger(__name__)
@@ -99,7 +99,8 @@ def up(config_args: Sequence[str]) -> int:
             api.terminate()
 
     _on_stop(stop)
-    threading.Thread(target=keeper.run, name="housekeeping", daemon=True).start()
+    keeper_thread = threading.Thread(target=keeper.run, name="housekeeping", daemon=True)
+    keeper_thread.start()
     health_thread = threading.Thread(target=manager.run, name="health", daemon=True)
     health_thread.start()
     watcher = threading.Thread(target=_watch_api, args=(api, stopped, stop), daemon=True)
@@ -117,6 +118,7 @@ def up(config_args: Sequence[str]) -> int:
     stop()
     api.wait(timeout=15)
     health_thread.join(timeout=10)
+    keeper_thread.join(timeout=10)  # a sweep in progress ends before the exit
     _release_host_if_idle(w.reconciler.d)
     return 0
 
@@ -137,3 +139,118 @@ def _watch_api(api: subprocess.Popen, stopped: threading.Event,
     if not stopped.is_set():
         LOG.error("the API process exited (%s): stopping", code)
         stop()
+
+
+# -- amphorae status ----------------------------------------------------------------------
+
+def status(fmt: str = "text") -> int:
+    """What runs and what the database holds (db/report.py), plus whether the API
+    answers on its bind address; 1 when the database cannot be read."""
+    import datetime as dt
+    import json
+
+    from sqlalchemy.engine import make_url
+
+    from amphorae.common.timeutil import utcnow
+
+    url = config.database_url()
+    shown = make_url(url).render_as_string(hide_password=True)
+    path = make_url(url).database if url.startswith("sqlite") else None
+    if path and not os.path.exists(path):  # connecting would create an empty file
+        print(f"amphorae: no database at {path} yet (a service or `amphorae db upgrade` "
+              "creates it)", file=sys.stderr)
+        return 1
+    try:
+        with engine.transaction(write=False, url=url) as session:
+            found = report.gather(session, utcnow(),
+                                  config.CONF.health_manager.heartbeat_timeout)
+    except Exception as exc:
+        print(f"amphorae: database {shown}: {_first_line(exc)}", file=sys.stderr)
+        return 1
+    finally:
+        engine.get_engine(url).dispose()
+    api = _probe_api()
+    if fmt == "json":
+        doc = {"at": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
+               "database": shown, "api": api,
+               "heartbeat_timeout": config.CONF.health_manager.heartbeat_timeout,
+               **found.as_dict()}
+        print(json.dumps(doc, indent=2))
+    else:
+        print(_status_text(shown, api, found), end="")
+    return 0
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(getattr(exc, "orig", None) or exc).strip().splitlines()
+    problem = text[0] if text else type(exc).__name__
+    if "no such table" in problem or ("relation" in problem and "does not exist" in problem):
+        problem += " (no schema: run `amphorae db upgrade`)"
+    return problem
+
+
+def _probe_api() -> dict[str, object]:
+    """GET / on the API's bind address (a wildcard address: loopback)."""
+    import time
+    import urllib.error
+    import urllib.request
+
+    conf = config.CONF.api_settings
+    host = {"0.0.0.0": "127.0.0.1", "::": "::1", "": "127.0.0.1"}.get(
+        conf.bind_host, conf.bind_host)
+    url = f"http://[{host}]:{conf.bind_port}/" if ":" in host else \
+        f"http://{host}:{conf.bind_port}/"
+    started = time.monotonic()
+    try:
+        with urllib.request.urlopen(url, timeout=2) as resp:
+            code: int | None = resp.status
+    except urllib.error.HTTPError as exc:  # it answers, if not with a 200
+        code = exc.code
+    except (OSError, ValueError) as exc:
+        reason = getattr(exc, "reason", exc)
+        return {"url": url, "answering": False, "problem": str(reason)}
+    return {"url": url, "answering": True, "http_status": code,
+            "ms": round((time.monotonic() - started) * 1000)}
+
+
+def _counts(counts: dict[str, int]) -> str:
+    return ", ".join(f"{name} {count}" for name, count in counts.items()) or "none"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:.1f} s"
+
+
+def _status_text(database: str, api: dict[str, object], r: report.Report) -> str:
+    rows: list[tuple[str, str]] = [("database", database), ("services", "")]
+    if api["answering"]:
+        rows.append(("  api", f"answering on {api['url']} (HTTP {api['http_status']}, "
+                              f"{api['ms']} ms)"))
+    else:
+        rows.append(("  api", f"not answering on {api['url']} ({api['problem']})"))
+    if not r.leases:
+        rows.append(("  workers", "unknown: no job is leased (an idle worker leaves no "
+                                  "trace in the database)"))
+    for i, lease in enumerate(r.leases):
+        when = (f"lease expires in {_seconds(lease.expires_in)}" if lease.expires_in >= 0
+                else f"lease expired {_seconds(-lease.expires_in)} ago (worker gone?)")
+        rows.append(("  workers" if i == 0 else "",
+                     f"{lease.owner}: {lease.jobs} job(s), {when}"))
+    rows.append(("  health manager",
+                 "unknown: no heartbeat recorded" if r.last_heartbeat_age is None
+                 else f"last heartbeat written {_seconds(r.last_heartbeat_age)} ago"))
+    rows.append(("  housekeeping", "unknown: it records nothing in the database"))
+    lbs = r.load_balancers
+    rows += [("load balancers", str(sum(lbs["provisioning_status"].values()))),
+             ("  provisioning", _counts(lbs["provisioning_status"])),
+             ("  operating", _counts(lbs["operating_status"]))]
+    timeout = config.CONF.health_manager.heartbeat_timeout
+    total = sum(sum(by_status.values()) for by_status in r.amphorae.values())
+    rows.append(("amphorae", f"{total}; serving with a heartbeat older than {timeout} s: "
+                             f"{r.amphorae_stale}, never reported: {r.amphorae_unreported}"))
+    rows += [(f"  {role}", _counts(by_status)) for role, by_status in r.amphorae.items()]
+    oldest = "" if r.oldest_job_age is None else \
+        f", oldest {_seconds(r.oldest_job_age)} old"
+    rows.append(("jobs", f"{sum(r.jobs.values())} ({_counts(r.jobs)}){oldest}"))
+    width = max(len(label) for label, _ in rows) + 2
+    return "".join(f"{label:<{width}}{value}".rstrip() + "\n" for label, value in rows)

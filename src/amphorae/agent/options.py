@@ -25,8 +25,10 @@ agent_opts = [
                help="Seconds a soft stop may take before HAProxy is terminated."),
     cfg.IntOpt("haproxy_start_timeout", default=10,
                help="Seconds to wait for HAProxy's first worker (or a reloaded one)."),
-    cfg.IntOpt("user_log_facility", default=0, min=0, max=7),
-    cfg.IntOpt("administrative_log_facility", default=1, min=0, max=7),
+    cfg.IntOpt("user_log_facility", default=0, min=0, max=7,
+               help="Syslog facility local<N> of HAProxy's traffic logs."),
+    cfg.IntOpt("administrative_log_facility", default=1, min=0, max=7,
+               help="Syslog facility local<N> of HAProxy's own events, at level notice."),
 ]
 
 

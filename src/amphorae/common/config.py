@@ -7,6 +7,7 @@ directory, noauth, the local network driver and netns amphorae.
 from __future__ import annotations
 
 import os
+import re
 import secrets
 from collections.abc import Callable
 
@@ -22,6 +23,12 @@ DEFAULT_CIPHERS = (
     "DHE-RSA-AES128-GCM-SHA256:DHE-RSA-AES256-GCM-SHA384:DHE-RSA-CHACHA20-POLY1305"
 )
 DEFAULT_STATE_DIR = "/var/lib/amphorae"
+
+
+def _unused(why: str) -> str:
+    """The help of an option Octavia has and we accept without reading it."""
+    return f"Accepted for Octavia compatibility, not read here: {why}"
+
 
 default_opts = [
     cfg.StrOpt("state_path", default=DEFAULT_STATE_DIR,
@@ -40,41 +47,72 @@ api_opts = [
                help="Project used under noauth when a request carries no X-Project-Id "
                     "header (e.g. `openstack --os-auth-type none`)."),
     cfg.IntOpt("api_workers", default=0,
-               help="API server worker threads (0: one per CPU, at least 4)."),
-    cfg.BoolOpt("allow_pagination", default=True),
-    cfg.BoolOpt("allow_sorting", default=True),
-    cfg.BoolOpt("allow_filtering", default=True),
-    cfg.BoolOpt("allow_field_selection", default=True),
+               help="API server processes (gunicorn workers of 4 threads each); 0: one per "
+                    "CPU, at least 2."),
+    cfg.BoolOpt("allow_pagination", default=True,
+                help=_unused("list calls always take limit and marker.")),
+    cfg.BoolOpt("allow_sorting", default=True,
+                help=_unused("list calls always take sort_key and sort_dir.")),
+    cfg.BoolOpt("allow_filtering", default=True,
+                help=_unused("list calls always filter by field values.")),
+    cfg.BoolOpt("allow_field_selection", default=True,
+                help=_unused("list and show calls always take fields.")),
     cfg.StrOpt("pagination_max_limit", default="1000",
                help="Largest page size, or 'infinite'."),
     cfg.StrOpt("api_base_uri", help="Base URI for links in list responses."),
-    cfg.BoolOpt("allow_tls_terminated_listeners", default=True),
-    cfg.BoolOpt("allow_ping_health_monitors", default=True),
-    cfg.BoolOpt("allow_prometheus_listeners", default=True),
+    cfg.BoolOpt("allow_tls_terminated_listeners", default=True,
+                help="Allow TERMINATED_HTTPS listeners; false: creating one is refused."),
+    cfg.BoolOpt("allow_ping_health_monitors", default=True,
+                help="Allow PING health monitors; false: creating one is refused."),
+    cfg.BoolOpt("allow_prometheus_listeners", default=True,
+                help="Allow PROMETHEUS listeners (HAProxy's metrics exporter); false: creating "
+                     "one is refused."),
     cfg.DictOpt("enabled_provider_drivers",
                 default={"amphora": "The Octavia Amphora driver.",
                          "octavia": "Deprecated alias of the Octavia Amphora driver."},
                 help="Provider name: description."),
-    cfg.StrOpt("default_provider_driver", default="amphora"),
-    cfg.IntOpt("udp_connect_min_interval_health_monitor", default=3),
-    cfg.BoolOpt("healthcheck_enabled", default=False),
-    cfg.StrOpt("default_listener_ciphers", default=DEFAULT_CIPHERS),
-    cfg.StrOpt("default_pool_ciphers", default=DEFAULT_CIPHERS),
-    cfg.StrOpt("tls_cipher_prohibit_list", default=""),
-    cfg.ListOpt("default_listener_tls_versions", default=["TLSv1.2", "TLSv1.3"]),
-    cfg.ListOpt("default_pool_tls_versions", default=["TLSv1.2", "TLSv1.3"]),
+    cfg.StrOpt("default_provider_driver", default="amphora",
+               help="Provider of a load balancer created without one (a name in "
+                    "enabled_provider_drivers)."),
+    cfg.IntOpt("udp_connect_min_interval_health_monitor", default=3,
+               help="Smallest delay in seconds accepted for a UDP-CONNECT health monitor; "
+                    "negative: no minimum."),
+    cfg.BoolOpt("healthcheck_enabled", default=False,
+                help=_unused("there is no /healthcheck endpoint.")),
+    cfg.StrOpt("default_listener_ciphers", default=DEFAULT_CIPHERS,
+               help="OpenSSL cipher list of a TERMINATED_HTTPS listener created without "
+                    "tls_ciphers."),
+    cfg.StrOpt("default_pool_ciphers", default=DEFAULT_CIPHERS,
+               help="OpenSSL cipher list towards members of a TLS pool created without "
+                    "tls_ciphers."),
+    cfg.StrOpt("tls_cipher_prohibit_list", default="",
+               help="Colon-separated OpenSSL ciphers a listener's or pool's tls_ciphers may not "
+                    "name; empty: none."),
+    cfg.ListOpt("default_listener_tls_versions", default=["TLSv1.2", "TLSv1.3"],
+                help="TLS versions of a TERMINATED_HTTPS listener created without tls_versions."),
+    cfg.ListOpt("default_pool_tls_versions", default=["TLSv1.2", "TLSv1.3"],
+                help="TLS versions towards members of a TLS pool created without tls_versions."),
     cfg.StrOpt("minimum_tls_version",
-               choices=["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"]),
-    cfg.ListOpt("default_listener_alpn_protocols", default=["h2", "http/1.1", "http/1.0"]),
-    cfg.ListOpt("default_pool_alpn_protocols", default=["h2", "http/1.1", "http/1.0"]),
+               choices=["SSLv3", "TLSv1", "TLSv1.1", "TLSv1.2", "TLSv1.3"],
+               help="Lowest TLS version a listener's or pool's tls_versions may name; unset: "
+                    "any."),
+    cfg.ListOpt("default_listener_alpn_protocols", default=["h2", "http/1.1", "http/1.0"],
+                help="ALPN protocols a TERMINATED_HTTPS listener created without alpn_protocols "
+                     "offers."),
+    cfg.ListOpt("default_pool_alpn_protocols", default=["h2", "http/1.1", "http/1.0"],
+                help="ALPN protocols a TLS pool created without alpn_protocols offers to "
+                     "members."),
 ]
 
 database_opts = [
     cfg.StrOpt("connection", secret=True,
                help="SQLAlchemy URL; default: SQLite file amphorae.sqlite in state_path."),
-    cfg.IntOpt("max_pool_size", default=10),
-    cfg.IntOpt("max_overflow", default=20),
-    cfg.IntOpt("pool_timeout", default=30),
+    cfg.IntOpt("max_pool_size", default=10,
+               help="Connections each process keeps open to a PostgreSQL or MariaDB server."),
+    cfg.IntOpt("max_overflow", default=20,
+               help="Connections opened beyond max_pool_size while all pooled ones are busy."),
+    cfg.IntOpt("pool_timeout", default=30,
+               help="Seconds to wait for a free pooled connection before the call fails."),
     cfg.IntOpt("sqlite_busy_timeout", default=30000,
                help="Milliseconds a SQLite writer waits for the lock."),
 ]
@@ -83,29 +121,50 @@ health_manager_opts = [
     cfg.StrOpt("bind_ip", default="",
                help="Address the heartbeat receiver listens on; empty: the management "
                     "gateway when amphorae are namespaces on this host, else 127.0.0.1."),
-    cfg.PortOpt("bind_port", default=5555),
+    cfg.PortOpt("bind_port", default=5555,
+                help="UDP port the heartbeat receiver listens on (and agents send to, unless "
+                     "controller_ip_port_list names others)."),
     cfg.StrOpt("heartbeat_key", secret=True, mutable=True,
                help="Key of the heartbeat HMAC; generated into state_path when unset."),
     cfg.IntOpt("heartbeat_interval", default=1, mutable=True,
                help="Seconds between heartbeats (Octavia: 10; 1 suits namespaces on one host)."),
     cfg.IntOpt("heartbeat_timeout", default=5,
                help="Seconds without a heartbeat before failover (Octavia: 60)."),
-    cfg.IntOpt("health_check_interval", default=1),
+    cfg.IntOpt("health_check_interval", default=1,
+               help="Seconds between two checks for amphorae whose heartbeat is older than "
+                    "heartbeat_timeout."),
     cfg.IntOpt("failover_threshold", help="Stale amphorae at once that stop all failovers."),
-    cfg.IntOpt("failover_threads", default=10),
-    cfg.ListOpt("controller_ip_port_list", default=[], mutable=True),
+    cfg.IntOpt("failover_threads", default=10,
+               help=_unused("failovers are reconcile jobs, run by the controller workers.")),
+    cfg.ListOpt("controller_ip_port_list", default=[], mutable=True,
+                help="ip:port list the agents send heartbeats to, in turn; empty: "
+                     "bind_ip:bind_port."),
 ]
 
 controller_worker_opts = [
-    cfg.IntOpt("workers", default=1),
+    cfg.IntOpt("workers", default=1,
+               help=_unused("run more `amphorae worker` processes instead (reconcile_threads "
+                            "sets each one's concurrency).")),
     cfg.StrOpt("loadbalancer_topology", default="SINGLE", choices=["SINGLE", "ACTIVE_STANDBY"],
-               mutable=True),
-    cfg.StrOpt("amphora_driver", default="amphora_haproxy_rest_driver"),
-    cfg.StrOpt("compute_driver", default="compute_netns_driver"),
-    cfg.StrOpt("network_driver", default="network_local_driver"),
-    cfg.StrOpt("amp_image_tag", default=""),
-    cfg.StrOpt("amp_flavor_id", default=""),
-    cfg.ListOpt("statistics_drivers", default=["stats_db"]),
+               mutable=True,
+               help="Topology of a load balancer whose flavor names none: SINGLE (one amphora) "
+                    "or ACTIVE_STANDBY (a VRRP pair)."),
+    cfg.StrOpt("amphora_driver", default="amphora_haproxy_rest_driver",
+               help="How amphorae are configured: amphora_haproxy_rest_driver (the agent's REST "
+                    "API; needs compute_netns_driver) or amphora_noop_driver."),
+    cfg.StrOpt("compute_driver", default="compute_netns_driver",
+               help="Where amphorae run: compute_netns_driver (network namespaces on this host; "
+                    "needs root) or compute_noop_driver (nowhere)."),
+    cfg.StrOpt("network_driver", default="network_local_driver",
+               help="Where VIP and member addresses come from: network_local_driver "
+                    "([local_network] subnets, bridges on this host) or network_noop_driver "
+                    "(made up)."),
+    cfg.StrOpt("amp_image_tag", default="",
+               help=_unused("amphorae are namespaces, booted from no image.")),
+    cfg.StrOpt("amp_flavor_id", default="",
+               help=_unused("amphorae are namespaces, with no compute flavor.")),
+    cfg.ListOpt("statistics_drivers", default=["stats_db"],
+                help=_unused("listener statistics always go to the database.")),
     cfg.IntOpt("job_lease_seconds", default=10,
                help="How long a worker holds a job before another may take it over."),
     cfg.IntOpt("reconcile_threads", default=8, min=1,
@@ -117,56 +176,108 @@ controller_worker_opts = [
 ]
 
 haproxy_amphora_opts = [
-    cfg.StrOpt("base_path", default="/var/lib/octavia"),
-    cfg.StrOpt("base_cert_dir", default="/var/lib/octavia/certs"),
-    cfg.StrOpt("haproxy_cmd", default="/usr/sbin/haproxy"),
-    cfg.BoolOpt("connection_logging", default=True),
-    cfg.IntOpt("connection_max_retries", default=120),
-    cfg.IntOpt("connection_retry_interval", default=5),
-    cfg.IntOpt("active_connection_max_retries", default=15),
-    cfg.IntOpt("active_connection_retry_interval", default=2),
-    cfg.IntOpt("build_rate_limit", default=-1),
-    cfg.StrOpt("haproxy_stick_size", default="10k"),
-    cfg.HostAddressOpt("bind_host", default="::"),
-    cfg.PortOpt("bind_port", default=9443),
-    cfg.IntOpt("rest_request_conn_timeout", default=10),
-    cfg.IntOpt("rest_request_read_timeout", default=60),
-    cfg.IntOpt("timeout_client_data", default=50000),
-    cfg.IntOpt("timeout_member_connect", default=5000),
-    cfg.IntOpt("timeout_member_data", default=50000),
-    cfg.IntOpt("timeout_tcp_inspect", default=0),
-    cfg.IntOpt("default_connection_limit", default=50000),
-    cfg.StrOpt("client_cert"),
-    cfg.StrOpt("server_ca"),
+    cfg.StrOpt("base_path", default="/var/lib/octavia",
+               help=_unused("the controller does not use it (the agent's is [amphora_agent] "
+                            "base_path).")),
+    cfg.StrOpt("base_cert_dir", default="/var/lib/octavia/certs",
+               help=_unused("each amphora's certificates are kept in its state directory.")),
+    cfg.StrOpt("haproxy_cmd", default="/usr/sbin/haproxy",
+               help=_unused("the controller does not use it (the agent's is [amphora_agent] "
+                            "haproxy_cmd).")),
+    cfg.BoolOpt("connection_logging", default=True,
+                help="Log every client connection through the amphora's syslog; false: HAProxy "
+                     "logs no traffic."),
+    cfg.IntOpt("connection_max_retries", default=120,
+               help="Attempts to reach an agent that does not answer yet (a booting amphora) "
+                    "before giving up."),
+    cfg.IntOpt("connection_retry_interval", default=5,
+               help="Seconds between two of those attempts."),
+    cfg.IntOpt("active_connection_max_retries", default=15,
+               help="Attempts to reach the agent of an amphora in service (configuration pushes) "
+                    "before giving up."),
+    cfg.IntOpt("active_connection_retry_interval", default=2,
+               help="Seconds between two of those attempts."),
+    cfg.IntOpt("build_rate_limit", default=-1,
+               help=_unused("amphorae are built without a rate limit.")),
+    cfg.StrOpt("haproxy_stick_size", default="10k",
+               help="Entries of the stick table of a pool with SOURCE_IP or APP_COOKIE session "
+                    "persistence (HAProxy size, e.g. 10k)."),
+    cfg.HostAddressOpt("bind_host", default="::",
+                       help=_unused("the controller does not use it (agents listen on "
+                                    "[amphora_agent] bind_host).")),
+    cfg.PortOpt("bind_port", default=9443,
+                help=_unused("the controller does not use it (agents listen on [amphora_agent] "
+                             "bind_port).")),
+    cfg.IntOpt("rest_request_conn_timeout", default=10,
+               help="Seconds to open a connection to an agent."),
+    cfg.IntOpt("rest_request_read_timeout", default=60,
+               help="Seconds to wait for an agent's answer."),
+    cfg.IntOpt("timeout_client_data", default=50000,
+               help="Milliseconds a client connection may stay idle, for a listener created "
+                    "without timeout_client_data."),
+    cfg.IntOpt("timeout_member_connect", default=5000,
+               help="Milliseconds to connect to a member, for a listener created without "
+                    "timeout_member_connect."),
+    cfg.IntOpt("timeout_member_data", default=50000,
+               help="Milliseconds a member connection may stay idle, for a listener created "
+                    "without timeout_member_data."),
+    cfg.IntOpt("timeout_tcp_inspect", default=0,
+               help="Milliseconds to wait for content to inspect, for a listener created without "
+                    "timeout_tcp_inspect."),
+    cfg.IntOpt("default_connection_limit", default=50000,
+               help="Connections at most of a listener whose connection_limit is -1 (unlimited), "
+                    "as HAProxy maxconn."),
+    cfg.StrOpt("client_cert",
+               help=_unused("the controller's client certificate comes from its own local CA.")),
+    cfg.StrOpt("server_ca",
+               help=_unused("agents' certificates are checked against the controller's local CA.")),
 ]
 
 keepalived_vrrp_opts = [
-    cfg.IntOpt("vrrp_advert_int", default=1),
+    cfg.IntOpt("vrrp_advert_int", default=1,
+               help="Seconds between two VRRP adverts of an ACTIVE_STANDBY pair's MASTER."),
     cfg.IntOpt("vrrp_down_timer_adverts", default=2, min=2, max=100,
                help="Adverts a BACKUP misses before taking over (VRRP's own rule is 3 "
                     "plus a skew: 3.65 s at 1 s adverts; 2 bounds it at 2 s)."),
-    cfg.IntOpt("vrrp_check_interval", default=5),
-    cfg.IntOpt("vrrp_fail_count", default=2),
-    cfg.IntOpt("vrrp_success_count", default=2),
-    cfg.IntOpt("vrrp_garp_refresh_interval", default=5),
-    cfg.IntOpt("vrrp_garp_refresh_count", default=2),
+    cfg.IntOpt("vrrp_check_interval", default=5,
+               help="Seconds between two runs of keepalived's check that HAProxy serves."),
+    cfg.IntOpt("vrrp_fail_count", default=2,
+               help="Failed checks in a row before an amphora gives the VIP up."),
+    cfg.IntOpt("vrrp_success_count", default=2,
+               help="Passed checks in a row before it may take the VIP again."),
+    cfg.IntOpt("vrrp_garp_refresh_interval", default=5,
+               help="Seconds between two rounds of gratuitous ARPs the MASTER sends for the VIP."),
+    cfg.IntOpt("vrrp_garp_refresh_count", default=2,
+               help="Gratuitous ARPs in each round."),
 ]
 
 house_keeping_opts = [
-    cfg.IntOpt("cleanup_interval", default=30),
-    cfg.IntOpt("amphora_expiry_age", default=604800),
-    cfg.IntOpt("load_balancer_expiry_age", default=604800),
-    cfg.IntOpt("cert_interval", default=3600),
-    cfg.IntOpt("cert_expiry_buffer", default=1209600),
+    cfg.IntOpt("cleanup_interval", default=30,
+               help="Seconds between two housekeeping rounds (stuck PENDING_* load balancers, "
+                    "orphan amphorae, purge of DELETED rows)."),
+    cfg.IntOpt("amphora_expiry_age", default=604800,
+               help="Seconds a DELETED amphora row is kept before it is purged."),
+    cfg.IntOpt("load_balancer_expiry_age", default=604800,
+               help="Seconds a DELETED load balancer row is kept before it is purged."),
+    cfg.IntOpt("cert_interval", default=3600,
+               help=_unused("agent certificates are not rotated yet.")),
+    cfg.IntOpt("cert_expiry_buffer", default=1209600,
+               help=_unused("agent certificates are not rotated yet.")),
 ]
 
 networking_opts = [
-    cfg.BoolOpt("allow_vip_network_id", default=True),
-    cfg.BoolOpt("allow_vip_subnet_id", default=True),
-    cfg.BoolOpt("allow_vip_port_id", default=True),
-    cfg.ListOpt("valid_vip_networks"),
-    cfg.ListOpt("denylist_vip_networks", default=[]),
-    cfg.ListOpt("reserved_ips", default=["169.254.169.254"]),
+    cfg.BoolOpt("allow_vip_network_id", default=True,
+                help="Accept vip_network_id when creating a load balancer; false: refused."),
+    cfg.BoolOpt("allow_vip_subnet_id", default=True,
+                help="Accept vip_subnet_id when creating a load balancer; false: refused."),
+    cfg.BoolOpt("allow_vip_port_id", default=True,
+                help="Accept vip_port_id when creating a load balancer; false: refused."),
+    cfg.ListOpt("valid_vip_networks",
+                help="Ids of the networks a VIP may be on; unset: any."),
+    cfg.ListOpt("denylist_vip_networks", default=[],
+                help="Ids of networks a VIP may not be on."),
+    cfg.ListOpt("reserved_ips", default=["169.254.169.254"],
+                help="Addresses no member may have (by default the metadata service's)."),
 ]
 
 local_network_opts = [
@@ -176,19 +287,28 @@ local_network_opts = [
 ]
 
 quota_opts = [
-    cfg.IntOpt(f"default_{name}_quota", default=-1, min=-1, max=2000000000)
+    cfg.IntOpt(f"default_{name}_quota", default=-1, min=-1, max=2000000000,
+               help=f"{name.replace('_', ' ').capitalize()}s a project without a quota of "
+                    "its own may have; -1: unlimited.")
     for name in ("load_balancer", "listener", "member", "pool", "health_monitor",
                  "l7policy", "l7rule")
 ]
 
 certificates_opts = [
-    cfg.StrOpt("cert_manager", default="local_cert_manager"),
+    cfg.StrOpt("cert_manager", default="local_cert_manager",
+               help="Where TLS certificates are read from: local_cert_manager (files in "
+                    "storage_path) or noop_cert_manager (any reference is one made-up "
+                    "certificate)."),
     cfg.StrOpt("storage_path", default="",
                help="Directory of the local certificate manager (<ref>.crt, .key, .int, "
                     ".pass); default: <state_path>/certificates."),
-    cfg.StrOpt("cert_generator", default="local_cert_generator"),
-    cfg.IntOpt("cert_validity_time", default=2592000),
-    cfg.StrOpt("signing_digest", default="sha256"),
+    cfg.StrOpt("cert_generator", default="local_cert_generator",
+               help=_unused("certificates are signed by the local CA in state_path.")),
+    cfg.IntOpt("cert_validity_time", default=2592000,
+               help="Seconds a certificate signed by the local CA (agents', the controller's) "
+                    "stays valid."),
+    cfg.StrOpt("signing_digest", default="sha256",
+               help="Digest of the certificates the local CA signs, e.g. sha256."),
 ]
 
 GROUPS: dict[str | None, list[cfg.Opt]] = {
@@ -217,10 +337,55 @@ def list_opts() -> list[tuple[str | None, list[cfg.Opt]]]:
     return [(group or "DEFAULT", opts) for group, opts in GROUPS.items()]
 
 
+class ConfigError(Exception):
+    """A configuration that cannot be used, said in one line naming the file."""
+
+
 def load(args: list[str] | None = None, conf: cfg.ConfigOpts = CONF) -> cfg.ConfigOpts:
-    """Parse the command line (with --config-file) into ``conf``."""
-    conf(args or [], project="amphorae", default_config_files=[])
+    """Parse the command line (with --config-file) into ``conf`` and read every option
+    once, so that a missing file, a syntax error or a value of the wrong type is a
+    :class:`ConfigError` now rather than a traceback whenever the option is first used."""
+    try:
+        conf(args or [], project="amphorae", default_config_files=[])
+    except cfg.ConfigFilesNotFoundError as exc:
+        raise ConfigError(f"{', '.join(exc.config_files)}: no such file") from None
+    except cfg.ConfigFilesPermissionDeniedError as exc:
+        raise ConfigError(f"{', '.join(exc.config_files)}: permission denied") from None
+    except cfg.ConfigDirNotFoundError as exc:
+        raise ConfigError(f"{exc.config_dir}: no such directory") from None
+    except cfg.ConfigFileParseError as exc:
+        # oslo says "at FILE:LINE, problem"; FILE:LINE first reads like a compiler's.
+        where = re.match(r"at (\S+:\d+), (.*)", exc.msg)
+        raise ConfigError(": ".join(where.groups()) if where
+                          else f"{exc.config_file}: {exc.msg}") from None
+    except OSError as exc:  # e.g. a directory given as --config-file
+        raise ConfigError(f"{exc.filename}: {exc.strerror.lower()}") from None
+    _check_values(conf)
     return conf
+
+
+def _check_values(conf: cfg.ConfigOpts) -> None:
+    """oslo.config converts a value when it is read: read them all."""
+    for name in conf:
+        try:
+            group = conf[name]
+            if isinstance(group, cfg.ConfigOpts.GroupAttr):
+                for opt in group:
+                    try:
+                        group[opt]
+                    except cfg.ConfigSourceValueError as exc:
+                        raise ConfigError(_value_error(str(exc), f"[{name}] {opt}")) from None
+        except cfg.ConfigSourceValueError as exc:
+            raise ConfigError(_value_error(str(exc), f"[DEFAULT] {name}")) from None
+
+
+def _value_error(message: str, option: str) -> str:
+    """oslo's "Value for option X from LocationInfo(..., detail='FILE') is not valid:
+    PROBLEM" as "FILE: [group] X: invalid value: PROBLEM"."""
+    where = re.search(r"detail='([^']*)'", message)
+    problem = message.split(" is not valid: ", 1)[-1]
+    prefix = f"{where.group(1)}: " if where else ""
+    return f"{prefix}{option}: invalid value: {problem}"
 
 
 def database_url(conf: cfg.ConfigOpts = CONF) -> str:
