@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import datetime as dt
 import shutil
+import socket
 import subprocess
 import tempfile
 import time
+import zlib
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -26,11 +28,13 @@ DEADLINE = 40.0  # seconds for the figures to show up in Prometheus, all of them
 
 
 @pytest.fixture(scope="module")
-def deployment() -> Iterator[tuple[servers.Server, str]]:
-    """`amphorae up` and a Prometheus scraping it: (the API, Prometheus's URL)."""
+def deployment() -> Iterator[tuple[servers.Server, str, int]]:
+    """`amphorae up` and a Prometheus scraping it: (the API, Prometheus's URL, the health
+    manager's UDP port)."""
     state = Path(tempfile.mkdtemp(prefix="amph-prom-"))
     leftovers.register(state)
-    api_port, prom_port, hb_port = (servers.free_port() for _ in range(3))
+    api_port, prom_port = servers.free_port(), servers.free_port()
+    hb_port = free_udp_port()
     db_url = f"sqlite:///{state}/amphorae.sqlite"
     conf = servers.write_config(state, api_port, db_url, f"""
 [health_manager]
@@ -64,12 +68,18 @@ scrape_configs:
                 stdout=p_log, stderr=subprocess.STDOUT, start_new_session=True))
         api = servers.Server(f"http://127.0.0.1:{api_port}", "sqlite", db_url, conf, procs[0])
         servers._wait_up(api.url, procs[0], state / "up.log")
-        yield api, f"http://127.0.0.1:{prom_port}"
+        yield api, f"http://127.0.0.1:{prom_port}", hb_port
     finally:
         for proc in procs:
             servers.stop_group(proc, 10)
         engine.get_engine(db_url).dispose()
         shutil.rmtree(state, ignore_errors=True)
+
+
+def free_udp_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
 
 
 def query(prom: str, promql: str) -> float | None:
@@ -82,7 +92,7 @@ def query(prom: str, promql: str) -> float | None:
 
 
 def test_prometheus_sees_requests_load_balancers_and_the_queue(deployment):
-    api, prom = deployment
+    api, prom, hb_port = deployment
     client = servers.Client(api)
     for i in range(3):  # the worker takes them to ACTIVE
         status, body = client.post("/v2/lbaas/loadbalancers", {"loadbalancer": {
@@ -97,6 +107,11 @@ def test_prometheus_sees_requests_load_balancers_and_the_queue(deployment):
                           created_at=dt.datetime(2000, 1, 1),
                           not_before=dt.datetime(2100, 1, 1)))
 
+    # Heartbeats signed with another key: dropped, and counted by the health manager.
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        for _ in range(2):
+            sock.sendto(zlib.compress(b'{"id": "x"}') + b"0" * 64, ("127.0.0.1", hb_port))
+
     wanted = {
         'up{job="amphorae"}': 1,
         'sum(amphorae_api_requests_total{method="POST",route="/v2/lbaas/loadbalancers",'
@@ -110,6 +125,8 @@ def test_prometheus_sees_requests_load_balancers_and_the_queue(deployment):
         'amphorae_jobs{state="ready"}': 0,
         'amphorae_jobs_oldest_age_seconds{state="delayed"} > bool 86400 * 365 * 20': 1,
         'amphorae_database_up': 1,
+        'amphorae_heartbeats_rejected_total{reason="forged"}': 2,
+        'amphorae_heartbeats_received_total': 2,
     }
     seen: dict[str, float | None] = {}
     deadline = time.monotonic() + DEADLINE

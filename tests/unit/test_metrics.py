@@ -28,6 +28,8 @@ from amphorae.db.metrics import DatabaseCollector
 from amphorae.health import metrics as health_metrics
 from amphorae.worker import metrics as worker_metrics
 from amphorae.worker.queue import Claim, LeaseLost
+from tests.functional.test_health_manager import tree
+from tests.unit.test_health_grace import TIMEOUT, beats, clock, manager, path  # noqa: F401 (fixtures)
 
 Samples = dict[tuple[str, tuple[tuple[str, str], ...]], float]
 
@@ -145,6 +147,17 @@ def test_heartbeat_counters_reach_prometheus_by_what_they_grew() -> None:
     mirror.update(counters)
     grew = [value(n, **labels) - b for (n, labels), b in zip(names, before, strict=True)]
     assert grew == [15, 2, 1, 1, 7, 1, 1, 2]
+
+
+def test_the_stale_check_counts_the_failovers_it_starts(manager, clock) -> None:  # noqa: F811
+    """The health manager's real stale check (SQLite, faked clocks): a silent amphora."""
+    before = value("amphorae_failovers_total", reason="heartbeat_timeout")
+    silent = tree(manager.url)
+    beats(manager, [silent], seq=1)
+    clock.advance(2 * TIMEOUT)
+    result = manager.check_stale()
+    assert result is not None and result.failed_over == [silent["amphorae"][0]]
+    assert value("amphorae_failovers_total", reason="heartbeat_timeout") - before == 1
 
 
 def test_failovers_by_reason() -> None:
