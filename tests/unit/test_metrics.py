@@ -55,6 +55,7 @@ def test_database_collector_counts_by_status_and_ages_jobs(database_url: str) ->
                                                        "amphorae_jobs_oldest_age_seconds")
         for state in ("ready", "leased", "delayed")}
     assert not [k for k in empty if k[0] in ("amphorae_load_balancers", "amphorae_amphorae")]
+    assert empty[("amphorae_heartbeat_oldest_age_seconds", ())] == 0
 
     now = utcnow()
     ago = lambda seconds: now - dt.timedelta(seconds=seconds)  # noqa: E731
@@ -62,10 +63,14 @@ def test_database_collector_counts_by_status_and_ages_jobs(database_url: str) ->
         for prov, oper in (("ACTIVE", "ONLINE"), ("ACTIVE", "ONLINE"), ("ERROR", "OFFLINE"),
                            ("PENDING_CREATE", "OFFLINE")):
             session.add(m.LoadBalancer(provisioning_status=prov, operating_status=oper))
-        for status, role in (("ALLOCATED", "MASTER"), ("ALLOCATED", "BACKUP"),
-                             ("ALLOCATED", "STANDALONE"), ("ALLOCATED", "STANDALONE"),
-                             ("BOOTING", None)):
-            session.add(m.Amphora(status=status, role=role))
+        for status, role, heard in (("ALLOCATED", "MASTER", 3), ("ALLOCATED", "BACKUP", 8),
+                                    ("ALLOCATED", "STANDALONE", None),
+                                    ("ALLOCATED", "STANDALONE", 1), ("BOOTING", None, None),
+                                    ("DELETED", "MASTER", 900)):
+            amp = m.Amphora(id=m.new_id(), status=status, role=role)
+            session.add(amp)
+            if heard is not None:  # only serving amphorae count: not the DELETED one
+                session.add(m.AmphoraHealth(amphora_id=amp.id, last_update=ago(heard)))
         for created, lease, not_before in ((100, None, None), (50, ago(5), None),
                                            (30, ago(-60), None), (10, None, ago(-60))):
             session.add(m.Job(action=c.JOB_RECONCILE, load_balancer_id=None,
@@ -83,7 +88,9 @@ def test_database_collector_counts_by_status_and_ages_jobs(database_url: str) ->
     assert amps == {(("role", "MASTER"), ("status", "ALLOCATED")): 1,
                     (("role", "BACKUP"), ("status", "ALLOCATED")): 1,
                     (("role", "STANDALONE"), ("status", "ALLOCATED")): 2,
-                    (("role", "none"), ("status", "BOOTING")): 1}
+                    (("role", "none"), ("status", "BOOTING")): 1,
+                    (("role", "MASTER"), ("status", "DELETED")): 1}
+    assert got[("amphorae_heartbeat_oldest_age_seconds", ())] == pytest.approx(8, abs=2)
     jobs = {k[1][0][1]: v for k, v in got.items() if k[0] == "amphorae_jobs"}
     assert jobs == {"ready": 2, "leased": 1, "delayed": 1}  # an expired lease is ready
     ages = {k[1][0][1]: v for k, v in got.items()

@@ -1,7 +1,8 @@
 """The database's side of the metrics: the job queue, load balancers and amphorae by
-status, read at scrape time (a few GROUP BY queries in one read transaction), so they
-are right whichever process or host changed them. A scrape while the database is away
-still answers, with ``amphorae_database_up 0`` and none of these gauges."""
+status, the oldest heartbeat, read at scrape time (a few GROUP BY queries in one read
+transaction), so they are right whichever process or host changed them. A scrape while
+the database is away still answers, with ``amphorae_database_up 0`` and none of these
+gauges."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import case, func, select
 
+from amphorae.common import constants as c
 from amphorae.common.timeutil import utcnow
 from amphorae.db import engine
 from amphorae.db import models as m
@@ -63,6 +65,12 @@ class DatabaseCollector:
             oldest.add_metric([state], (now - first).total_seconds() if first else 0.0)
         yield depth
         yield oldest
+        last = figures["oldest_heartbeat"]
+        yield GaugeMetricFamily(
+            "amphorae_heartbeat_oldest_age_seconds",
+            "Seconds since the least recent heartbeat of a serving amphora (0: none has "
+            "reported yet); past heartbeat_timeout, a failover is due.",
+            value=(now - last).total_seconds() if last else 0.0)
 
     def read(self) -> dict[str, Any]:
         now = utcnow()
@@ -80,8 +88,13 @@ class DatabaseCollector:
             amps = session.execute(
                 select(m.Amphora.status, m.Amphora.role, func.count())
                 .group_by(m.Amphora.status, m.Amphora.role)).all()
+            oldest_heartbeat = session.scalar(
+                select(func.min(m.AmphoraHealth.last_update))
+                .join(m.Amphora, m.Amphora.id == m.AmphoraHealth.amphora_id)
+                .where(m.Amphora.status.in_(c.AMPHORA_SERVING)))
             jobs = session.execute(
                 select(jobs_q.c.state, func.count(), func.min(jobs_q.c.created_at))
                 .group_by(jobs_q.c.state)).all()
         return {"now": now, "load_balancers": lbs, "amphorae": amps,
+                "oldest_heartbeat": oldest_heartbeat,
                 "jobs": {s: (count, first) for s, count, first in jobs}}
