@@ -269,3 +269,16 @@ def test_forked_processes_add_up_in_the_shared_directory(tmp_path: Path) -> None
     assert listed == repr([Path(directory).name])  # the dead run's directory went
     assert 'amphorae_failovers_total{reason="x"} 3.0' in exposition
     assert not Path(directory).exists()  # removed when its owner exited
+
+
+def test_an_unwritable_state_path_falls_back_to_a_temporary_directory(tmp_path: Path) -> None:
+    blocked = tmp_path / "state"
+    blocked.write_text("a file where the state directory should be")
+    env = {k: v for k, v in os.environ.items() if k != metrics.ENV}
+    out = subprocess.run([sys.executable, "-c", (
+        "import sys\nfrom amphorae.common import config, metrics\n"
+        "config.CONF.set_override('state_path', sys.argv[1])\n"
+        "print(metrics.share_directory())\n"), str(blocked)],
+        env=env, text=True, capture_output=True, timeout=30, check=True).stdout.strip()
+    assert Path(out).name.startswith("amphorae-metrics-")
+    assert not Path(out).exists()  # removed at exit all the same

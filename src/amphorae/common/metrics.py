@@ -26,6 +26,7 @@ import functools
 import logging
 import os
 import shutil
+import tempfile
 from collections.abc import Iterable
 from typing import Any
 
@@ -94,11 +95,7 @@ def share_directory(conf: cfg.ConfigOpts = config.CONF) -> str:
     killed, by the next start)."""
     directory = os.environ.get(ENV)
     if not directory:
-        root = os.path.join(config.state_path(conf), "metrics")
-        _remove_dead_runs(root)
-        directory = os.path.join(root, str(os.getpid()))
-        shutil.rmtree(directory, ignore_errors=True)
-        os.makedirs(directory)
+        directory = _fresh_directory(os.path.join(config.state_path(conf), "metrics"))
         atexit.register(_remove_own, directory, os.getpid())
         os.environ[ENV] = directory
     if instruments.cache_info().currsize:
@@ -107,6 +104,18 @@ def share_directory(conf: cfg.ConfigOpts = config.CONF) -> str:
 
     values.ValueClass = values.get_value_class()  # if prometheus_client came in earlier
     return directory
+
+
+def _fresh_directory(root: str) -> str:
+    try:
+        _remove_dead_runs(root)
+        directory = os.path.join(root, str(os.getpid()))
+        shutil.rmtree(directory, ignore_errors=True)
+        os.makedirs(directory)
+        return directory
+    except OSError as exc:  # e.g. an API on PostgreSQL whose state_path it may not write
+        LOG.warning("metrics: cannot use %s (%s): a temporary directory instead", root, exc)
+        return tempfile.mkdtemp(prefix="amphorae-metrics-")
 
 
 def _remove_dead_runs(root: str) -> None:
