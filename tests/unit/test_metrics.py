@@ -222,6 +222,22 @@ def test_requests_are_counted_by_route_template_never_by_path(client) -> None:
     assert "three" not in body.text
 
 
+def test_a_failure_to_record_breaks_nothing(client, monkeypatch, caplog) -> None:
+    """Say the multiprocess directory was removed under a running service: requests are
+    still answered, the worker's and the health manager's bookkeeping goes on."""
+    def broken() -> None:
+        raise FileNotFoundError("metrics directory gone")
+
+    monkeypatch.setattr(metrics, "instruments", broken)
+    assert client.simulate_get("/").status_code == 200
+    assert client.simulate_get("/").status_code == 200
+    worker_metrics.finished(claim(c.JOB_RECONCILE), None, 1.0)
+    health_metrics.HeartbeatMirror().update({"received": 1})
+    health_metrics.failovers(["a"], gone=[])
+    failures = [r for r in caplog.records if "recording" in r.getMessage()]
+    assert len(failures) == 4  # once per recording function, not once per call
+
+
 def test_metrics_can_be_turned_off_and_put_behind_keystone(client) -> None:
     assert api_metrics.public_paths() == {"/metrics"}
     config.CONF.set_override("auth_required", True, "metrics")

@@ -27,14 +27,15 @@ import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Iterable
-from typing import Any
+from collections.abc import Callable, Iterable
+from typing import Any, ParamSpec
 
 from oslo_config import cfg
 
 from amphorae.common import config
 
 LOG = logging.getLogger(__name__)
+P = ParamSpec("P")
 ENV = "PROMETHEUS_MULTIPROC_DIR"
 # Reconciles take from milliseconds (a no-op) to minutes (booting amphorae in a cloud).
 RECONCILE_BUCKETS = (0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0)
@@ -181,6 +182,27 @@ def serve_own_port(conf: cfg.ConfigOpts = config.CONF) -> None:
 
 # -- recording ---------------------------------------------------------------------------
 
+def safe(record: Callable[P, None]) -> Callable[P, None]:
+    """Figures must never break what they measure (a request, a reconcile's bookkeeping,
+    the health manager's threads): a failure to record is logged, the first time only,
+    and dropped."""
+    failed = False
+
+    @functools.wraps(record)
+    def recording(*args: P.args, **kwargs: P.kwargs) -> None:
+        nonlocal failed
+        try:
+            record(*args, **kwargs)
+        except Exception:
+            if not failed:
+                failed = True
+                LOG.exception("metrics: recording %s failed (later failures are not "
+                              "logged)", record.__qualname__)
+
+    return recording
+
+
+@safe
 def api_request(method: str, route: str, status: int, seconds: float) -> None:
     method = method if method in METHODS else "OTHER"  # any verb a client makes up: one
     i = instruments()
@@ -188,6 +210,7 @@ def api_request(method: str, route: str, status: int, seconds: float) -> None:
     i.api_duration.labels(method, route).observe(seconds)
 
 
+@safe
 def reconciled(action: str, outcome: str, seconds: float) -> None:
     i = instruments()
     i.reconciles.labels(action, outcome).inc()

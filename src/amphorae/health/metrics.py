@@ -20,6 +20,7 @@ class HeartbeatMirror:
     def __init__(self) -> None:
         self.seen: dict[str, int] = {}
 
+    @metrics.safe
     def update(self, counters: Mapping[str, int]) -> None:
         now = dict(counters)  # one copy: every figure below from the same moment
         grew = {name: value - self.seen.get(name, 0) for name, value in now.items()}
@@ -40,6 +41,7 @@ class HeartbeatMirror:
                 i.heartbeats_written.labels(outcome).inc(count)
 
 
+@metrics.safe
 def failovers(failed_over: Collection[str], gone: Collection[str]) -> None:
     """Count the failovers one stale check started."""
     for amphora_id in failed_over:

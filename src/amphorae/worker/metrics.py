@@ -22,10 +22,12 @@ def outcome(error: BaseException | None) -> str:
     return LEASE_LOST if isinstance(error, LeaseLost) else ERROR
 
 
+@metrics.safe
 def finished(claim: Claim, error: BaseException | None, seconds: float) -> None:
     metrics.reconciled(action(claim), outcome(error), seconds)
 
 
+@metrics.safe
 def gave_up(claim: Claim) -> None:
     """Claimed too often without finishing: put in ERROR without a reconcile."""
     metrics.reconciled(action(claim), GAVE_UP, 0.0)
