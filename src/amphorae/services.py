@@ -11,7 +11,7 @@ import sys
 import threading
 from collections.abc import Callable, Sequence
 
-from amphorae.common import config
+from amphorae.common import config, metrics
 from amphorae.db import engine, migrate, report
 from amphorae.drivers import registry
 
@@ -42,6 +42,7 @@ def worker() -> int:
     from amphorae.worker import service
 
     _migrate_embedded()
+    metrics.serve_own_port()
     w = service.build()
     _on_stop(w.stop)
     LOG.info("worker %s started", w.queue.owner)
@@ -57,6 +58,7 @@ def _housekeeper():  # type: ignore[no-untyped-def]
 
 def housekeeping() -> int:
     _migrate_embedded()
+    metrics.serve_own_port()
     keeper = _housekeeper()
     _on_stop(keeper.stop)
     keeper.run()
@@ -67,6 +69,7 @@ def health() -> int:
     from amphorae.health.service import HealthManager
 
     _migrate_embedded()
+    metrics.serve_own_port()
     manager = HealthManager()
     _on_stop(manager.stop)
     manager.run()
@@ -84,6 +87,7 @@ def up(config_args: Sequence[str]) -> int:
     _migrate_embedded()
     conf = config.CONF.api_settings
     endpoint = f"http://{conf.bind_host}:{conf.bind_port}"
+    metrics.share_directory()  # the API (our child) serves the figures of our threads too
     api = subprocess.Popen([sys.executable, "-m", "amphorae.cli", "api", *config_args])
     w = service.build()
     keeper = _housekeeper()

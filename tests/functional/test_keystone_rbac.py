@@ -463,3 +463,22 @@ def test_operator_policy_file_overrides_the_defaults(keystone, tmp_path):
         assert post("project-a-member") == 403
         assert post("lb-member") == 201
         assert post("project-a-admin") == 201
+
+
+# --- /metrics ---------------------------------------------------------------------------
+
+
+def test_metrics_need_no_token_unless_the_operator_asks(keystone_server, keystone, tmp_path):
+    """``[metrics] auth_required``: off, /metrics is public like version discovery; on,
+    it takes a token allowed to list amphorae (admins)."""
+    public = requests.get(keystone_server.url + "/metrics", timeout=30)
+    assert public.status_code == 200 and "amphorae_api_requests_total" in public.text
+    with servers.running_api("sqlite", tmp_path, "ksmetrics", keystone.authtoken_config()
+                             + "\n[metrics]\nauth_required = true\n") as srv:
+        def get(persona: str | None) -> int:
+            headers = {"X-Auth-Token": keystone.token(persona)} if persona else {}
+            return requests.get(srv.url + "/metrics", headers=headers, timeout=30).status_code
+
+        assert get(None) == 401
+        assert get("project-a-member") == 403
+        assert get("project-a-admin") == 200

@@ -10,7 +10,7 @@ import falcon
 from sqlalchemy import exc as sa_exc
 
 from amphorae.api import context as ctx_mod
-from amphorae.api import neutron, versions
+from amphorae.api import metrics, neutron, versions
 from amphorae.common import config, errors
 from amphorae.db import outage
 
@@ -117,6 +117,7 @@ def _add_routes(app: falcon.App) -> None:
     import importlib
 
     versions.add_routes(app)
+    metrics.add_routes(app)
     neutron.add_routes(app)
     for version in ("/v2", "/v2.0"):
         for prefix, modules in (("/lbaas", LBAAS_MODULES), ("", LBAAS_MODULES),
@@ -129,7 +130,7 @@ def _add_routes(app: falcon.App) -> None:
 
 def create_app() -> falcon.App:
     """The API itself, without authentication (see wsgi_app)."""
-    app = falcon.App(middleware=[RequestMiddleware()])
+    app = falcon.App(middleware=[metrics.RequestMetrics(), RequestMiddleware()])
     app.req_options.strip_url_path_trailing_slash = True
     app.req_options.auto_parse_qs_csv = False
     app.resp_options.default_media_type = "application/json"
@@ -151,4 +152,4 @@ def wsgi_app() -> Any:
         return app
     from amphorae.api import keystone
 
-    return keystone.AuthToken(app, PUBLIC_PATHS)
+    return keystone.AuthToken(app, PUBLIC_PATHS | metrics.public_paths())

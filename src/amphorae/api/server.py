@@ -12,7 +12,7 @@ from typing import Any
 from gunicorn.app.base import BaseApplication
 from gunicorn.workers import gthread
 
-from amphorae.common import config
+from amphorae.common import config, metrics
 
 LOG = logging.getLogger(__name__)
 
@@ -97,6 +97,7 @@ def serve(host: str | None = None, port: int | None = None) -> None:
     port = port or conf.bind_port
     bind = f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
     LOG.info("amphorae API listening on http://%s", bind)
+    metrics.share_directory()  # the gunicorn workers' figures, summed at /metrics
     _Gunicorn({
         "bind": bind,
         "workers": workers(),

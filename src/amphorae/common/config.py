@@ -311,6 +311,23 @@ certificates_opts = [
                help="Digest of the certificates the local CA signs, e.g. sha256."),
 ]
 
+metrics_opts = [
+    cfg.BoolOpt("enabled", default=True,
+                help="Serve the Prometheus metrics at /metrics on the API port."),
+    cfg.BoolOpt("auth_required", default=False,
+                help="With auth_strategy = keystone, /metrics needs a token allowed "
+                     "os_load-balancer_api:amphora:get_all (admins by default). False: "
+                     "/metrics is public, like version discovery (the figures name no "
+                     "project and no object)."),
+    cfg.HostAddressOpt("bind_host", default="127.0.0.1",
+                       help="Address of the metrics endpoint of a service run on its own "
+                            "(amphorae worker, health, housekeeping)."),
+    cfg.PortOpt("bind_port", default=0,
+                help="Port of that endpoint; 0: none. The API and everything under "
+                     "`amphorae up` are served at the API's /metrics instead. Give each "
+                     "service on one host its own port."),
+]
+
 GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: default_opts,
     "api_settings": api_opts,
@@ -324,6 +341,7 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "local_network": local_network_opts,
     "quotas": quota_opts,
     "certificates": certificates_opts,
+    "metrics": metrics_opts,
 }
 
 

@@ -32,6 +32,7 @@ from amphorae.db import engine, outage
 from amphorae.drivers import registry
 from amphorae.drivers.compute import base as compute_base
 from amphorae.health import grace, stale, update
+from amphorae.health.metrics import HeartbeatMirror, failovers
 
 LOG = logging.getLogger(__name__)
 # Seconds between batch writes. Larger batches cost less per heartbeat (each transaction
@@ -133,6 +134,7 @@ class HealthManager:
         self.ready = threading.Event()
         self.batches = BatchTimes()
         self._logged: tuple[dict[str, int], float] = ({}, time.monotonic())
+        self.mirror = HeartbeatMirror()  # the counters, into Prometheus
 
     def socket(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.bind[0] else socket.AF_INET
@@ -181,6 +183,7 @@ class HealthManager:
                 batch.append(self.queue.popleft())
             if batch:
                 self._write(batch)
+            self.mirror.update(self.counters)
             if time.monotonic() - self._logged[1] >= STATS_INTERVAL:
                 self.log_counters()
         self.log_counters()
@@ -254,4 +257,5 @@ class HealthManager:
             return None
         self.grace.succeeded()
         self.partition = bool(result.stopped)
+        failovers(result.failed_over, gone)
         return result

@@ -24,6 +24,7 @@ from amphorae.common import config
 from amphorae.db import engine, outage
 from amphorae.drivers import registry
 from amphorae.worker import completion, drift, wakeup
+from amphorae.worker import metrics as worker_metrics
 from amphorae.worker.queue import Claim, JobQueue, LeaseLost
 from amphorae.worker.reconciler import Fence, Reconciler
 from amphorae.worker.wakeup import Wakeup
@@ -111,6 +112,7 @@ class Worker:
         if claim.attempts > MAX_ATTEMPTS:
             LOG.error("%s was claimed %d times without finishing; giving up: ERROR",
                       claim.target, claim.attempts - 1)
+            worker_metrics.gave_up(claim)
             try:
                 if claim.load_balancer_id:
                     with engine.transaction(url=self.queue.url) as session:
@@ -120,14 +122,16 @@ class Worker:
                 outage.log_failure(LOG, f"giving up on {claim.target} failed", exc)
             return
         fence = QueueFence(self.queue, claim)
+        started = time.monotonic()
         future = pool.submit(self.reconciler.run, claim, fence)
         with self._lock:
             self._inflight[claim.target] = (fence, future)
-        future.add_done_callback(lambda f: self._finished(claim, f))
+        future.add_done_callback(lambda f: self._finished(claim, f, started))
 
-    def _finished(self, claim: Claim, future: Future[None]) -> None:
+    def _finished(self, claim: Claim, future: Future[None], started: float) -> None:
         try:
             error = future.exception()
+            worker_metrics.finished(claim, error, time.monotonic() - started)
             if error is None:
                 self.queue.done(claim)
             elif isinstance(error, LeaseLost):
