@@ -86,3 +86,14 @@ def test_housekeeping_purges_events_past_their_age(url):
     with engine.transaction(write=False, url=url) as session:
         assert session.scalar(select(func.count()).select_from(m.Event)) == 1
     assert [r.message for r in rows(url)] == [f"{age - 1} s old"]
+
+
+def test_an_event_in_a_rolled_back_savepoint_is_not_logged(url, caplog):
+    caplog.set_level(logging.INFO, "amphorae.events")
+    with engine.transaction(url=url) as session:
+        events.record(session, events.ERROR, "kept", level="ERROR")
+        with pytest.raises(RuntimeError), engine.transaction(url=url) as inner:
+            events.record(inner, events.ERROR, "rolled back", level="ERROR")
+            raise RuntimeError
+    assert [r.message for r in rows(url)] == ["kept"]
+    assert lines(caplog) == [("ERROR", "kept")]

@@ -11,10 +11,11 @@ worker took the job over) leaves neither.
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import event as sa_event
-from sqlalchemy import select
+from sqlalchemy import inspect, select
 from sqlalchemy.orm import Session
 
 from amphorae.common.timeutil import utcnow
@@ -60,7 +61,7 @@ def record(session: Session, kind: str, message: str, *, level: str = "INFO",
     fields = {"event_kind": kind, "resource_type": resource_type,
               "resource_id": resource_id, "load_balancer_id": load_balancer_id,
               "project_id": project_id}
-    session.info.setdefault(_PENDING, []).append((LEVELS[level], row.message, fields))
+    session.info.setdefault(_PENDING, []).append((row, LEVELS[level], row.message, fields))
     return row
 
 
@@ -70,15 +71,48 @@ def named(what: str, name: str | None, object_id: str) -> str:
     return f"{what} {name} ({object_id})" if name else f"{what} {object_id}"
 
 
+def describe(session: Session, model: type, ids: Iterable[str]) -> dict[str, str]:
+    """How sentences name these objects of ``model``, by id (missing ids are left out):
+    ``load balancer web (<id>)``, ``listener http (HTTP:80)``, ``pool pool1``,
+    ``member 198.18.0.5:8000 of pool pool1``, ... A name is shown when there is one; an
+    id only where nothing else tells the object apart."""
+    wanted = list(ids)
+    if not wanted:
+        return {}
+    if model is m.Listener:
+        return {i: f"listener {name + ' (' if name else ''}{proto}:{port}{')' if name else ''}"
+                for i, name, proto, port in session.execute(
+                    select(m.Listener.id, m.Listener.name, m.Listener.protocol,
+                           m.Listener.protocol_port).where(m.Listener.id.in_(wanted)))}
+    if model is m.Pool:
+        return {i: f"pool {name or i}" for i, name in session.execute(
+            select(m.Pool.id, m.Pool.name).where(m.Pool.id.in_(wanted)))}
+    if model is m.Member:
+        return {i: f"member {address}:{port} of pool {pool_name or pool_id}"
+                for i, address, port, pool_id, pool_name in session.execute(
+                    select(m.Member.id, m.Member.ip_address, m.Member.protocol_port,
+                           m.Pool.id, m.Pool.name).join(m.Pool)
+                    .where(m.Member.id.in_(wanted)))}
+    what = WHAT.get(model, model.__name__)
+    name_column = getattr(model, "name", None)
+    if name_column is None:
+        return {i: f"{what} {i}" for i in session.scalars(
+            select(model.id).where(model.id.in_(wanted)))}  # type: ignore[attr-defined]
+    return {i: named(what, name, i) for i, name in session.execute(
+        select(model.id, name_column).where(model.id.in_(wanted)))}  # type: ignore[attr-defined]
+
+
+WHAT = {m.LoadBalancer: "load balancer", m.HealthMonitor: "health monitor",
+        m.L7Policy: "L7 policy", m.L7Rule: "L7 rule", m.Amphora: "amphora"}
+
+
 @sa_event.listens_for(Session, "after_commit")
 def _log_committed(session: Session) -> None:
-    for level, message, fields in session.info.pop(_PENDING, ()):
-        LOG.log(level, "%s", message, extra=_extra(fields))
-
-
-@sa_event.listens_for(Session, "after_rollback")
-def _forget_rolled_back(session: Session) -> None:
-    session.info.pop(_PENDING, None)
+    # A row that was rolled back (its transaction, or a savepoint around it) is no longer
+    # persistent: it is not told.
+    for row, level, message, fields in session.info.pop(_PENDING, ()):
+        if inspect(row).persistent:
+            LOG.log(level, "%s", message, extra=_extra(fields))
 
 
 def _extra(fields: dict[str, Any]) -> dict[str, Any]:
