@@ -102,6 +102,13 @@ def describe(session: Session, model: type, ids: Iterable[str]) -> dict[str, str
         select(model.id, name_column).where(model.id.in_(wanted)))}  # type: ignore[attr-defined]
 
 
+def of_load_balancer(session: Session, lb_id: str | None) -> str:
+    """`` of load balancer web (<id>)`` for a sentence about one of its parts; empty
+    when there is no such load balancer."""
+    found = describe(session, m.LoadBalancer, [lb_id] if lb_id else [])
+    return f" of {found[lb_id]}" if lb_id in found else ""
+
+
 WHAT = {m.LoadBalancer: "load balancer", m.HealthMonitor: "health monitor",
         m.L7Policy: "L7 policy", m.L7Rule: "L7 rule", m.Amphora: "amphora"}
 
