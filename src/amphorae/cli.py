@@ -18,10 +18,9 @@ EPILOG = ("Every command takes --config-file/--config-dir (oslo.config; none: th
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if config.CONF.debug else logging.INFO,
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
+    from amphorae.common import logs
+
+    logs.setup(debug=config.CONF.debug, log_format=config.CONF.log_format)
 
 
 # -- the commands -------------------------------------------------------------------------

@@ -35,6 +35,11 @@ default_opts = [
                help="Directory for the embedded database, certificates and runtime files "
                     "($AMPHORAE_STATE_PATH overrides the default)."),
     cfg.BoolOpt("debug", default=False, help="Log at DEBUG level."),
+    cfg.StrOpt("log_format", default="text", choices=["text", "json"],
+               help="How log lines on standard error look: text (time, process, level, "
+                    "logger: message) or json (one object per line with time, level, "
+                    "logger, message, request_id and the line's other fields, for log "
+                    "shippers)."),
 ]
 
 api_opts = [
@@ -263,6 +268,10 @@ house_keeping_opts = [
                help=_unused("agent certificates are not rotated yet.")),
     cfg.IntOpt("cert_expiry_buffer", default=1209600,
                help=_unused("agent certificates are not rotated yet.")),
+    cfg.IntOpt("event_expiry_age", default=1209600, min=0,
+               help="Seconds an event (GET /v2/octavia/events) is kept before "
+                    "housekeeping purges it (default 14 days; 0 purges every event at "
+                    "each sweep)."),
 ]
 
 networking_opts = [
