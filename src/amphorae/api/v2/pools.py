@@ -226,9 +226,10 @@ def _apply_tls_defaults(pool: m.Pool) -> None:
 
 
 def _check_listener(listener: m.Listener, protocol: str) -> None:
+    # What is wrong with the pool itself (a 400) before the listener being taken (409).
+    validators.check_pool_protocol(listener.protocol, protocol)
     if listener.default_pool_id or listener.default_pool is not None:
         raise errors.Conflict("This listener already has a default pool")
-    validators.check_pool_protocol(listener.protocol, protocol)
 
 
 def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data: Create,
