@@ -6,6 +6,8 @@ Real `amphorae api` on SQLite and PostgreSQL; openstacksdk's network proxy as a 
 from __future__ import annotations
 
 import uuid
+from collections.abc import Iterator
+from typing import Any
 
 import openstack
 import pytest
@@ -15,7 +17,7 @@ from tests import servers
 
 
 @pytest.fixture
-def network(server: servers.Server):
+def network(server: servers.Server) -> Iterator[Any]:
     conn = openstack.connection.Connection(
         auth_type="none", auth={"endpoint": server.url}, network_endpoint_override=server.url)
     yield conn.network
@@ -59,7 +61,18 @@ def test_floating_ips_and_security_groups_are_none(api: servers.Client, network)
         assert status == 404 and "FloatingIP" in body["faultstring"], body
 
 
-def test_subnets_resolve_by_name_through_the_sdk(network) -> None:
-    subnet = network.find_subnet("public", ignore_missing=False)
-    assert subnet.id == servers.PUBLIC_SUBNET and subnet.cidr == "198.18.0.0/20"
-    assert network.find_network("public").id == servers.PUBLIC_NETWORK
+def test_subnets_resolve_by_name_through_the_sdk(server: servers.Server) -> None:
+    # As docs/clients.md shows it: the endpoint alone, no per-service override.
+    conn = openstack.connection.Connection(auth_type="none", auth={"endpoint": server.url})
+    try:
+        subnet = conn.network.find_subnet("public", ignore_missing=False)
+        assert subnet.id == servers.PUBLIC_SUBNET and subnet.cidr == "198.18.0.0/20"
+        assert conn.network.find_network("public").id == servers.PUBLIC_NETWORK
+    finally:
+        conn.close()
+
+
+def test_the_endpoint_is_read_only(api: servers.Client) -> None:
+    for path in ("/v2.0/floatingips", "/v2.0/ports", "/v2/networks"):
+        status, _ = api.post(path, {"floatingip": {"floating_network_id": "x"}})
+        assert status == 405, path
