@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from tests import netns
 from tests.deployment import Deployment, deployment, per_worker
 
 ROOT = pathlib.Path(__file__).resolve().parents[2]
@@ -33,6 +34,7 @@ MARKER = secrets.token_hex(3)
 
 @pytest.fixture(scope="module")
 def up() -> Iterator[Deployment]:
+    netns.require_root()
     subprocess.run([str(ROOT / "scripts" / "ansible-venv")], check=True, timeout=900)
     with deployment(MARKER, *per_worker("198.18.132.0/24", "198.18.133.0/24")) as d:
         d.start("up")
