@@ -103,7 +103,14 @@ def _refused(api: Any, db: Database, method: str, path: str, raw: bytes | None =
         assert status == URI_TOO_LONG or (isinstance(out, dict) and (
             out.get("faultstring") or out.get("description"))), (method, path, shown, status, out)
         assert db.unchanged(), (method, path, shown, status, out)
+        message = str(out.get("faultstring") or "") if isinstance(out, dict) else ""
+        assert not any(p in message for p in PYDANTIC_WORDING), (method, path, shown, out)
     return status, out
+
+
+# How pydantic words its errors: the API says it in WSME's words instead (api/body.py).
+PYDANTIC_WORDING = ("Input should", "String should", "List should", "Field required",
+                    "Dictionary should", "Extra inputs")
 
 
 @st.composite

@@ -117,6 +117,17 @@ def test_create_on_load_balancer_and_parent_rules(api):
     first = create(api, settle=lb["id"], listener_id=lid, loadbalancer_id=lb["id"])
     assert first["listeners"] == [{"id": lid}]
     assert create(api, 409, listener_id=lid) == "This listener already has a default pool"
+    # What is wrong with the pool itself comes first: a 400 with the reason, not the 409.
+    assert create(api, 400, listener_id=lid, protocol="UDP") == (
+        "Validation failure: The pool protocol 'UDP' is invalid while the listener protocol "
+        "is 'HTTP'.")
+    assert create(api, 400, listener_id=lid, lb_algorithm="WEIGHTED") == (
+        "Invalid input for field/attribute lb_algorithm. Value: 'WEIGHTED'. Value should be "
+        "one of: ROUND_ROBIN, LEAST_CONNECTIONS, SOURCE_IP, SOURCE_IP_PORT")
+    assert "APP_COOKIE" in create(api, 400, listener_id=lid,
+                                  session_persistence={"type": "APP_COOKIE"})
+    assert "no file amph-none.crt" in create(api, 400, listener_id=lid,
+                                             tls_container_ref="amph-none")
     # Protocol pairs (reference 2.1).
     tcp = listener(api, lb["id"], "TCP", 81)
     assert create(api, 400, listener_id=tcp, protocol="UDP") == (

@@ -78,8 +78,8 @@ def test_a_certificate_that_stopped_parsing_fails_only_its_listener(
     assert _status(d, "listener", tls.id) == "ERROR"
     assert d.lb.get_load_balancer(lb.id).provisioning_status == "ACTIVE"
     log = (d.state / "up.log").read_text()
-    assert f"{tls.id} left out, now ERROR: certificate {ref}: certificate does not parse" \
-        in log
+    assert f"{tls.id} left out, now ERROR: certificate {ref}: {ref}.crt is not a PEM " \
+        "certificate" in log
     eventually(lambda: _serves_http(lb.vip_address), "HTTP still served")
     with pytest.raises(OSError):  # the broken listener is out of the configuration
         dp.http_request(lb.vip_address, 443, tls=client, timeout=1)

@@ -133,8 +133,50 @@ def _as_api_error(exc: pydantic.ValidationError, key: str, data: Any) -> errors.
     field = ".".join(loc) or key
     if err["type"] == "missing":
         return errors.InvalidInput(field=field, value="None", reason="Mandatory field missing.")
-    reason = err["msg"].removeprefix("Value error, ")
-    return errors.InvalidInput(field=field, value=_short(err.get("input")), reason=reason)
+    return errors.InvalidInput(field=field, value=_short(err.get("input")), reason=_reason(err))
+
+
+# pydantic's error kinds in WSME's words (what Octavia answers), with the limit from the
+# error's context; our own validators' messages (value_error) are already worded so.
+_REASONS = {
+    "greater_than_equal": "Value should be greater or equal to {ge}",
+    "greater_than": "Value should be greater than {gt}",
+    "less_than_equal": "Value should be lower or equal to {le}",
+    "less_than": "Value should be lower than {lt}",
+    "string_too_short": "Value should have a minimum character requirement of {min_length}",
+    "string_too_long": "Value should have a maximum character requirement of {max_length}",
+    "too_short": "Value should have at least {min_length} items",
+    "too_long": "Value should have at most {max_length} items",
+    "string_pattern_mismatch": "Value should match the pattern {pattern}",
+    "literal_error": "Value should be one of: {expected}",
+    "enum": "Value should be one of: {expected}",
+    "int_type": "Value should be an integer",
+    "int_parsing": "Value should be an integer",
+    "int_from_float": "Value should be an integer",
+    "float_type": "Value should be a number",
+    "float_parsing": "Value should be a number",
+    "string_type": "Value should be a string",
+    "bool_type": "Value should be a boolean",
+    "bool_parsing": "Value should be a boolean",
+    "list_type": "Value should be a list",
+    "dict_type": "Value should be a JSON object",
+    "model_type": "Value should be a JSON object",
+    "model_attributes_type": "Value should be a JSON object",
+}
+
+
+def _reason(err: Any) -> str:
+    template = _REASONS.get(err["type"])
+    if template is not None:
+        try:
+            return template.format(**err.get("ctx", {}))
+        except (KeyError, IndexError):
+            pass  # a context without the limit: pydantic's own words below
+    # Any other kind: pydantic's sentence, its subject ("Input", "List"...) the value's.
+    return _PYDANTIC_SUBJECT.sub("Value should", str(err["msg"]).removeprefix("Value error, "))
+
+
+_PYDANTIC_SUBJECT = re.compile(r"^(Input|String|List|Dictionary|Tuple|Set|Object) should")
 
 
 def _short(value: Any) -> str:

@@ -1,28 +1,41 @@
 """Certificate references in API requests must resolve, as Octavia checks them: a
 reference the certificate manager cannot turn into a usable certificate is a 400 that
-lists the bad references."""
+lists the bad references (Octavia's wording) and says, per field, why each failed."""
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Mapping, Sequence
 
 from amphorae.common import errors
-from amphorae.common.cert_manager import CertificateError
+from amphorae.common.cert_manager import CertificateError, CertManager
 from amphorae.drivers import registry
 
+# What each reference field holds: a certificate with its key, CA certificates, a CRL.
+KINDS = {
+    "default_tls_container_ref": "cert", "sni_container_refs": "cert",
+    "tls_container_ref": "cert",
+    "client_ca_tls_container_ref": "ca", "ca_tls_container_ref": "ca",
+    "client_crl_container_ref": "crl", "crl_container_ref": "crl",
+}
 
-def check(certs: Iterable[str | None] = (), cas: Iterable[str | None] = (),
-          crls: Iterable[str | None] = ()) -> None:
+
+def _loader(manager: CertManager, field: str) -> Callable[[str], object]:
+    return {"cert": manager.get_cert, "ca": manager.get_ca,
+            "crl": manager.get_crl}[KINDS[field]]
+
+
+def check(refs: Mapping[str, str | Sequence[str] | None]) -> None:
+    """``refs``: field name -> the reference(s) the request sets in it."""
     manager = registry.cert_manager()
-    bad = []
-    for load, refs in ((manager.get_cert, certs), (manager.get_ca, cas),
-                       (manager.get_crl, crls)):
-        for ref in refs:
+    bad, reasons = [], []
+    for field, value in refs.items():
+        for ref in [value] if isinstance(value, str) or value is None else value:
             if not ref:
                 continue
             try:
-                load(ref)
-            except CertificateError:
+                _loader(manager, field)(ref)
+            except CertificateError as exc:
                 bad.append(ref)
+                reasons.append(f"{field} {ref}: {exc.reason}")
     if bad:
-        raise errors.CertificateRetrieval(ref=bad)
+        raise errors.CertificateRetrieval(ref=bad, reasons="; ".join(reasons))

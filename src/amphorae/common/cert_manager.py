@@ -13,12 +13,13 @@ it with a 400, the worker puts the object using it in ERROR.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import os
 import re
-from typing import Protocol
+from typing import Any, Protocol
 
 from cryptography import x509
 from cryptography.hazmat.primitives import serialization
@@ -62,29 +63,34 @@ class LocalCertManager:
     def __init__(self, storage_path: str | None = None) -> None:
         self.path = (storage_path or config.CONF.certificates.storage_path
                      or os.path.join(config.state_path(), "certificates"))
+        # The operator's store from the first use on (the worker's start, the API's
+        # first check), private as the keys in it; one that cannot be made is reported
+        # as the missing files it would hold.
+        with contextlib.suppress(OSError):
+            os.makedirs(self.path, mode=0o700, exist_ok=True)
 
     def get_cert(self, ref: str) -> TLSCert:
         """The certificate, its intermediates and its key, checked to belong together."""
         name = _name(ref)
-        cert = _one_cert(ref, self._read(ref, name, ".crt"))
+        cert = _one_cert(ref, name, self._read(ref, name, ".crt"))
         chain_pem = self._read(ref, name, ".int", optional=True)
         try:
             chain = tuple(x509.load_pem_x509_certificates(chain_pem)) if chain_pem else ()
-        except ValueError as exc:
-            raise CertificateError(ref, f"intermediates do not parse: {exc}") from None
-        passphrase = self._read(ref, name, ".pass", optional=True)
-        try:
-            key = serialization.load_pem_private_key(
-                self._read(ref, name, ".key"), (passphrase or b"").strip() or None)
-        except (ValueError, TypeError) as exc:
-            raise CertificateError(ref, f"private key does not load: {exc}") from None
+        except ValueError:
+            raise CertificateError(
+                ref, f"{name}.int (intermediates) is not a chain of PEM certificates"
+            ) from None
+        passphrase = self._read(ref, name, ".pass", optional=True).strip() or None
+        key = _private_key(ref, name, self._read(ref, name, ".key"), passphrase)
         if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-            raise CertificateError(ref, "private key is neither RSA nor EC")
+            raise CertificateError(ref, f"the private key in {name}.key is neither RSA nor EC")
         if key.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
         ) != cert.public_key().public_bytes(
                 serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
-            raise CertificateError(ref, "private key does not match the certificate")
+            raise CertificateError(
+                ref, f"the private key in {name}.key does not match the certificate in "
+                     f"{name}.crt")
         key_pem = key.private_bytes(serialization.Encoding.PEM,
                                     serialization.PrivateFormat.PKCS8,
                                     serialization.NoEncryption())
@@ -95,16 +101,18 @@ class LocalCertManager:
         pem = self._read(ref, _name(ref), ".crt")
         try:
             certs = x509.load_pem_x509_certificates(pem)
-        except ValueError as exc:
-            raise CertificateError(ref, f"CA certificate does not parse: {exc}") from None
+        except ValueError:
+            raise CertificateError(
+                ref, f"{_name(ref)}.crt is not one or more PEM CA certificates") from None
         return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
 
     def get_crl(self, ref: str) -> bytes:
         pem = self._read(ref, _name(ref), ".crt")
         try:
             crl = x509.load_pem_x509_crl(pem)
-        except ValueError as exc:
-            raise CertificateError(ref, f"CRL does not parse: {exc}") from None
+        except ValueError:
+            raise CertificateError(
+                ref, f"{_name(ref)}.crt is not a PEM certificate revocation list") from None
         return crl.public_bytes(serialization.Encoding.PEM)
 
     def _read(self, ref: str, name: str, suffix: str, optional: bool = False) -> bytes:
@@ -114,7 +122,8 @@ class LocalCertManager:
         except FileNotFoundError:
             if optional:
                 return b""
-            raise CertificateError(ref, f"no {name}{suffix} in the certificate store") from None
+            raise CertificateError(
+                ref, f"no file {name}{suffix} in the certificate store") from None
         except OSError as exc:
             raise CertificateError(ref, f"cannot read {name}{suffix}: {exc}") from None
 
@@ -127,11 +136,32 @@ def _name(ref: str) -> str:
     return name
 
 
-def _one_cert(ref: str, pem: bytes) -> x509.Certificate:
+def _one_cert(ref: str, name: str, pem: bytes) -> x509.Certificate:
     try:
         return x509.load_pem_x509_certificate(pem)
-    except ValueError as exc:
-        raise CertificateError(ref, f"certificate does not parse: {exc}") from None
+    except ValueError:
+        raise CertificateError(ref, f"{name}.crt is not a PEM certificate") from None
+
+
+def _private_key(ref: str, name: str, pem: bytes, passphrase: bytes | None) -> Any:
+    """The key of ``<name>.key``, decrypted with ``<name>.pass`` if there is one; what
+    went wrong, said in terms of those files."""
+    try:
+        return serialization.load_pem_private_key(pem, passphrase)
+    except (ValueError, TypeError):
+        pass
+    encrypted = b"ENCRYPTED" in pem  # PKCS#8's "ENCRYPTED PRIVATE KEY", PKCS#1's Proc-Type
+    if b"PRIVATE KEY-----" not in pem:
+        reason = f"{name}.key is not a PEM private key"
+    elif encrypted and passphrase is None:
+        reason = f"the private key in {name}.key is encrypted and there is no {name}.pass"
+    elif encrypted:
+        reason = f"the passphrase in {name}.pass does not decrypt {name}.key"
+    elif passphrase is not None:
+        reason = f"{name}.pass is given but the private key in {name}.key is not encrypted"
+    else:
+        reason = f"the private key in {name}.key does not parse"
+    raise CertificateError(ref, reason)
 
 
 class NoopCertManager:

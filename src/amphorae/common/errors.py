@@ -60,7 +60,7 @@ class InvalidFilterArgument(BadRequest):
 
 
 class CertificateRetrieval(BadRequest):
-    template = "Could not retrieve certificate: {ref}"
+    template = "Could not retrieve certificate: {ref} ({reasons})"
 
 
 class InvalidSubresource(BadRequest):

@@ -184,14 +184,13 @@ def _vip_addresses(lb: m.LoadBalancer) -> list[str]:
 
 def _check_refs(listener: m.Listener, sent: set[str]) -> None:
     """The certificate references this request sets must resolve."""
-    certs = [listener.tls_certificate_id] if "default_tls_container_ref" in sent else []
-    if "sni_container_refs" in sent:
-        certs += [s.tls_container_id for s in listener.sni_containers]
-    certificates.check(
-        certs=certs,
-        cas=[listener.client_ca_tls_certificate_id]
-        if "client_ca_tls_container_ref" in sent else [],
-        crls=[listener.client_crl_container_id] if "client_crl_container_ref" in sent else [])
+    refs = {
+        "default_tls_container_ref": listener.tls_certificate_id,
+        "sni_container_refs": [s.tls_container_id for s in listener.sni_containers],
+        "client_ca_tls_container_ref": listener.client_ca_tls_certificate_id,
+        "client_crl_container_ref": listener.client_crl_container_id,
+    }
+    certificates.check({field: ref for field, ref in refs.items() if field in sent})
 
 
 def _validate(lb: m.LoadBalancer, listener: m.Listener, sent: set[str]) -> None:

@@ -27,6 +27,7 @@ from amphorae.db import models as m
 
 RESOURCE = "pool"
 NAME = "Pool"
+REF_FIELDS = ("tls_container_ref", "ca_tls_container_ref", "crl_container_ref")
 
 _COOKIE_NAME = re.compile(r"^[^\s,;\\]+$")
 # Octavia's further restriction: no separators or controls (RFC 6265 token characters).
@@ -225,9 +226,10 @@ def _apply_tls_defaults(pool: m.Pool) -> None:
 
 
 def _check_listener(listener: m.Listener, protocol: str) -> None:
+    # What is wrong with the pool itself (a 400) before the listener being taken (409).
+    validators.check_pool_protocol(listener.protocol, protocol)
     if listener.default_pool_id or listener.default_pool is not None:
         raise errors.Conflict("This listener already has a default pool")
-    validators.check_pool_protocol(listener.protocol, protocol)
 
 
 def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data: Create,
@@ -242,8 +244,7 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data
     if data.crl_container_ref and not data.ca_tls_container_ref:
         raise errors.ValidationError(
             detail="A CA certificate reference is required to specify a revocation list.")
-    certificates.check(certs=[data.tls_container_ref], cas=[data.ca_tls_container_ref],
-                       crls=[data.crl_container_ref])
+    certificates.check({field: getattr(data, field) for field in REF_FIELDS})
     validators.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols,
                                 data.model_fields_set)
     if listener is not None:
@@ -320,9 +321,7 @@ def _apply_update(pool: m.Pool, data: Update) -> None:
                        "is present.")
         raise errors.ValidationError(
             detail="A CA reference is required to specify a certificate revocation list.")
-    certificates.check(certs=[given.get("tls_container_ref")],
-                       cas=[given.get("ca_tls_container_ref")],
-                       crls=[given.get("crl_container_ref")])
+    certificates.check({field: given.get(field) for field in REF_FIELDS})
     if "session_persistence" in given:
         if sp is None:
             pool.session_persistence = None

@@ -108,6 +108,11 @@ class NetworkDriver(abc.ABC):
     def list_networks(self) -> list[Network]:
         return []
 
+    def list_ports(self) -> list[Port]:
+        """The ports the driver keeps (served at Neutron's paths with the networks);
+        a driver that stores none has none to list."""
+        return []
+
     def release_host(self) -> None:
         """No amphora of this deployment is left: give back what the driver holds on
         this host for them (the local driver's bridges)."""

@@ -122,6 +122,11 @@ class LocalNetworkDriver(NetworkDriver):
             row = session.get(IPAllocation, port_id)
             return None if row is None else _port(row)
 
+    def list_ports(self) -> list[Port]:
+        with engine.transaction(write=False, url=self.url) as session:
+            return [_port(row) for row in session.scalars(
+                select(IPAllocation).order_by(IPAllocation.port_id))]
+
     def release_host(self) -> None:
         """The bridges of this deployment's networks (one another deployment made under
         the same name stays: its alias names its owner)."""
