@@ -10,7 +10,10 @@ import datetime as dt
 import os
 import subprocess
 import sys
+import threading
+import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -298,3 +301,28 @@ def test_an_unwritable_state_path_falls_back_to_a_temporary_directory(tmp_path: 
         env=env, text=True, capture_output=True, timeout=30, check=True).stdout.strip()
     assert Path(out).name.startswith("amphorae-metrics-")
     assert not Path(out).exists()  # removed at exit all the same
+
+
+def test_threads_starting_together_share_one_set_of_instruments(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """Two sets would keep two counts of one series, each overwriting the other's in
+    the multiprocess file (an API worker's threads answering its first requests)."""
+    class Slow(metrics.Instruments):  # widens the window the threads race for
+        def __init__(self) -> None:
+            time.sleep(0.05)
+            super().__init__()
+
+    monkeypatch.setattr(metrics, "Instruments", Slow)
+    metrics._instruments.cache_clear()
+    barrier = threading.Barrier(8)
+
+    def first_use() -> int:
+        barrier.wait()
+        return id(metrics.instruments())
+
+    try:
+        with ThreadPoolExecutor(8) as pool:
+            made = set(pool.map(lambda _: first_use(), range(8)))
+    finally:
+        metrics._instruments.cache_clear()  # the next tests get the real class's
+    assert len(made) == 1

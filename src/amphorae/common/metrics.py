@@ -27,6 +27,7 @@ import logging
 import os
 import shutil
 import tempfile
+import threading
 from collections.abc import Callable, Iterable
 from typing import Any, ParamSpec
 
@@ -84,9 +85,20 @@ class Instruments:
             ["reason"], registry=r)
 
 
+_made = threading.Lock()
+
+
 @functools.cache
-def instruments() -> Instruments:
+def _instruments() -> Instruments:
     return Instruments()
+
+
+def instruments() -> Instruments:
+    """This process's one set. Made under a lock: two threads of an API worker answering
+    its first requests would otherwise each make a set, and in multiprocess mode each
+    set's counters overwrite the other's in the shared file (increments lost)."""
+    with _made:
+        return _instruments()
 
 
 def share_directory(conf: cfg.ConfigOpts = config.CONF) -> str:
@@ -99,7 +111,7 @@ def share_directory(conf: cfg.ConfigOpts = config.CONF) -> str:
         directory = _fresh_directory(os.path.join(config.state_path(conf), "metrics"))
         atexit.register(_remove_own, directory, os.getpid())
         os.environ[ENV] = directory
-    if instruments.cache_info().currsize:
+    if _instruments.cache_info().currsize:
         raise RuntimeError("metrics: share_directory() after the first instrument was made")
     from prometheus_client import values
 

@@ -146,9 +146,10 @@ while [ $# -gt 0 ]; do
     esac
     shift
 done
-echo $$ > "$pid"
-echo $$ > "$vrrp"
-exec -a keepalived-stub bash -c 'trap "" TERM HUP; while :; do sleep 0.05; done' x "$cfg"
+# The pid files are written after the exec, as keepalived writes them: a pid file naming
+# this script before it became "keepalived" would race the agent's check of argv[0].
+exec -a keepalived-stub bash -c 'echo $$ > "$1"; echo $$ > "$2"; trap "" TERM HUP
+while :; do sleep 0.05; done' x "$pid" "$vrrp" "$cfg"
 """
 
 
