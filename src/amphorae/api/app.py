@@ -10,7 +10,7 @@ import falcon
 from sqlalchemy import exc as sa_exc
 
 from amphorae.api import context as ctx_mod
-from amphorae.api import neutron, versions
+from amphorae.api import dashboard, neutron, versions
 from amphorae.common import config, errors
 from amphorae.db import outage
 
@@ -23,7 +23,7 @@ LBAAS_MODULES = (
     "availabilityzoneprofiles",
 )
 OCTAVIA_MODULES = ("amphorae",)
-PUBLIC_PATHS = {"/", "/v2", "/v2.0"}
+PUBLIC_PATHS = {"/", "/v2", "/v2.0", *dashboard.PUBLIC_PATHS}
 RETRY_AFTER = 5  # seconds a client is told to wait while the database is unavailable
 
 
@@ -118,6 +118,7 @@ def _add_routes(app: falcon.App) -> None:
 
     versions.add_routes(app)
     neutron.add_routes(app)
+    dashboard.add_routes(app)
     for version in ("/v2", "/v2.0"):
         for prefix, modules in (("/lbaas", LBAAS_MODULES), ("", LBAAS_MODULES),
                                 ("/octavia", OCTAVIA_MODULES)):
