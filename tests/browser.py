@@ -95,13 +95,13 @@ class Page:
         return str(self.evaluate(
             f"document.querySelector({json.dumps(selector)})?.innerText ?? ''"))
 
-    def wait(self, expression: str, what: str, timeout: float = 20) -> Any:
-        """Poll a JavaScript expression until it is truthy; its value."""
+    def wait(self, expression: str, what: str, timeout: float = 20) -> None:
+        """Poll a JavaScript expression until it is truthy (in JavaScript's sense: a
+        DOM node comes back as an empty object)."""
         deadline = time.monotonic() + timeout
         while True:
-            value = self.evaluate(expression)
-            if value:
-                return value
+            if self.evaluate(f"Boolean({expression})"):
+                return
             if time.monotonic() > deadline:
                 raise PageError(f"{what}: not within {timeout} s; the page shows:\n"
                                 f"{self.text()}\nJavaScript errors: {self.errors}")

@@ -2,6 +2,7 @@
 // the operator's actions through the same API (its policy decides).
 
 import { ApiError, get, put, setToken, token } from "./api.js";
+import { clock } from "./dom.js";
 import { Series } from "./sparkline.js";
 import * as views from "./views.js";
 
@@ -122,7 +123,7 @@ function render() {
   $("lb-list").replaceChildren(views.loadBalancers(state));
   $("amp-list").replaceChildren(views.amphorae(state));
   $("event-list").replaceChildren(views.events(state));
-  $("refreshed").textContent = `refreshed ${new Date().toLocaleTimeString()} · every ${INTERVAL / 1000} s`
+  $("refreshed").textContent = `refreshed ${clock(new Date().toISOString())} · every ${INTERVAL / 1000} s`
     + (token() ? " · with a Keystone token" : "");
 }
 

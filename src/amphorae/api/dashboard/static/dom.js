@@ -25,7 +25,7 @@ export function clock(iso) {
   if (!iso) return "—";
   // The API's times are UTC without a zone suffix.
   const when = new Date(/[zZ]|[+-]\d\d:\d\d$/.test(iso) ? iso : `${iso}Z`);
-  return Number.isNaN(when.getTime()) ? iso : when.toLocaleTimeString();
+  return Number.isNaN(when.getTime()) ? iso : when.toLocaleTimeString([], { hourCycle: "h23" });
 }
 
 export function rate(value, unit) {

@@ -51,8 +51,12 @@ export function summary(state) {
     count(amps.length, "amphora", "amphorae")].join(" · ");
 }
 
+const ROLE_ORDER = ["MASTER", "BACKUP", "STANDALONE"];
+
+// A load balancer's amphorae, MASTER first.
 function ampsOf(amps, lbId) {
-  return amps.filter((a) => a.loadbalancer_id === lbId);
+  const rank = (a) => (ROLE_ORDER.indexOf(a.role) + 4) % 4;
+  return amps.filter((a) => a.loadbalancer_id === lbId).sort((a, b) => rank(a) - rank(b));
 }
 
 export function loadBalancers(state) {
