@@ -259,3 +259,62 @@ def test_objects_in_error_are_not_drift(database_url: str, cloud: fake.FakeCloud
                              ip_address="198.18.201.40", protocol_port=80,
                              provisioning_status=c.ERROR, operating_status=c.OFFLINE))
     assert drifted(cloud, database_url, tmp_path, ids) == []
+
+
+# --- what each run tells (worker/changes.py, db/events.py) ------------------------------
+
+
+def told(url: str, lb_id: str) -> list[tuple[str, str, str]]:
+    with engine.transaction(write=False, url=url) as session:
+        return [(e.kind, e.level, e.message) for e in session.scalars(
+            select(m.Event).where(m.Event.load_balancer_id == lb_id).order_by(m.Event.id))]
+
+
+def test_each_run_is_one_change_applied_event_with_what_changed(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    with engine.transaction(url=database_url) as session:
+        session.get_one(m.LoadBalancer, ids["lb"]).name = "web"
+    reconcile(ids["lb"])
+    (amp,) = amphorae(database_url, ids["lb"])
+    lb = f"load balancer web ({ids['lb']})"
+    (booted, applied) = told(database_url, ids["lb"])
+    assert booted[:2] == ("AMPHORA_BOOTED", "INFO")
+    assert booted[2].startswith(f"amphora {amp.id} (STANDALONE) of {lb} booted in ")
+    assert applied[:2] == ("CHANGE_APPLIED", "INFO")
+    assert applied[2].startswith(
+        f"{lb}: created the load balancer, listener HTTP:80, pool {ids['pool']}, "
+        f"member 198.18.201.20:80 of pool {ids['pool']}; applied in ")
+    assert applied[2].endswith(" s, ACTIVE")
+    # A failover: the new amphora booted, the old one removed, the run told.
+    reconcile(ids["lb"], (c.JOB_FAILOVER_AMPHORA, amp.id))
+    kinds = [(kind, level) for kind, level, _ in told(database_url, ids["lb"])[2:]]
+    assert kinds == [("AMPHORA_BOOTED", "INFO"), ("AMPHORA_REMOVED", "INFO"),
+                     ("CHANGE_APPLIED", "INFO")]
+    assert f"replaced amphora {amp.id}; applied in" in told(database_url, ids["lb"])[-1][2]
+
+
+def test_a_refused_object_and_a_failed_build_are_told(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    reconcile(ids["lb"])
+    with engine.transaction(url=database_url) as session:  # as the API adds a member
+        session.get_one(m.LoadBalancer, ids["lb"]).provisioning_status = c.PENDING_UPDATE
+        session.add(m.Member(id="bad-member", pool_id=ids["pool"], project_id="p",
+                             ip_address="198.18.201.30", protocol_port=80,
+                             provisioning_status=c.PENDING_CREATE,
+                             operating_status=c.OFFLINE))
+    cloud.amphora.refused = {"bad-member"}
+    reconcile(ids["lb"])
+    kind, level, message = told(database_url, ids["lb"])[-1]
+    bad = f"member 198.18.201.30:80 of pool {ids['pool']}"
+    assert (kind, level) == ("CHANGE_APPLIED", "WARNING")
+    assert message.startswith(f"load balancer {ids['lb']}: created {bad}; applied in ")
+    assert message.endswith(f", ACTIVE, but left out of the configuration and now ERROR: {bad}")
+    other = new_lb(database_url)
+    cloud.compute.fail_builds = True
+    reconcile(other["lb"])
+    kind, level, message = told(database_url, other["lb"])[-1]
+    assert (kind, level) == ("ERROR", "ERROR")
+    assert message.startswith(f"load balancer {other['lb']} cannot be built (")
+    assert "now ERROR: amphora " in message and " did not boot" in message

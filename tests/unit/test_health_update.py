@@ -5,6 +5,7 @@ rules that withhold a health refresh or ignore a heartbeat."""
 from __future__ import annotations
 
 import datetime as dt
+import logging
 from collections.abc import Iterator
 from typing import Any
 
@@ -207,3 +208,50 @@ def test_a_deleted_amphora_adds_no_statistics_beside_a_live_one(url: str) -> Non
     assert (out.refreshed, out.ignored) == (1, 1)
     assert stats(url, t, live)[0] == 10
     assert row(url, m.ListenerStatistics, (t["listener"], deleted)) is None
+
+
+# --- transitions as events (health/transitions.py) -------------------------------------
+
+
+def told(url: str, caplog: pytest.LogCaptureFixture) -> list[tuple[str, str, str, str]]:
+    """The events recorded so far (kind, level, resource id, message), checked against
+    the log lines of amphorae.events, which must say the same, once each."""
+    with engine.transaction(write=False, url=url) as session:
+        found = [(e.kind, e.level, e.resource_id, e.message)
+                 for e in session.scalars(select(m.Event).order_by(m.Event.id))]
+    logged = [(r.levelname, r.getMessage()) for r in caplog.records
+              if r.name == "amphorae.events"]
+    assert logged == [(level, message) for _, level, _, message in found]
+    return found
+
+
+def test_a_member_going_down_is_one_event_per_transition_and_none_when_unchanged(
+        url: str, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.INFO, "amphorae.events")
+    t = tree(url)
+    amp = t["amphorae"][0]
+    with engine.transaction(url=url) as session:
+        session.execute(sql_update(m.LoadBalancer).values(name="web"))
+        session.execute(sql_update(m.Pool).values(name="pool1"))
+    apply(url, beat(amp, 1, *report(t)))
+    first = told(url, caplog)
+    assert len(first) == 5  # everything was OFFLINE
+    apply(url, beat(amp, 2, *report(t)))
+    assert told(url, caplog) == first  # the same heartbeat again: nothing to tell
+    apply(url, beat(amp, 3, *report(t, m2="DOWN")))
+    lb = f"load balancer web ({t['lb']})"
+    down = "member 192.0.2.1:8002 of pool pool1"
+    assert told(url, caplog)[5:] == [
+        ("MEMBER_STATUS", "WARNING", t["m2"], f"{down} of {lb} is ERROR (was ONLINE)"),
+        ("POOL_STATUS", "WARNING", t["pool"], f"pool pool1 of {lb} is DEGRADED (was ONLINE)"),
+        ("LOADBALANCER_STATUS", "WARNING", t["lb"],
+         f"{lb} is DEGRADED (was ONLINE): {down} is ERROR")]
+    apply(url, beat(amp, 4, *report(t, m2="DOWN")))
+    assert len(told(url, caplog)) == 8
+    apply(url, beat(amp, 5, *report(t)))
+    back = told(url, caplog)[8:]
+    assert [(kind, level) for kind, level, _, _ in back] == [
+        ("MEMBER_STATUS", "INFO"), ("POOL_STATUS", "INFO"), ("LOADBALANCER_STATUS", "INFO")]
+    assert back[0][3] == f"{down} of {lb} is ONLINE (was ERROR)"
+    with engine.transaction(write=False, url=url) as session:
+        assert {e.project_id for e in session.scalars(select(m.Event))} == {"p"}

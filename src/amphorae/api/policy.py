@@ -100,6 +100,8 @@ API_RULES: dict[str, dict[str, str]] = {
                           "delete": _ADMIN},
     "availability-zone-profile": {k: _ADMIN
                                   for k in ("get_all", "post", "get_one", "put", "delete")},
+    # Our extension: /v2/octavia/events, read like the load balancers they tell of.
+    "event": {"get_all": _READ, "get_all-global": _GLOBAL},
 }
 
 

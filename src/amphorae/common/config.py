@@ -158,6 +158,10 @@ house_keeping_opts = [
     cfg.IntOpt("load_balancer_expiry_age", default=604800),
     cfg.IntOpt("cert_interval", default=3600),
     cfg.IntOpt("cert_expiry_buffer", default=1209600),
+    cfg.IntOpt("event_expiry_age", default=1209600, min=0,
+               help="Seconds an event (GET /v2/octavia/events) is kept before "
+                    "housekeeping purges it (default 14 days; 0 purges every event at "
+                    "each sweep)."),
 ]
 
 networking_opts = [

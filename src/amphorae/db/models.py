@@ -445,6 +445,26 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
 
 
+# --- events ---------------------------------------------------------------------------
+
+
+class Event(Base):
+    """Something an operator wants to know happened (db/events.py records it): a status
+    change, a failover, an amphora booted or removed, a change applied. Purged by
+    housekeeping after ``[house_keeping] event_expiry_age``."""
+
+    __tablename__ = "event"
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=True)
+    created_at: Mapped[dt.datetime] = mapped_column(DateTime, default=utcnow, index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    level: Mapped[str] = mapped_column(String(16))
+    resource_type: Mapped[str | None] = mapped_column(String(32))
+    resource_id: Mapped[str | None] = mapped_column(String(36))
+    load_balancer_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    project_id: Mapped[str | None] = mapped_column(String(36), index=True)
+    message: Mapped[str] = mapped_column(String(1024))
+
+
 TAGGABLE = (LoadBalancer, Listener, Pool, Member, HealthMonitor, L7Policy, L7Rule)
 for _model in TAGGABLE:
     _model._tags = relationship(  # type: ignore[attr-defined]

@@ -27,7 +27,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
-from amphorae.db import jobs
+from amphorae.db import events, jobs
 from amphorae.db import models as m
 
 LOG = logging.getLogger(__name__)
@@ -88,7 +88,11 @@ def check(session: Session, now: dt.datetime, timeout: float,
         jobs.enqueue(session, row.load_balancer_id, c.JOB_FAILOVER_AMPHORA,
                      amphora_id=row.id)
         result.failed_over.append(row.id)
-        LOG.warning("amphora %s of load balancer %s %s: failover", row.id,
-                    row.load_balancer_id, "is gone" if row.id in gone
-                    else f"sent no heartbeat for {timeout:g} s")
+        reason = ("its compute instance (namespace) is gone" if row.id in gone
+                  else f"it sent no heartbeat for {timeout:g} s")
+        lb_name = events.describe(session, m.LoadBalancer, [row.load_balancer_id])
+        events.record(session, events.FAILOVER,
+                      f"amphora {row.id} of {lb_name.get(row.load_balancer_id)} is failed "
+                      f"over: {reason}", level="WARNING", resource_type="amphora",
+                      resource_id=row.id, load_balancer_id=row.load_balancer_id)
     return result

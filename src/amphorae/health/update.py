@@ -9,7 +9,8 @@ written, health rows and statistics are upserted with executemany. Per amphora:
   the load balancer has enabled HAProxy listeners (skipped while the load balancer is
   PENDING_* or disabled) and the heartbeat waited less than ``heartbeat_interval`` in the
   queue: otherwise it goes stale and is failed over, as in Octavia;
-- statuses: rollup.rollup on the newest heartbeat of the batch;
+- statuses: rollup.rollup on the newest heartbeat of the batch; each change is an
+  event (health/transitions.py);
 - statistics: version 3 deltas added to the (listener, amphora) row, current connections
   replaced.
 """
@@ -29,7 +30,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import constants as c
 from amphorae.db import models as m
 from amphorae.db import tree as subtree
-from amphorae.health import rollup
+from amphorae.health import rollup, transitions
 
 DELTAS = ("bytes_in", "bytes_out", "total_connections", "request_errors")
 # nftables listeners are not in HAProxy's heartbeat; their pools are (the agent checks
@@ -81,6 +82,8 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
     stats = [row for item in batch if amps.get(item.message["id"], (None,))[0] in trees
              for row in _stats(item.message)]
     outcome.status_changes = _write_statuses(session, changes)
+    if changes:  # an event (and a log line) per transition, none per heartbeat
+        transitions.record(session, {lb_id: t for lb_id, (t, _) in trees.items()}, changes)
     _upsert_health(session, health)
     if back:  # heartbeats again after the circuit breaker stopped its failover
         session.execute(update(AMPHORA).where(AMPHORA.c.id.in_(back))

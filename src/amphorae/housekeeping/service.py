@@ -35,8 +35,12 @@ class Housekeeper:
         self.remove_orphans()
         with engine.transaction(url=self.url) as session:
             lbs, amps = sweeps.purge(session, utcnow())
+            purged_events = sweeps.purge_events(session, utcnow())
         if lbs or amps:
             LOG.info("purged %d deleted load balancers and %d amphorae", lbs, amps)
+        if purged_events:
+            LOG.info("purged %d events older than %d s", purged_events,
+                     config.CONF.house_keeping.event_expiry_age)
 
     def remove_orphans(self) -> list[str]:
         """Amphora instances of this deployment that no live row claims."""

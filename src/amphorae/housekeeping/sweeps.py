@@ -5,7 +5,8 @@
 - orphans: an amphora on this host that no live database row claims (a worker died
   between booting and recording it, or a row was purged) is deleted;
 - purge: DELETED load balancers and amphorae older than the configured expiry ages are
-  removed from the database, as Octavia's housekeeping does.
+  removed from the database, as Octavia's housekeeping does, and so are events older
+  than ``event_expiry_age``.
 """
 
 from __future__ import annotations
@@ -59,3 +60,10 @@ def purge(session: Session, now: dt.datetime) -> tuple[int, int]:
     session.execute(delete(m.Tag).where(m.Tag.resource_id.in_(old_lbs)))
     lbs = session.execute(delete(m.LoadBalancer).where(m.LoadBalancer.id.in_(old_lbs)))
     return lbs.rowcount, amps.rowcount  # type: ignore[attr-defined]
+
+
+def purge_events(session: Session, now: dt.datetime) -> int:
+    """Remove events older than ``[house_keeping] event_expiry_age``; returns how many."""
+    cutoff = now - dt.timedelta(seconds=config.CONF.house_keeping.event_expiry_age)
+    return session.execute(delete(m.Event).where(  # type: ignore[attr-defined]
+        m.Event.created_at < cutoff)).rowcount

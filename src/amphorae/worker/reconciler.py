@@ -26,6 +26,7 @@ import contextlib
 import logging
 import secrets
 import string
+import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
@@ -38,7 +39,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import config
 from amphorae.common import constants as c
 from amphorae.contract import model
-from amphorae.db import engine
+from amphorae.db import engine, events
 from amphorae.db import models as m
 from amphorae.drivers.amphora.base import (
     AmphoraRef,
@@ -51,7 +52,7 @@ from amphorae.drivers.compute import base as compute_base
 from amphorae.drivers.network import base as net
 from amphorae.drivers.registry import Drivers
 from amphorae.render.keepalived import priority_for
-from amphorae.worker import certificates, completion, desired
+from amphorae.worker import certificates, changes, completion, desired
 from amphorae.worker.queue import Claim, LeaseLost
 
 LOG = logging.getLogger(__name__)
@@ -100,6 +101,7 @@ class _Run:
         self.claim = claim
         self.fence = fence
         self.replacing: set[str] = set()  # amphorae left out of the pair's peers
+        self.started = time.monotonic()
 
     @contextlib.contextmanager
     def _read(self) -> Iterator[Session]:
@@ -145,14 +147,20 @@ class _Run:
         except (OperationalError, LeaseLost):
             raise  # the database is away, or the jobs are another worker's now
         except Exception as exc:
-            LOG.error("load balancer %s cannot be built: %s", lb_id, exc,
-                      exc_info=not isinstance(exc, (BuildError, ConfigRefused)))
+            if not isinstance(exc, (BuildError, ConfigRefused)):  # a bug: its traceback
+                LOG.exception("reconcile of load balancer %s failed", lb_id)
             with self._write() as session:
                 completion.fail(session, lb_id)
+                changes.failed(session, lb_id, str(exc), self._seconds())
             return
         each(self._destroy, doomed)
         with self._write() as session:
+            changed = changes.pending(session, lb_id)
             completion.complete(session, lb_id, failed)
+            changes.applied(session, lb_id, changed, self._seconds(), failed, self.replacing)
+
+    def _seconds(self) -> float:
+        return time.monotonic() - self.started
 
     # -- amphorae ----------------------------------------------------------------------
 
@@ -200,8 +208,11 @@ class _Run:
             row.lb_network_ip = booted.lb_network_ip
             row.cert_expiration = booted.cert_expiration
             row.status = c.AMPHORA_ALLOCATED
-        LOG.info("amphora %s (%s) of load balancer %s booted in %.2f s", amp_id, role, lb_id,
-                 booted.boot_seconds)
+            lb = events.describe(session, m.LoadBalancer, [lb_id]).get(lb_id, lb_id)
+            events.record(session, events.AMPHORA_BOOTED,
+                          f"amphora {amp_id} ({role}) of {lb} booted in "
+                          f"{booted.boot_seconds:.2f} s", resource_type="amphora",
+                          resource_id=amp_id, load_balancer_id=lb_id)
         return row
 
     def _destroy(self, amp_id: str) -> None:
@@ -216,10 +227,10 @@ class _Run:
             row = session.get(m.Amphora, amp_id)
             if row is not None:
                 row.status = c.DELETED
+                _removed(session, row)
             health = session.get(m.AmphoraHealth, amp_id)
             if health is not None:
                 session.delete(health)
-        LOG.info("amphora %s removed", amp_id)
 
     def _tear_down(self, lb_id: str) -> None:
         with self._read() as session:
@@ -230,6 +241,7 @@ class _Run:
         self.d.network.deallocate_vip(lb_id)
         with self._write() as session:
             completion.complete(session, lb_id)
+            changes.applied(session, lb_id, {}, self._seconds())
 
     # -- ports -------------------------------------------------------------------------
 
@@ -337,6 +349,14 @@ class _Run:
         if shape is None:
             raise BuildError(f"the VIP subnet {vip.subnet_id} is unknown")
         return lb, vrrp, shape
+
+
+def _removed(session: Session, row: m.Amphora) -> None:
+    lb_id = row.load_balancer_id
+    lb = events.describe(session, m.LoadBalancer, [lb_id] if lb_id else [])
+    owner = f" of {lb[lb_id]}" if lb_id in lb else ""
+    events.record(session, events.AMPHORA_REMOVED, f"amphora {row.id}{owner} removed",
+                  resource_type="amphora", resource_id=row.id, load_balancer_id=lb_id)
 
 
 def vip_subnet(network: net.NetworkDriver, subnet_id: str | None) -> VipSubnet | None:

@@ -14,6 +14,7 @@ from amphorae.api.v2 import common
 from amphorae.common import constants as c
 from amphorae.common import errors
 from amphorae.db import engine as db
+from amphorae.db import events
 from amphorae.db import models as m
 
 RESOURCE = "amphora"
@@ -93,8 +94,9 @@ class Amphora:
 
 
 def _queue_job(req: falcon.Request, amp_id: str, action: str, job: str,
-               lock_load_balancer: bool) -> None:
-    """Authorize ``action`` on the amphora (its load balancer's project) and queue ``job``."""
+               lock_load_balancer: bool) -> m.Amphora:
+    """Authorize ``action`` on the amphora (its load balancer's project) and queue ``job``;
+    returns the amphora."""
     with db.transaction() as session:
         amp = _load(session, amp_id)
         _authorize(req, action, _lb_project(session, amp))
@@ -102,11 +104,20 @@ def _queue_job(req: falcon.Request, amp_id: str, action: str, job: str,
             # Unlike a load balancer failover, ERROR is not accepted here.
             common.lock_load_balancer(session, amp.load_balancer_id)
         common.enqueue(session, amp.load_balancer_id, job, amphora_id=amp.id)
+    return amp
 
 
 class Failover:
     def on_put(self, req: falcon.Request, resp: falcon.Response, amp_id: str) -> None:
-        _queue_job(req, amp_id, "put_failover", c.JOB_FAILOVER_AMPHORA, lock_load_balancer=True)
+        with db.transaction() as session:  # the event commits with the job
+            amp = _queue_job(req, amp_id, "put_failover", c.JOB_FAILOVER_AMPHORA,
+                             lock_load_balancer=True)
+            lb = events.describe(session, m.LoadBalancer, [amp.load_balancer_id or ""])
+            owner = f" of {lb[amp.load_balancer_id]}" if amp.load_balancer_id in lb else ""
+            events.record(session, events.FAILOVER,
+                          f"amphora {amp.id}{owner} is failed over: requested through the "
+                          f"API ({req.context.request_id})", resource_type="amphora",
+                          resource_id=amp.id, load_balancer_id=amp.load_balancer_id)
         resp.status = 202
 
 

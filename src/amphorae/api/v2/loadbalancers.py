@@ -27,6 +27,7 @@ from amphorae.api.v2 import common, graph, stats
 from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
+from amphorae.db import events
 from amphorae.db import models as m
 from amphorae.db import tree as subtree
 from amphorae.drivers import registry
@@ -482,6 +483,11 @@ class Failover:
             common.lock_load_balancer(session, lb.id, for_child=False,
                                       allowed=(c.ACTIVE, c.ERROR))
             common.enqueue(session, lb.id, c.JOB_FAILOVER_LB)
+            events.record(session, events.FAILOVER,
+                          f"{events.named('load balancer', lb.name, lb.id)} is failed over: "
+                          f"requested through the API ({req.context.request_id})",
+                          resource_type="loadbalancer", resource_id=lb.id,
+                          load_balancer_id=lb.id, project_id=lb.project_id)
         resp.status = 202
 
 
