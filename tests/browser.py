@@ -1,6 +1,6 @@
 """A real headless Chromium for tests of the dashboard, driven over the DevTools protocol
 (a websocket, websocket-client): load a page, wait for what it shows, click, take
-screenshots.
+screenshots (copied where ``AMPHORAE_SCREENSHOTS`` says, for a person to look at).
 
 The browser gets its own profile directory (``/tmp/amph-<marker>-chromium-*``, registered
 with tests/leftovers.py) and reaches nothing but loopback: every host name fails to
@@ -31,6 +31,7 @@ from tests import leftovers, servers
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 WIDTH, HEIGHT = 1440, 1000
+SCREENSHOTS = "AMPHORAE_SCREENSHOTS"  # a directory screenshots are also copied to
 FLAGS = (
     "--headless", "--no-sandbox", "--disable-gpu", "--no-first-run",
     "--no-default-browser-check", "--disable-background-networking",
@@ -122,12 +123,17 @@ class Page:
             raise PageError(f"nothing to click at {selector}; the page shows:\n{self.text()}")
 
     def screenshot(self, path: Path) -> Path:
-        """A PNG of the whole page (not only the window)."""
+        """A PNG of the whole page (not only the window) at ``path``, printed, and
+        copied into the directory ``AMPHORAE_SCREENSHOTS`` names, if any."""
         size = self.send("Page.getLayoutMetrics")["cssContentSize"]
         shot = self.send("Page.captureScreenshot", format="png", captureBeyondViewport=True,
                          clip={"x": 0, "y": 0, "width": WIDTH,
                                "height": max(HEIGHT, size["height"]), "scale": 1})
         path.write_bytes(base64.b64decode(shot["data"]))
+        print(f"\nscreenshot: {path}")
+        if os.environ.get(SCREENSHOTS):
+            Path(os.environ[SCREENSHOTS]).mkdir(parents=True, exist_ok=True)
+            shutil.copy(path, Path(os.environ[SCREENSHOTS]) / path.name)
         return path
 
     def close(self) -> None:

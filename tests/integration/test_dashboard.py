@@ -5,17 +5,15 @@ degraded (one member's address has nothing listening), traffic through its VIP, 
 failover asked for from the page and a member disabled from the page.
 
 What the page shows is read from its DOM; screenshots go to the test's tmp_path (their
-paths are printed) and, when ``AMPHORAE_SCREENSHOTS`` names a directory, are copied
-there. The browser part is bounded by :data:`BUDGET`.
+paths are printed; tests/browser.py copies them where ``AMPHORAE_SCREENSHOTS`` says).
+The browser part is bounded by :data:`BUDGET`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
-import os
 import secrets
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -107,23 +105,6 @@ class Traffic(threading.Thread):
         self.join(5)
 
 
-class Shots:
-    """Screenshots in the test's own directory, copied where AMPHORAE_SCREENSHOTS says."""
-
-    def __init__(self, page: browser.Page, directory: Path) -> None:
-        self.page = page
-        self.directory = directory
-        self.copy_to = os.environ.get("AMPHORAE_SCREENSHOTS")
-
-    def take(self, name: str) -> Path:
-        path = self.page.screenshot(self.directory / f"dashboard-{name}.png")
-        print(f"\nscreenshot: {path}")
-        if self.copy_to:
-            Path(self.copy_to).mkdir(parents=True, exist_ok=True)
-            shutil.copy(path, Path(self.copy_to) / path.name)
-        return path
-
-
 def _row(page: browser.Page, attribute: str, value: str) -> str:
     """The text of the element with data-<attribute>=value ('' if none)."""
     return page.text(f'[data-{attribute}="{value}"]')
@@ -144,7 +125,6 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
         return remaining
 
     with Traffic(lb.vip_address), browser.chromium(MARKER) as page:
-        shots = Shots(page, tmp_path)
         page.goto(f"{d.url}/dashboard?interval=1")
         card = f'article[data-lb="{lb.id}"]'
 
@@ -161,7 +141,7 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
                   "a listener's rates above zero", timeout=min(20, left()))
         page.wait("document.querySelectorAll('svg.sparkline polyline').length >= 2",
                   "the sparklines drawn", timeout=min(10, left()))
-        shots.take("1-degraded-pair")
+        page.screenshot(tmp_path / "dashboard-1-degraded-pair.png")
 
         # Failover: the first click only arms the button, the second asks the API.
         button = f'button[data-action="lb-failover"][data-id="{lb.id}"]'
@@ -172,7 +152,7 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
         page.wait_text("failover in progress", "PENDING_UPDATE", selector=card,
                        timeout=min(10, left()))
         assert "Failover of the load balancer requested." in page.text("#notice")
-        shots.take("2-failover-in-progress")
+        page.screenshot(tmp_path / "dashboard-2-failover-in-progress.png")
 
         # Done: two new amphorae, the flag gone.
         d.wait_lb(lb.id, timeout=min(45, left()))
@@ -200,7 +180,7 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
         page.wait(f"document.querySelector('{card} > header .badge').textContent === 'ACTIVE'",
                   "the load balancer ACTIVE again", timeout=min(10, left()))
         _events_shown(d, page, lb.id, left)
-        shots.take("3-after-failover")
+        page.screenshot(tmp_path / "dashboard-3-after-failover.png")
         assert page.errors == [], page.errors
 
 
