@@ -54,7 +54,7 @@ class Page:
         self.ws = websocket.create_connection(ws_url, timeout=timeout, suppress_origin=True)
         self.ids = itertools.count(1)
         self.errors: list[str] = []
-        for domain in ("Page", "Runtime"):
+        for domain in ("Page", "Runtime", "Log"):
             self.send(f"{domain}.enable")
         self.send("Emulation.setDeviceMetricsOverride", width=WIDTH, height=HEIGHT,
                   deviceScaleFactor=1, mobile=False)
@@ -73,7 +73,13 @@ class Page:
 
     def _event(self, message: dict[str, Any]) -> None:
         params = message.get("params", {})
-        if message.get("method") == "Runtime.exceptionThrown":
+        entry = params.get("entry", {})
+        # The browser's own complaints (a refused Content-Security-Policy, ...); an API
+        # call's 4xx is logged by the network source, and is the page's to show.
+        if message.get("method") == "Log.entryAdded" and entry.get("level") == "error" \
+                and entry.get("source") != "network":
+            self.errors.append(f"{entry.get('source')}: {entry.get('text')}")
+        elif message.get("method") == "Runtime.exceptionThrown":
             details = params["exceptionDetails"]
             self.errors.append(details.get("exception", {}).get("description")
                                or details.get("text", "exception"))

@@ -46,6 +46,9 @@ def test_the_page_and_its_files_are_served(noauth_api: servers.Server) -> None:
         assert got.status_code == 200, name
         assert got.headers["Content-Type"] == dashboard.TYPES[path.suffix], name
         assert got.content == path.read_bytes(), name
+        # The page holds a token: only its own scripts run, it talks to its own origin.
+        assert got.headers["Content-Security-Policy"] == dashboard.HEADERS[
+            "Content-Security-Policy"], name
     page = requests.get(f"{url}/dashboard/", timeout=5)
     assert page.content == (dashboard.STATIC / "index.html").read_bytes()
 

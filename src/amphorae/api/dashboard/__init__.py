@@ -21,6 +21,15 @@ TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=u
 # (no path from the request ever reaches the file system).
 FILES = {p.name: p for p in sorted(STATIC.iterdir()) if p.suffix in TYPES}
 INDEX = "index.html"
+# The page holds the operator's token: it runs only its own files, talks only to its own
+# origin, and is never framed.
+HEADERS = {
+    "Content-Security-Policy": "default-src 'none'; script-src 'self'; style-src 'self'; "
+                               "connect-src 'self'; img-src 'self'; frame-ancestors 'none'; "
+                               "base-uri 'none'; form-action 'none'",
+    "X-Content-Type-Options": "nosniff",
+    "Referrer-Policy": "no-referrer",
+}
 PUBLIC_PATHS = frozenset({PREFIX, *(f"{PREFIX}/{name}" for name in FILES)})
 
 
@@ -31,6 +40,7 @@ def _serve(resp: falcon.Response, name: str) -> None:
     resp.content_type = TYPES[path.suffix]
     # Always revalidated: a new release's files are picked up on the next load.
     resp.cache_control = ["no-cache"]
+    resp.set_headers(HEADERS)
     resp.data = path.read_bytes()
 
 
