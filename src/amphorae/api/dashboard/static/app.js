@@ -50,7 +50,9 @@ async function settle(promise) {
   }
 }
 
-async function readTree(lb) {
+// A load balancer's status tree; its members go into `members`, its listeners'
+// statistics into their series.
+async function readTree(lb, members) {
   const tree = await settle(get(`/v2/lbaas/loadbalancers/${lb.id}/status`));
   if (tree instanceof Error) return tree;
   const root = tree.statuses.loadbalancer;
@@ -59,7 +61,7 @@ async function readTree(lb) {
   await Promise.all([
     ...pools.map(async (pool) => {
       const got = await settle(get(`/v2/lbaas/pools/${pool.id}/members`));
-      if (!(got instanceof Error)) for (const m of got.members) state.members.set(m.id, m);
+      if (!(got instanceof Error)) for (const m of got.members) members.set(m.id, m);
     }),
     ...root.listeners.map(async (listener) => {
       const got = await settle(get(`/v2/lbaas/listeners/${listener.id}/stats`));
@@ -99,11 +101,22 @@ async function refresh() {
   } else {
     state.lbError = null;
     state.lbs = lbs.loadbalancers.filter((lb) => lb.provisioning_status !== "DELETED");
-    const trees = await Promise.all(state.lbs.map(readTree));
+    const members = new Map();
+    const trees = await Promise.all(state.lbs.map((lb) => readTree(lb, members)));
     state.trees = new Map(state.lbs.map((lb, i) => [lb.id, trees[i]]));
+    state.members = members;
+    forgetGoneListeners(trees);
   }
   forgetFinishedFailovers();
   render();
+}
+
+// Series of listeners no longer there go (kept while any tree could not be read).
+function forgetGoneListeners(trees) {
+  if (trees.some((t) => t instanceof Error)) return;
+  const live = new Set(trees.flatMap((t) => (t instanceof Error ? [] : t.listeners))
+    .map((l) => l.id));
+  for (const id of state.series.keys()) if (!live.has(id)) state.series.delete(id);
 }
 
 // A failover this page asked for is over once the load balancer is no longer pending.

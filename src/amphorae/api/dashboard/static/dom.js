@@ -21,10 +21,14 @@ export function shortId(id) {
   return id ? id.slice(0, 8) : "—";
 }
 
+// The API's times are UTC, written without a zone.
+export function parseTime(iso) {
+  return new Date(/[zZ]|[+-]\d\d:\d\d$/.test(iso) ? iso : `${iso}Z`);
+}
+
 export function clock(iso) {
   if (!iso) return "—";
-  // The API's times are UTC without a zone suffix.
-  const when = new Date(/[zZ]|[+-]\d\d:\d\d$/.test(iso) ? iso : `${iso}Z`);
+  const when = parseTime(iso);
   return Number.isNaN(when.getTime()) ? iso : when.toLocaleTimeString([], { hourCycle: "h23" });
 }
 

@@ -1,11 +1,12 @@
 // What the page shows, made from the state app.js keeps: plain functions, data in, DOM out.
 // Buttons carry data-action (and the ids it needs); app.js handles their clicks.
 
-import { badge, clock, h, rate, shortId } from "./dom.js";
+import { badge, clock, h, parseTime, rate, shortId } from "./dom.js";
 import { sparkline } from "./sparkline.js";
 
 const ARMED_LABEL = "Confirm?";
 const BUSY = new Set(["BOOTING", "PENDING_DELETE"]);
+const RECENT_EVENT = 300000; // ms a FAILOVER event counts as news of a failover under way
 
 // A button for an action; a failover takes a second click (the button is "armed" first).
 function action(state, key, label, data, confirm = false) {
@@ -32,7 +33,7 @@ export function failingOver(lb, amps, state) {
   return state.failovers.has(lb.id) || amps.some((a) => BUSY.has(a.status))
     || (Array.isArray(state.events) && state.events.some(
       (e) => e.kind === "FAILOVER" && e.load_balancer_id === lb.id
-        && Date.now() - Date.parse(`${e.created_at}Z`) < 300000));
+        && Date.now() - parseTime(e.created_at).getTime() < RECENT_EVENT));
 }
 
 export function degradedPools(tree) {
