@@ -105,6 +105,12 @@ class Traffic(threading.Thread):
         self.join(5)
 
 
+def _rates_move(page: browser.Page, timeout: float) -> None:
+    page.wait("[...document.querySelectorAll('[data-listener] figcaption')]"
+              ".every(f => /^[1-9]/.test(f.textContent))",
+              "the listener's rates above zero", timeout)
+
+
 def _row(page: browser.Page, attribute: str, value: str) -> str:
     """The text of the element with data-<attribute>=value ('' if none)."""
     return page.text(f'[data-{attribute}="{value}"]')
@@ -136,9 +142,7 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
         for amp in amps_before.values():
             row = _row(page, "amphora", amp.id)
             assert amp.role in row and "ALLOCATED" in row, row
-        page.wait("[...document.querySelectorAll('[data-listener] figcaption')]"
-                  ".some(f => /^[1-9]/.test(f.textContent))",
-                  "a listener's rates above zero", timeout=min(20, left()))
+        _rates_move(page, min(20, left()))
         page.wait("document.querySelectorAll('svg.sparkline polyline').length >= 2",
                   "the sparklines drawn", timeout=min(10, left()))
         page.screenshot(tmp_path / "dashboard-1-degraded-pair.png")
@@ -184,6 +188,7 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
                            params={"load_balancer_id": lb.id, "kind": "FAILOVER"})
         assert got.status_code == 200 and got.json()["events"], got.text
         page.wait_text("FAILOVER", selector="#events", timeout=min(10, left()))
+        _rates_move(page, min(20, left()))  # the new amphorae's statistics
         page.screenshot(tmp_path / "dashboard-3-after-failover.png")
         # The events panel's filter: only failovers.
         page.evaluate("(s => { s.value = 'kind=FAILOVER'; s.dispatchEvent(new Event('change')); })"
