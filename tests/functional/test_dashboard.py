@@ -111,7 +111,7 @@ def test_under_keystone_the_page_takes_a_token_and_the_policy_decides(
         page.wait_text("403: Policy does not allow", selector="#notice")
         assert _call(srv, member, "GET", f"/v2/lbaas/pools/{pool_id}/members/{web1['id']}")[
             "member"]["admin_state_up"] is True
-        page.screenshot(tmp_path / "dashboard-4-keystone-reader-refused.png")
+        page.screenshot(tmp_path / "dashboard-5-keystone-reader-refused.png")
 
         # A member of project A may: the same button, another token.
         _paste_token(page, member)

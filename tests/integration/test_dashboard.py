@@ -111,6 +111,12 @@ def _rates_move(page: browser.Page, timeout: float) -> None:
               "the listener's rates above zero", timeout)
 
 
+def _active_again(page: browser.Page, card: str, timeout: float) -> None:
+    page.wait(f"(c => c.querySelector('header .badge').textContent === 'ACTIVE'"
+              f" && !c.innerText.includes('failover in progress'))"
+              f"(document.querySelector('{card}'))", "the load balancer ACTIVE again", timeout)
+
+
 def _row(page: browser.Page, attribute: str, value: str) -> str:
     """The text of the element with data-<attribute>=value ('' if none)."""
     return page.text(f'[data-{attribute}="{value}"]')
@@ -181,15 +187,32 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
         page.wait(f"(t => t.includes('disabled') && t.includes('Enable') && !t.includes('PENDING'))"
                   f"(document.querySelector('{dead}')?.innerText ?? '')",
                   "the member shown disabled", timeout=min(10, left()))
-        page.wait(f"document.querySelector('{card} > header .badge').textContent === 'ACTIVE'",
-                  "the load balancer ACTIVE again", timeout=min(10, left()))
-        # The failover's event, from the API's events (newest first).
+        _active_again(page, card, min(10, left()))
+        # One amphora failed over from the page: the BACKUP is replaced, the MASTER stays.
+        backup = next(a for a in amps_after.values() if a.role == "BACKUP")
+        button = f'button[data-action="amp-failover"][data-id="{backup.id}"]'
+        page.click(button)
+        page.wait_text("Confirm? Failover", selector=f'[data-amphora="{backup.id}"]',
+                       timeout=min(5, left()))
+        page.click(button)
+        page.wait_text("Failover of the amphora requested.", selector="#notice",
+                       timeout=min(10, left()))
+        d.wait_lb(lb.id, timeout=min(30, left()))
+        amps_last = {a.id: a for a in d.lb.amphorae(loadbalancer_id=lb.id)
+                     if a.status != "DELETED"}
+        assert backup.id not in amps_last and set(amps_after) - {backup.id} <= set(amps_last)
+        page.wait(f"!document.querySelector('[data-amphora=\"{backup.id}\"]')",
+                  "the old BACKUP gone from the page", timeout=min(10, left()))
+        page.wait_text("MASTER", "BACKUP", selector="#amphorae", timeout=min(5, left()))
+
+        # Both failovers' events, from the API's events (newest first).
         got = requests.get(f"{d.url}/v2/octavia/events", timeout=5,
                            params={"load_balancer_id": lb.id, "kind": "FAILOVER"})
-        assert got.status_code == 200 and got.json()["events"], got.text
+        assert got.status_code == 200 and len(got.json()["events"]) == 2, got.text
         page.wait_text("FAILOVER", selector="#events", timeout=min(10, left()))
         _rates_move(page, min(20, left()))  # the new amphorae's statistics
-        page.screenshot(tmp_path / "dashboard-3-after-failover.png")
+        _active_again(page, card, min(10, left()))
+        page.screenshot(tmp_path / "dashboard-3-after-failovers.png")
         # The events panel's filter: only failovers.
         page.evaluate("(s => { s.value = 'kind=FAILOVER'; s.dispatchEvent(new Event('change')); })"
                       "(document.getElementById('event-filter'))")
@@ -197,5 +220,6 @@ def test_the_dashboard_shows_a_degraded_pair_and_fails_it_over(
                   "i => i.classList.contains('kind-failover')))"
                   "([...document.querySelectorAll('ol.events li')])",
                   "only failovers listed", timeout=min(10, left()))
+        page.screenshot(tmp_path / "dashboard-4-failover-events.png")
         assert page.errors == [], page.errors
     print(f"\ndashboard: the browser part took {time.monotonic() - started:.1f} s")

@@ -154,7 +154,8 @@ const ACTIONS = {
 
 async function onAction(button) {
   const data = button.dataset;
-  if (data.confirm === "yes" && state.armed?.key !== data.key) {
+  const confirmed = state.armed?.key === data.key && state.armed.until >= Date.now();
+  if (data.confirm === "yes" && !confirmed) {
     state.armed = { key: data.key, until: Date.now() + ARM_SECONDS * 1000 };
     render();
     return;

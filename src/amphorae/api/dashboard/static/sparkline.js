@@ -2,30 +2,40 @@
 
 const SVG = "http://www.w3.org/2000/svg";
 
+// Rates are taken over the last WINDOW ms: the counters come from heartbeats and move in
+// steps, which a rate between two refreshes alone shows as spikes and zeros.
+const WINDOW = 5000;
+
 export class Series {
   constructor(size = 60) {
     this.size = size;
     this.rates = []; // [{bytes, connections}] oldest first
-    this.last = null; // the previous sample: {t, counters}
+    this.samples = []; // [{t, counters}] within the window, oldest first
   }
 
-  // A sample of the listener's statistics taken at time t (ms). A counter that went
-  // back (amphorae replaced, their counters new) counts as a rate of zero.
+  // A sample of the listener's statistics taken at time t (ms). Counters that went back
+  // (amphorae replaced, their counters new) start the window anew.
   add(t, stats) {
     const counters = {
       bytes: stats.bytes_in + stats.bytes_out,
       connections: stats.total_connections,
     };
-    if (this.last && t > this.last.t) {
-      const seconds = (t - this.last.t) / 1000;
+    const previous = this.samples[this.samples.length - 1];
+    if (previous && Object.keys(counters).some((k) => counters[k] < previous.counters[k])) {
+      this.samples = [];
+    }
+    this.samples.push({ t, counters });
+    while (this.samples.length > 2 && t - this.samples[1].t >= WINDOW) this.samples.shift();
+    const first = this.samples[0];
+    if (this.samples.length > 1 && t > first.t) {
+      const seconds = (t - first.t) / 1000;
       const rates = {};
       for (const [key, value] of Object.entries(counters)) {
-        rates[key] = Math.max(0, (value - this.last.counters[key]) / seconds);
+        rates[key] = (value - first.counters[key]) / seconds;
       }
       this.rates.push(rates);
       if (this.rates.length > this.size) this.rates.shift();
     }
-    this.last = { t, counters };
     this.stats = stats;
   }
 
