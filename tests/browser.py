@@ -153,7 +153,7 @@ def chromium(marker: str, timeout: float = 10) -> Iterator[Page]:
     profile = Path(tempfile.mkdtemp(prefix=f"amph-{marker}-chromium-"))
     leftovers.register(profile)
     port = servers.free_port()
-    log = open(profile.with_name(profile.name + ".log"), "wb")  # noqa: SIM115
+    log = open(profile / "amph-chromium.log", "wb")  # noqa: SIM115
     proc = subprocess.Popen(
         [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", "--remote-debugging-address=127.0.0.1",
          f"--remote-debugging-port={port}", "about:blank"],
@@ -169,7 +169,6 @@ def chromium(marker: str, timeout: float = 10) -> Iterator[Page]:
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait(10)
         log.close()
-        os.unlink(log.name)
         shutil.rmtree(profile, ignore_errors=True)
 
 
