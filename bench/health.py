@@ -85,7 +85,8 @@ TARGET_RESTORED = FAILOVER_TIMEOUT + 5  # s, the issue's bound
 OCTAVIA_TIMEOUT = 60  # Octavia's default heartbeat_timeout: its detection alone
 VIP_CIDR, MEMBER_CIDR, MGMT_CIDR = "198.18.108.0/24", "198.18.109.0/24", "198.18.110.0/24"
 DROPS = (*codec.REASONS, "replayed", "overflow", "error")  # the receiver's drop counters
-COUNTER_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ INFO "
+# The counter line is DEBUG while no heartbeat is refused: the bench runs with debug on.
+COUNTER_LINE = re.compile(r"^(\d{4}-\d\d-\d\d \d\d:\d\d:\d\d,\d{3}) \d+ (?:INFO|DEBUG) "
                           r"amphorae\.health\.service: heartbeats: (.*)$")
 BATCH_PART = re.compile(r"last ([\d.]+) s: (\d+) batches, write ([\d.]+) ms mean ([\d.]+) "
                         r"ms max, arrival to commit (\d+) ms max")
@@ -430,6 +431,7 @@ def write_config(state: Path, url: str, port: int) -> Path:
     path = state / "amphorae.conf"
     path.write_text(f"""[DEFAULT]
 state_path = {state}
+debug = true
 
 [database]
 connection = {url}

@@ -4,7 +4,6 @@
 from __future__ import annotations
 
 import argparse
-import logging
 import sys
 
 from amphorae.common import config
@@ -14,10 +13,9 @@ COMMANDS = ("api", "up", "worker", "health", "housekeeping", "agent", "db", "con
 
 
 def _setup_logging() -> None:
-    logging.basicConfig(
-        level=logging.DEBUG if config.CONF.debug else logging.INFO,
-        format="%(asctime)s %(process)d %(levelname)s %(name)s: %(message)s")
-    logging.getLogger("alembic").setLevel(logging.WARNING)  # one line per migration step
+    from amphorae.common import logs
+
+    logs.setup(debug=config.CONF.debug, log_format=config.CONF.log_format)
 
 
 def _api(_args: argparse.Namespace) -> int:

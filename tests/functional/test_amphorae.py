@@ -170,6 +170,13 @@ def test_failover_needs_an_active_load_balancer(api, server):
     set_lb_status(server, lb["id"], "ERROR")
     assert api.put(f"{AMPS}/{amp_id}/failover")[0] == 409
     assert jobs(server, amp_id) == []  # settle consumed the first job; none added
+    # The accepted failover is one event (the refused ones none).
+    with db(server) as session:
+        told = [(e.kind, e.resource_id, e.load_balancer_id, e.message) for e in
+                session.scalars(select(m.Event).where(m.Event.resource_id == amp_id))]
+    assert len(told) == 1 and told[0][:3] == ("FAILOVER", amp_id, lb["id"])
+    assert told[0][3].startswith(f"amphora {amp_id} of load balancer {lb['id']} is failed "
+                                 "over: requested through the API (req-")
 
 
 def test_configure_and_stats(api, server):

@@ -98,3 +98,21 @@ def test_bad_filters_are_400s(secure_server, params, field):
     assert status == 400, body
     if field:
         assert f"field/attribute {field}" in body["faultstring"]
+
+
+def test_a_failover_asked_through_the_api_is_an_event_with_its_request(secure_server):
+    project = uuid.uuid4().hex
+    owner = as_role(secure_server, project, "member")
+    lb = owner.create_lb(name="web")
+    admin = as_role(secure_server, uuid.uuid4().hex, "admin")
+    resp = admin.http.put(f"{secure_server.url}/v2/lbaas/loadbalancers/{lb['id']}/failover",
+                          timeout=10)
+    assert resp.status_code == 202
+    request_id = resp.headers["x-openstack-request-id"]
+    status, body = owner.get(EVENTS, kind="FAILOVER", load_balancer_id=lb["id"])
+    assert status == 200
+    assert [(e["level"], e["resource_type"], e["resource_id"], e["project_id"], e["message"])
+            for e in body["events"]] == [
+        ("INFO", "loadbalancer", lb["id"], project,
+         f"load balancer web ({lb['id']}) is failed over: requested through the API "
+         f"({request_id})")]

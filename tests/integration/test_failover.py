@@ -173,6 +173,12 @@ def test_a_dead_single_amphora_is_replaced(up: Deployment, lbs: list,
           f"ACTIVE after {got['restored']:.2f} s ({got['failed']}/{got['requests']} failed)")
     assert got["restored"] < RESTORED_WITHIN, got
     eventually(lambda: _both(lb.vip_address), "both members through the new amphora")
+    # The failover is an event that says why.
+    (event,) = requests.get(f"{up.url}/v2/octavia/events", timeout=10, params={
+        "load_balancer_id": lb.id, "kind": "FAILOVER"}).json()["events"]
+    reason = {_kill_processes: f"it sent no heartbeat for {TIMEOUT} s",
+              _delete_namespace: "its compute instance (namespace) is gone"}[kill]
+    assert event["message"].endswith(f"is failed over: {reason}"), event
 
 
 def test_active_standby_master_dies_backup_serves_and_a_new_backup_comes(

@@ -12,9 +12,10 @@ import pytest
 from sqlalchemy import func, select
 
 from amphorae.common import config
+from amphorae.common.timeutil import utcnow
 from amphorae.db import engine, events, migrate
 from amphorae.db import models as m
-from amphorae.housekeeping import sweeps
+from amphorae.housekeeping import service, sweeps
 
 
 @pytest.fixture
@@ -86,6 +87,18 @@ def test_housekeeping_purges_events_past_their_age(url):
     with engine.transaction(write=False, url=url) as session:
         assert session.scalar(select(func.count()).select_from(m.Event)) == 1
     assert [r.message for r in rows(url)] == [f"{age - 1} s old"]
+
+
+def test_the_housekeeping_round_purges_old_events(url, caplog):
+    caplog.set_level(logging.INFO, "amphorae.housekeeping.service")
+    age = config.CONF.house_keeping.event_expiry_age
+    with engine.transaction(url=url) as session:
+        session.add(m.Event(created_at=utcnow() - dt.timedelta(seconds=age + 60),
+                            kind="ERROR", level="ERROR", message="old"))
+        events.record(session, events.ERROR, "new", level="ERROR")
+    service.Housekeeper(url=url).run_once()
+    assert [r.message for r in rows(url)] == ["new"]
+    assert f"purged 1 events older than {age} s" in caplog.text
 
 
 def test_an_event_in_a_rolled_back_savepoint_is_not_logged(url, caplog):

@@ -82,6 +82,32 @@ def test_a_wake_up_reads_at_most_drain_datagrams(manager: service.HealthManager,
     assert manager.counters["accepted"] == 5
 
 
+def test_the_counter_line_is_info_only_when_heartbeats_were_refused_or_lost(
+        manager: service.HealthManager, caplog: pytest.LogCaptureFixture) -> None:
+    caplog.set_level(logging.DEBUG, logger=service.LOG.name)
+
+    def levels() -> list[str]:
+        found = [r.levelname for r in caplog.records if "heartbeats:" in r.getMessage()]
+        caplog.clear()
+        return found
+
+    manager.counters.update(received=10, accepted=10, written=10)
+    manager.log_counters()
+    assert levels() == ["DEBUG"]  # heartbeats flowing as they should
+    manager.counters.update(received=10, accepted=9, written=9, withheld=1, ignored=1)
+    manager.log_counters()
+    assert levels() == ["DEBUG"]
+    manager.counters.update(received=2, forged=1, replayed=1)
+    manager.log_counters()
+    assert levels() == ["INFO"]  # refused heartbeats: worth a line
+    manager.counters.update(received=1, accepted=1, written=1)
+    manager.log_counters()
+    assert levels() == ["DEBUG"]  # the refusals are not counted twice
+    manager.counters.update(received=1, accepted=1, written=1)
+    manager.log_counters(final=True)
+    assert levels() == ["INFO"]  # the summary on stop
+
+
 def test_the_counter_line_is_logged_when_something_changed_and_parses(
         manager: service.HealthManager, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.INFO, logger=service.LOG.name)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 import uuid
 from typing import Any
 
@@ -11,10 +12,11 @@ from sqlalchemy import exc as sa_exc
 
 from amphorae.api import context as ctx_mod
 from amphorae.api import dashboard, neutron, versions
-from amphorae.common import config, errors
+from amphorae.common import config, errors, logs
 from amphorae.db import outage
 
 LOG = logging.getLogger(__name__)
+ACCESS_LOG = logging.getLogger("amphorae.api.access")
 
 # Resource modules under amphorae.api.v2, each with ROUTES = [(path, resource), ...].
 LBAAS_MODULES = (
@@ -28,19 +30,42 @@ RETRY_AFTER = 5  # seconds a client is told to wait while the database is unavai
 
 
 class RequestMiddleware:
-    """Request id, content negotiation, the `.json` suffix and the caller's context."""
+    """Request id, content negotiation, the `.json` suffix, the caller's context and the
+    access log line."""
 
     def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
+        req.context.started = time.monotonic()
         request_id = "req-" + str(uuid.uuid4())
         req.context.request_id = request_id
+        logs.REQUEST_ID.set(request_id)
         resp.set_header("x-openstack-request-id", request_id)
+        req.context.auth = ctx_mod.from_headers(req.headers, request_id)
         if req.path.endswith(".json"):
             req.path = req.path[: -len(".json")]
         accept = req.get_header("Accept")
         if accept and not (req.client_accepts("application/json")):
             raise NotAcceptable(request_id)
-        req.context.auth = ctx_mod.from_headers(req.headers, request_id)
         _refuse_nul(req)
+
+    def process_response(self, req: falcon.Request, resp: falcon.Response, resource: Any,
+                         req_succeeded: bool) -> None:
+        access_log(req, resp)
+        logs.REQUEST_ID.set(None)
+
+
+def access_log(req: falcon.Request, resp: falcon.Response) -> None:
+    """One INFO line per call on ``amphorae.api.access`` (gunicorn's own is off)."""
+    started = getattr(req.context, "started", None)
+    ms = (time.monotonic() - started) * 1000 if started is not None else 0.0
+    path = req.path + (f"?{req.query_string}" if req.query_string else "")
+    auth = getattr(req.context, "auth", None)
+    project = auth.project_id if auth is not None else None
+    request_id = getattr(req.context, "request_id", None)
+    ACCESS_LOG.info("%s %s %d %.1f ms project=%s request_id=%s", req.method, path,
+                    resp.status_code, ms, project or "-", request_id or "-",
+                    extra={"method": req.method, "path": path, "status": resp.status_code,
+                           "duration_ms": round(ms, 1), "project_id": project,
+                           "request_id": request_id})
 
 
 def _refuse_nul(req: falcon.Request) -> None:

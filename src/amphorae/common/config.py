@@ -28,6 +28,11 @@ default_opts = [
                help="Directory for the embedded database, certificates and runtime files "
                     "($AMPHORAE_STATE_PATH overrides the default)."),
     cfg.BoolOpt("debug", default=False, help="Log at DEBUG level."),
+    cfg.StrOpt("log_format", default="text", choices=["text", "json"],
+               help="How log lines on standard error look: text (time, process, level, "
+                    "logger: message) or json (one object per line with time, level, "
+                    "logger, message, request_id and the line's other fields, for log "
+                    "shippers)."),
 ]
 
 api_opts = [

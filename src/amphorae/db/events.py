@@ -65,6 +65,11 @@ def record(session: Session, kind: str, message: str, *, level: str = "INFO",
     return row
 
 
+# How sentences call the kinds describe() names by their name (or id)
+WHAT = {m.LoadBalancer: "load balancer", m.HealthMonitor: "health monitor",
+        m.L7Policy: "L7 policy", m.L7Rule: "L7 rule", m.Amphora: "amphora"}
+
+
 def named(what: str, name: str | None, object_id: str) -> str:
     """How a sentence names an object: ``load balancer web (<id>)``, or ``pool <id>``
     when it has no name."""
@@ -80,7 +85,7 @@ def describe(session: Session, model: type, ids: Iterable[str]) -> dict[str, str
     if not wanted:
         return {}
     if model is m.Listener:
-        return {i: f"listener {name + ' (' if name else ''}{proto}:{port}{')' if name else ''}"
+        return {i: f"listener {name} ({proto}:{port})" if name else f"listener {proto}:{port}"
                 for i, name, proto, port in session.execute(
                     select(m.Listener.id, m.Listener.name, m.Listener.protocol,
                            m.Listener.protocol_port).where(m.Listener.id.in_(wanted)))}
@@ -102,8 +107,11 @@ def describe(session: Session, model: type, ids: Iterable[str]) -> dict[str, str
         select(model.id, name_column).where(model.id.in_(wanted)))}  # type: ignore[attr-defined]
 
 
-WHAT = {m.LoadBalancer: "load balancer", m.HealthMonitor: "health monitor",
-        m.L7Policy: "L7 policy", m.L7Rule: "L7 rule", m.Amphora: "amphora"}
+def of_load_balancer(session: Session, lb_id: str | None) -> str:
+    """`` of load balancer web (<id>)`` for a sentence about one of its parts; empty
+    when there is no such load balancer."""
+    found = describe(session, m.LoadBalancer, [lb_id] if lb_id else [])
+    return f" of {found[lb_id]}" if lb_id in found else ""
 
 
 @sa_event.listens_for(Session, "after_commit")

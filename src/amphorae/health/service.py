@@ -10,8 +10,10 @@ and for ``heartbeat_timeout`` after they succeed again, no amphora is failed ove
 silence (health/grace.py): its heartbeats were lost here, not by the amphora.
 
 Every :data:`STATS_INTERVAL` while heartbeats come, and once more on stop, the counters
-(cumulative) and the batch write times of the interval are logged in one INFO line
-(:meth:`HealthManager.counters_line`; bench/health.py reads it).
+(cumulative) and the batch write times of the interval are logged in one line
+(:meth:`HealthManager.counters_line`; bench/health.py reads it): at INFO when
+heartbeats were refused or lost since the last line (a :data:`NOTABLE` counter grew),
+and on stop; at DEBUG otherwise, so a healthy fleet's log is not one line per 10 s.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ STATS_INTERVAL = 10.0  # seconds between two counter lines in the log
 # Counters always shown in the counter line, in this order (others follow when non-zero).
 SHOWN = ("received", "accepted", *codec.REASONS, "replayed", "overflow", "error",
          "written", "withheld", "ignored", "write_failed")
+# Counters whose growth is worth an INFO line: heartbeats refused or lost.
+NOTABLE = (*codec.REASONS, "replayed", "overflow", "error", "write_failed")
 IP_FREEBIND = getattr(socket, "IP_FREEBIND", 15)
 
 
@@ -183,7 +187,7 @@ class HealthManager:
                 self._write(batch)
             if time.monotonic() - self._logged[1] >= STATS_INTERVAL:
                 self.log_counters()
-        self.log_counters()
+        self.log_counters(final=True)
 
     def _write(self, batch: list[update.Received]) -> None:
         started = time.monotonic()
@@ -214,12 +218,15 @@ class HealthManager:
                 f"write {mean * 1000:.1f} ms mean {b.write_max * 1000:.1f} ms max, "
                 f"arrival to commit {b.wait_max * 1000:.0f} ms max")
 
-    def log_counters(self) -> None:
-        """The counter line, when anything changed since the last one."""
+    def log_counters(self, final: bool = False) -> None:
+        """The counter line, when anything changed since the last one: at INFO when a
+        :data:`NOTABLE` counter grew (or ``final``), else at DEBUG."""
         now = time.monotonic()
         counts, since = self._logged
         if dict(self.counters) != counts or self.queue:
-            LOG.info("heartbeats: %s", self.counters_line(now - since))
+            notable = final or any(self.counters[k] != counts.get(k, 0) for k in NOTABLE)
+            LOG.log(logging.INFO if notable else logging.DEBUG, "heartbeats: %s",
+                    self.counters_line(now - since))
         self.batches = BatchTimes()
         self._logged = (dict(self.counters), now)
 

@@ -90,9 +90,9 @@ def check(session: Session, now: dt.datetime, timeout: float,
         result.failed_over.append(row.id)
         reason = ("its compute instance (namespace) is gone" if row.id in gone
                   else f"it sent no heartbeat for {timeout:g} s")
-        lb_name = events.describe(session, m.LoadBalancer, [row.load_balancer_id])
+        owner = events.of_load_balancer(session, row.load_balancer_id)
         events.record(session, events.FAILOVER,
-                      f"amphora {row.id} of {lb_name.get(row.load_balancer_id)} is failed "
-                      f"over: {reason}", level="WARNING", resource_type="amphora",
+                      f"amphora {row.id}{owner} is failed over: {reason}",
+                      level="WARNING", resource_type="amphora",
                       resource_id=row.id, load_balancer_id=row.load_balancer_id)
     return result

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
@@ -32,21 +33,30 @@ SHOWN_CAUSES = 5  # culprits named in the load balancer's sentence, at most
 def record(session: Session, trees: Mapping[str, Tree],
            changes: Mapping[type, Mapping[str, str]]) -> int:
     """Record the transitions in ``changes`` (model -> id -> new status) of the load
-    balancers in ``trees`` (their statuses before); returns how many."""
-    count = 0
+    balancers in ``trees`` (their statuses before); returns how many. A few queries per
+    batch, however many load balancers changed: names and projects are read at once."""
+    stories = []
     for lb_id, tree in trees.items():
         before = _statuses(tree)
         mine = {model: {i: s for i, s in changes.get(model, {}).items()
                         if i in before[model]} for model in KINDS}
-        if not any(mine.values()):
-            continue
-        after = {model: {**before[model], **mine[model]} for model in KINDS}
-        causes = _causes(after)
-        names = {model: events.describe(session, model,
-                                        {*mine[model], *causes.get(model, ())})
-                 for model in KINDS}
-        lb_name = names[m.LoadBalancer].get(lb_id) or events.describe(
-            session, m.LoadBalancer, [lb_id]).get(lb_id, f"load balancer {lb_id}")
+        if any(mine.values()):
+            after = {model: {**before[model], **mine[model]} for model in KINDS}
+            stories.append((lb_id, before, mine, after, _causes(after)))
+    if not stories:
+        return 0
+    wanted: dict[type, set[str]] = {model: set() for model in KINDS}
+    for lb_id, _, mine, _, causes in stories:
+        wanted[m.LoadBalancer].add(lb_id)
+        for model in KINDS:
+            wanted[model] |= {*mine[model], *causes.get(model, ())}
+    names = {model: events.describe(session, model, ids) for model, ids in wanted.items()}
+    projects = {lb_id: project for lb_id, project in session.execute(
+        select(m.LoadBalancer.id, m.LoadBalancer.project_id)
+        .where(m.LoadBalancer.id.in_(wanted[m.LoadBalancer])))}
+    count = 0
+    for lb_id, before, mine, after, causes in stories:
+        lb_name = names[m.LoadBalancer].get(lb_id, f"load balancer {lb_id}")
         for model, (kind, resource_type) in KINDS.items():
             for object_id, status in mine[model].items():
                 name = names[model].get(object_id, f"{resource_type} {object_id}")
@@ -56,7 +66,7 @@ def record(session: Session, trees: Mapping[str, Tree],
                     message += ": " + _culprits(causes, after, names)
                 events.record(session, kind, message, level=_level(model, status),
                               resource_type=resource_type, resource_id=object_id,
-                              load_balancer_id=lb_id)
+                              load_balancer_id=lb_id, project_id=projects.get(lb_id))
                 count += 1
     return count
 

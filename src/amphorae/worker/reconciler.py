@@ -208,10 +208,9 @@ class _Run:
             row.lb_network_ip = booted.lb_network_ip
             row.cert_expiration = booted.cert_expiration
             row.status = c.AMPHORA_ALLOCATED
-            lb = events.describe(session, m.LoadBalancer, [lb_id]).get(lb_id, lb_id)
             events.record(session, events.AMPHORA_BOOTED,
-                          f"amphora {amp_id} ({role}) of {lb} booted in "
-                          f"{booted.boot_seconds:.2f} s", resource_type="amphora",
+                          f"amphora {amp_id} ({role}){events.of_load_balancer(session, lb_id)}"
+                          f" booted in {booted.boot_seconds:.2f} s", resource_type="amphora",
                           resource_id=amp_id, load_balancer_id=lb_id)
         return row
 
@@ -227,7 +226,10 @@ class _Run:
             row = session.get(m.Amphora, amp_id)
             if row is not None:
                 row.status = c.DELETED
-                _removed(session, row)
+                events.record(session, events.AMPHORA_REMOVED, f"amphora {amp_id}"
+                              f"{events.of_load_balancer(session, row.load_balancer_id)} "
+                              "removed", resource_type="amphora", resource_id=amp_id,
+                              load_balancer_id=row.load_balancer_id)
             health = session.get(m.AmphoraHealth, amp_id)
             if health is not None:
                 session.delete(health)
@@ -349,14 +351,6 @@ class _Run:
         if shape is None:
             raise BuildError(f"the VIP subnet {vip.subnet_id} is unknown")
         return lb, vrrp, shape
-
-
-def _removed(session: Session, row: m.Amphora) -> None:
-    lb_id = row.load_balancer_id
-    lb = events.describe(session, m.LoadBalancer, [lb_id] if lb_id else [])
-    owner = f" of {lb[lb_id]}" if lb_id in lb else ""
-    events.record(session, events.AMPHORA_REMOVED, f"amphora {row.id}{owner} removed",
-                  resource_type="amphora", resource_id=row.id, load_balancer_id=lb_id)
 
 
 def vip_subnet(network: net.NetworkDriver, subnet_id: str | None) -> VipSubnet | None:

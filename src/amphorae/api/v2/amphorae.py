@@ -112,8 +112,7 @@ class Failover:
         with db.transaction() as session:  # the event commits with the job
             amp = _queue_job(req, amp_id, "put_failover", c.JOB_FAILOVER_AMPHORA,
                              lock_load_balancer=True)
-            lb = events.describe(session, m.LoadBalancer, [amp.load_balancer_id or ""])
-            owner = f" of {lb[amp.load_balancer_id]}" if amp.load_balancer_id in lb else ""
+            owner = events.of_load_balancer(session, amp.load_balancer_id)
             events.record(session, events.FAILOVER,
                           f"amphora {amp.id}{owner} is failed over: requested through the "
                           f"API ({req.context.request_id})", resource_type="amphora",
