@@ -16,7 +16,7 @@ import falcon
 STATIC = Path(__file__).parent / "static"
 PREFIX = "/dashboard"
 TYPES = {".html": "text/html; charset=utf-8", ".js": "text/javascript; charset=utf-8",
-         ".css": "text/css; charset=utf-8", ".svg": "image/svg+xml"}
+         ".css": "text/css; charset=utf-8"}
 # The files served, by name: those of the static folder with a known type, nothing else
 # (no path from the request ever reaches the file system).
 FILES = {p.name: p for p in sorted(STATIC.iterdir()) if p.suffix in TYPES}
