@@ -11,7 +11,7 @@ import falcon
 from sqlalchemy import exc as sa_exc
 
 from amphorae.api import context as ctx_mod
-from amphorae.api import metrics, neutron, versions
+from amphorae.api import dashboard, metrics, neutron, versions
 from amphorae.common import config, errors, logs
 from amphorae.db import outage
 
@@ -25,7 +25,7 @@ LBAAS_MODULES = (
     "availabilityzoneprofiles",
 )
 OCTAVIA_MODULES = ("amphorae", "events")
-PUBLIC_PATHS = {"/", "/v2", "/v2.0"}
+PUBLIC_PATHS = {"/", "/v2", "/v2.0", *dashboard.PUBLIC_PATHS}
 RETRY_AFTER = 5  # seconds a client is told to wait while the database is unavailable
 
 
@@ -144,6 +144,7 @@ def _add_routes(app: falcon.App) -> None:
     versions.add_routes(app)
     metrics.add_routes(app)
     neutron.add_routes(app)
+    dashboard.add_routes(app)
     for version in ("/v2", "/v2.0"):
         for prefix, modules in (("/lbaas", LBAAS_MODULES), ("", LBAAS_MODULES),
                                 ("/octavia", OCTAVIA_MODULES)):
