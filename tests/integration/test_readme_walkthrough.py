@@ -118,7 +118,11 @@ def test_readme_walkthrough(state: Path) -> None:
         assert output.count("hello from web1") == 3, output
         assert output.count("hello from web2") == 1, output
         assert "MASTER" in output and "BACKUP" in output, output
-        # Step 8: Ctrl-C. With every load balancer deleted it removes what it made.
+        # Step 8 showed the service, the failover's event and a metric.
+        assert "answering on http://127.0.0.1:9876" in output, output
+        assert '"kind": "FAILOVER"' in output, output
+        assert 'amphorae_load_balancers{operating_status="ONLINE"' in output, output
+        # Step 9: Ctrl-C. With every load balancer deleted it removes what it made.
         deployment = (state / "deployment-id").read_text().strip()
         os.killpg(service.pid, signal.SIGINT)
         assert service.wait(30) == 0, service_log.read_text()[-3000:]
