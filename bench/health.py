@@ -613,8 +613,8 @@ class Failover:
 
 def detection_time(log: Path, lb_id: str, killed_at: float) -> float:
     """Seconds from the kill (wall clock) to the health manager's failover line."""
-    pattern = re.compile(rf"^(\S+ \S+) .*amphora \S+ of load balancer {lb_id} "
-                         r"(sent no heartbeat|is gone)")
+    pattern = re.compile(rf"^(\S+ \S+) .*amphora \S+ of load balancer (?:\S+ \()?{lb_id}\)? "
+                         r"is failed over: it(s compute instance| sent no heartbeat)")
     for text in log.read_text(errors="replace").splitlines():
         found = pattern.match(text)
         if found:

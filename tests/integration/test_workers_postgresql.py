@@ -63,8 +63,9 @@ def _serves(vip: str) -> None:
 
 def _booted(log) -> set[str]:  # type: ignore[no-untyped-def]
     """Load balancers whose amphora this worker booted (from its log)."""
-    return set(re.findall(r"\(STANDALONE\) of load balancer ([0-9a-f-]{36}) booted",
-                          log.read_text()))
+    # "amphora <id> (STANDALONE) of load balancer [<name> (]<id>[)] booted in ..."
+    return set(re.findall(r"\(STANDALONE\) of load balancer (?:\S+ \()?([0-9a-f-]{36})\)? "
+                          r"booted", log.read_text()))
 
 
 def _nothing_left(left: dict) -> None:

@@ -52,6 +52,8 @@ class Collection:
     taggable: bool = True
     # Extra query parameters the controller handles itself (e.g. project_id).
     extra_params: frozenset[str] = frozenset()
+    # Filters whose values are a closed set: anything else is a 400 naming the filter.
+    choices: dict[str, tuple[str, ...]] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -98,6 +100,10 @@ def parse(req: falcon.Request, coll: Collection) -> ListParams:
         if name not in coll.columns or isinstance(value, list):
             raise errors.InvalidFilterArgument()
         _coerce(coll.columns[name], name, value)
+        if name in coll.choices and value not in coll.choices[name]:
+            raise errors.InvalidInput(
+                field=name, value=value,
+                reason=f"Value should be one of {', '.join(coll.choices[name])}.")
         filters[name] = value
     marker = _one(params["marker"]) if "marker" in params else None
     page_reverse = _one(params.get("page_reverse", "False")).lower() == "true"

@@ -16,7 +16,6 @@ from sqlalchemy import select
 
 from amphorae.api import listing
 from amphorae.api.v2 import common
-from amphorae.common import errors
 from amphorae.db import engine as db
 from amphorae.db import events
 from amphorae.db import models as m
@@ -26,13 +25,12 @@ DEFAULT_LIMIT = 50
 E = m.Event
 FIELDS = ("id", "created_at", "kind", "level", "resource_type", "resource_id",
           "load_balancer_id", "project_id", "message")
-CHOICES = {"kind": events.KINDS, "level": tuple(events.LEVELS)}
-
 COLLECTION = listing.Collection(
     model=E, key="events", links_key="events_links",
     columns={"load_balancer_id": E.load_balancer_id, "kind": E.kind, "level": E.level,
              "project_id": E.project_id},
-    taggable=False, extra_params=frozenset({"project_id"}))
+    taggable=False, extra_params=frozenset({"project_id"}),
+    choices={"kind": tuple(events.KINDS), "level": tuple(events.LEVELS)})
 
 
 def view(row: m.Event) -> dict[str, Any]:
@@ -44,11 +42,6 @@ def view(row: m.Event) -> dict[str, Any]:
 class Events:
     def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
         lp, where = common.scoped_list(req, RESOURCE, COLLECTION, E.project_id)
-        for name, allowed in CHOICES.items():
-            value = lp.filters.get(name)
-            if value is not None and value not in allowed:
-                raise errors.InvalidInput(field=name, value=value,
-                                          reason=f"Value should be one of {', '.join(allowed)}.")
         limit = lp.limit if "limit" in req.params else min(DEFAULT_LIMIT, lp.limit or
                                                            DEFAULT_LIMIT)
         stmt = select(E)
