@@ -50,8 +50,15 @@ class Worker(gthread.ThreadWorker):  # type: ignore[misc]
         self.method_queue.defer(self._drop_idle)
 
     def handle_quit(self, sig: int, frame: Any) -> None:
+        """SIGINT/SIGQUIT: gunicorn's quick stop. Its own raises SystemExit in whatever
+        the main thread was doing, and the interpreter then joins every request thread;
+        one stuck there (seen under load) held the worker past graceful_timeout and
+        the arbiter killed it. A quick stop leaves at once instead."""
+        self.alive = False
         self._end_waits()
-        super().handle_quit(sig, frame)
+        self.cfg.worker_int(self)
+        logging.shutdown()
+        os._exit(0)
 
     def _drop_idle(self) -> None:
         deadline = time.monotonic() + STOP_LINGER
