@@ -127,14 +127,25 @@ def object_ids(lb: model.LoadBalancer) -> frozenset[str]:
 
 class FakeAmphora(AmphoraDriver):
     """Refuses any model holding one of ``refused`` (as HAProxy refuses a bad config);
-    ``hook`` runs before each apply (a test holds a reconcile there)."""
+    ``hook`` runs before each apply (a test holds a reconcile there); the pair's
+    MASTER holds the VIP after ``election`` more questions (keepalived electing it)."""
 
     def __init__(self) -> None:
         self.applied: list[Applied] = []
         self.running: dict[str, frozenset[str]] = {}  # amphora id -> objects it serves
         self.refused: set[str] = set()
         self.hook: Callable[[AmphoraRef], None] | None = None
+        self.election = 0
+        self.asked: list[tuple[str, str]] = []  # (amphora id, address) of each holds()
         self.lock = threading.Lock()
+
+    def holds(self, amp: AmphoraRef, address: str) -> bool:
+        with self.lock:
+            self.asked.append((amp.id, address))
+            if amp.role != "MASTER":
+                return False
+            self.election -= 1
+            return self.election < 0
 
     def apply(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
               vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> None:

@@ -15,6 +15,7 @@ from amphorae.common import constants as c
 from amphorae.db import engine
 from amphorae.db import models as m
 from amphorae.worker import drift
+from amphorae.worker import reconciler as reconciler_mod
 from amphorae.worker.queue import Claim
 from amphorae.worker.reconciler import Reconciler
 from tests import fake_drivers as fake
@@ -117,6 +118,34 @@ def test_active_standby_is_a_pair_with_vrrp_addresses(
     assert set(applied) == {c.ROLE_MASTER, c.ROLE_BACKUP}
     assert all(a.vrrp and a.vrrp_ip for a in applied.values())
     assert statuses(database_url, ids)["lb"] == c.ACTIVE
+
+
+def test_a_pair_is_active_once_its_master_holds_the_vip(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    cloud.amphora.election = 5  # keepalived elects the MASTER at the sixth question
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    reconcile(ids["lb"])
+    masters = [amp for amp, address in cloud.amphora.asked
+               if address == VIP and amp == amphorae(database_url, ids["lb"])[1].id]
+    assert len(masters) == 6
+    assert statuses(database_url, ids)["lb"] == c.ACTIVE
+
+
+def test_a_pair_that_elects_nobody_is_logged_and_still_goes_active(
+        database_url: str, cloud: fake.FakeCloud, reconcile,
+        monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
+    monkeypatch.setattr(reconciler_mod, "VIP_HOLDER_WAIT", 0.3)
+    cloud.amphora.election = 10 ** 6
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    reconcile(ids["lb"])
+    assert statuses(database_url, ids)["lb"] == c.ACTIVE
+    assert "no amphora of the pair holds the VIP" in caplog.text
+
+
+def test_a_single_amphora_is_not_asked_for_the_vip(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    reconcile(new_lb(database_url)["lb"])  # its VIP is plugged, not elected
+    assert cloud.amphora.asked == []
 
 
 def test_a_dead_amphora_of_a_pair_is_replaced_and_its_partner_kept(

@@ -17,7 +17,7 @@ from typing import Any
 
 import falcon
 
-from amphorae.agent import dataplane_api, udp_health
+from amphorae.agent import dataplane_api, interfaces, udp_health
 from amphorae.agent import haproxy as hap
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
@@ -331,6 +331,7 @@ def create_app(sup: hap.Supervisor, vrrp: ka.Keepalived | None = None,
     app.add_route(f"{lb}/certificates/{{filename}}", Certificate(sup))
     app.add_route(f"{lb}/{{name}}", Action(sup))
     app.add_route(f"{prefix}/listeners/{{lb_id}}", DeleteListeners(sup))
+    interfaces.add_routes(app, prefix)
     # keepalived and nftables share the agent's base path.
     if udp is None:
         udp = udp_health.UdpHealth(rules or nft.Nftables(sup.base), sup.base)

@@ -239,8 +239,11 @@ haproxy_amphora_opts = [
 ]
 
 keepalived_vrrp_opts = [
-    cfg.IntOpt("vrrp_advert_int", default=1,
-               help="Seconds between two VRRP adverts of an ACTIVE_STANDBY pair's MASTER."),
+    cfg.FloatOpt("vrrp_advert_int", default=0.2, min=0.01, max=255,
+                 help="Seconds between two VRRP adverts of an ACTIVE_STANDBY pair's "
+                      "MASTER. Octavia's default is 1 (whole seconds, VRRPv2); a fraction "
+                      "is rendered as VRRPv3: 0.2 bounds a takeover at about half a "
+                      "second."),
     cfg.IntOpt("vrrp_down_timer_adverts", default=2, min=2, max=100,
                help="Adverts a BACKUP misses before taking over (VRRP's own rule is 3 "
                     "plus a skew: 3.65 s at 1 s adverts; 2 bounds it at 2 s)."),

@@ -11,6 +11,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     String,
@@ -395,7 +396,7 @@ class VRRPGroup(Base):
     vrrp_group_name: Mapped[str | None] = mapped_column(String(36))
     vrrp_auth_type: Mapped[str | None] = mapped_column(String(16))
     vrrp_auth_pass: Mapped[str | None] = mapped_column(String(36))
-    advert_int: Mapped[int | None] = mapped_column(Integer)
+    advert_int: Mapped[float | None] = mapped_column(Float)  # seconds; Octavia's: whole
 
 
 class ListenerStatistics(Base):

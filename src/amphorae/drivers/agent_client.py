@@ -197,6 +197,12 @@ class AgentClient:
         "members": {member id: status}}}``, as its heartbeat carries them."""
         return dict(self.request("GET", "udp/status", **retry).json()["pools"])
 
+    def interface_of(self, address: str, **retry: Any) -> str | None:
+        """The amphora's interface that holds ``address`` now (a pair's MASTER holds
+        the VIP), None when none does."""
+        resp = self._get_found(f"interface/{address}", **retry)
+        return None if resp is None else str(resp.json()["interface"])
+
     def _get_found(self, path: str, **retry: Any) -> Response | None:
         """GET ``path``; None when the agent answers 404 (it holds nothing there)."""
         try:

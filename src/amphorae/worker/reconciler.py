@@ -62,6 +62,8 @@ _R = TypeVar("_R")
 ROLES = {c.TOPOLOGY_SINGLE: (c.ROLE_STANDALONE,),
          c.TOPOLOGY_ACTIVE_STANDBY: (c.ROLE_MASTER, c.ROLE_BACKUP)}
 REPLACING_JOBS = (c.JOB_FAILOVER_AMPHORA, c.JOB_DELETE_AMPHORA)
+VIP_HOLDER_WAIT = 10.0  # seconds a new pair may take to elect its MASTER
+VIP_HOLDER_POLL = 0.05
 
 
 class BuildError(Exception):
@@ -334,8 +336,26 @@ class _Run:
               tls: TLSFiles) -> None:
         lb, vrrp, vip_subnet = self.desired(lb_id, topology, exclude | self.replacing)
         self.fence.check()
-        each(lambda ref: self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet),
-             [amphora_ref(amp) for amp in amps])
+        refs = [amphora_ref(amp) for amp in amps]
+        each(lambda ref: self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet), refs)
+        if vrrp is not None and lb.listeners:
+            self._await_vip_holder(lb, refs)
+
+    def _await_vip_holder(self, lb: model.LoadBalancer, refs: list[AmphoraRef]) -> None:
+        """A pair is reported ACTIVE once one of its amphorae holds the VIP (keepalived's
+        first election, a few adverts after it started), so that ACTIVE means traffic.
+        A pair that serves no listener holds no VIP by design (its check script fails),
+        so it is not waited for; one that elects nobody in time is logged, not failed:
+        its configuration is in place and the health manager watches it."""
+        deadline = time.monotonic() + VIP_HOLDER_WAIT
+        while not any(self.d.amphora.holds(ref, lb.vips[0]) for ref in refs):
+            if time.monotonic() > deadline:
+                LOG.warning("load balancer %s: no amphora of the pair holds the VIP %s "
+                            "%g s after its configuration was applied", lb.id, lb.vips[0],
+                            VIP_HOLDER_WAIT)
+                return
+            self.fence.check()
+            time.sleep(VIP_HOLDER_POLL)
 
     def desired(self, lb_id: str, topology: str, exclude: set[str]
                 ) -> tuple[model.LoadBalancer, VRRPGroup | None, VipSubnet]:
@@ -412,5 +432,5 @@ def _priority(role: str) -> int | None:
     return priority_for(role) if role in (c.ROLE_MASTER, c.ROLE_BACKUP) else None
 
 
-def _advert_int() -> int:
-    return int(config.CONF.keepalived_vrrp.vrrp_advert_int)
+def _advert_int() -> float:
+    return float(config.CONF.keepalived_vrrp.vrrp_advert_int)

@@ -71,6 +71,11 @@ class AmphoraDriver(abc.ABC):
         """Make the amphora serve ``lb``; raises :class:`ConfigRefused` when it refuses
         the configuration (and keeps serving the previous one)."""
 
+    def holds(self, amp: AmphoraRef, address: str) -> bool:
+        """Whether the amphora holds ``address`` now (of a pair, the MASTER holds the
+        VIP). A driver that cannot tell answers True: nothing then waits on it."""
+        return True
+
     @abc.abstractmethod
     def drifted(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
                 vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> list[str]:

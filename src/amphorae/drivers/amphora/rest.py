@@ -94,6 +94,9 @@ class RestAmphoraDriver(AmphoraDriver):
         if plan.keepalived is not None and plan.check_script is not None:
             self._keepalived(client, plan.check_script, plan.keepalived)
 
+    def holds(self, amp: AmphoraRef, address: str) -> bool:
+        return self.client_for(amp).interface_of(address, max_retries=0) is not None
+
     def drifted(self, amp: AmphoraRef, lb: model.LoadBalancer, tls: TLSFiles,
                 vrrp: VRRPGroup | None, vip_subnet: VipSubnet) -> list[str]:
         client = self.client_for(amp)
