@@ -16,6 +16,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import ipaddress
+import json
 import os
 import shutil
 import signal
@@ -100,6 +101,7 @@ cleanup_interval = 2
                                   state)
         self.plumbing = plumbing_mod.Plumbing()
         self._conn: Any = None
+        self._pair_flavor: str | None = None
 
     # -- processes ----------------------------------------------------------------------
 
@@ -153,6 +155,17 @@ cleanup_interval = 2
                 auth_type="none", auth={"endpoint": self.url},
                 load_balancer_endpoint_override=self.url)
         return self._conn.load_balancer
+
+    def pair_flavor(self) -> str:
+        """The id of an enabled flavor whose load balancers are ACTIVE_STANDBY pairs
+        (made on first use)."""
+        if self._pair_flavor is None:
+            profile = self.lb.create_flavor_profile(
+                name=f"pair-{self.marker}", provider_name="amphora",
+                flavor_data=json.dumps({"loadbalancer_topology": "ACTIVE_STANDBY"}))
+            self._pair_flavor = str(self.lb.create_flavor(
+                name=f"pair-{self.marker}", flavor_profile_id=profile.id, is_enabled=True).id)
+        return self._pair_flavor
 
     def wait_lb(self, lb_id: str, status: str = "ACTIVE", timeout: float = WAIT) -> Any:
         """Wait for the load balancer's provisioning status; fails on ERROR (unless it

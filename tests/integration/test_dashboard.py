@@ -12,7 +12,6 @@ The browser part is bounded by :data:`BUDGET`.
 from __future__ import annotations
 
 import contextlib
-import json
 import secrets
 import threading
 import time
@@ -45,14 +44,9 @@ def degraded_pair(up: Deployment) -> Iterator[Any]:
     """An ACTIVE_STANDBY load balancer, HTTP on 80, its pool with m1 and a dead member
     under an HTTP monitor, ACTIVE with the pool DEGRADED; deleted afterwards."""
     d = up
-    profile = d.lb.create_flavor_profile(
-        name=f"pair-{MARKER}", provider_name="amphora",
-        flavor_data=json.dumps({"loadbalancer_topology": "ACTIVE_STANDBY"}))
-    flavor = d.lb.create_flavor(name=f"pair-{MARKER}", flavor_profile_id=profile.id,
-                                is_enabled=True)
     address = d.members.addresses["m1"]
     lb = d.lb.create_load_balancer(
-        vip_subnet_id=d.vip_subnet_id, flavor_id=flavor.id, name="dash-pair",
+        vip_subnet_id=d.vip_subnet_id, flavor_id=d.pair_flavor(), name="dash-pair",
         listeners=[{"name": "http", "protocol": "HTTP", "protocol_port": 80, "default_pool": {
             "name": "web", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
             "healthmonitor": {"type": "HTTP", "delay": 1, "timeout": 1, "max_retries": 1,
@@ -69,8 +63,6 @@ def degraded_pair(up: Deployment) -> Iterator[Any]:
     finally:
         d.lb.delete_load_balancer(lb.id, cascade=True)
         d.wait_gone(lb.id, timeout=60)
-        d.lb.delete_flavor(flavor.id)
-        d.lb.delete_flavor_profile(profile.id)
 
 
 def _pool_degraded(d: Deployment, lb_id: str) -> None:

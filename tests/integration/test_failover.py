@@ -6,7 +6,6 @@ from the host through the VIP. Deployment: tests/deployment.py on 198.18.92.0/24
 
 from __future__ import annotations
 
-import json
 import secrets
 import time
 from collections.abc import Callable, Iterator
@@ -35,15 +34,8 @@ def up() -> Iterator[Deployment]:
 
 
 @pytest.fixture(scope="module")
-def pair_flavor(up: Deployment) -> Iterator[str]:
-    profile = up.lb.create_flavor_profile(
-        name=f"pair-{MARKER}", provider_name="amphora",
-        flavor_data=json.dumps({"loadbalancer_topology": "ACTIVE_STANDBY"}))
-    flavor = up.lb.create_flavor(name=f"pair-{MARKER}", flavor_profile_id=profile.id,
-                                 is_enabled=True)
-    yield flavor.id
-    up.lb.delete_flavor(flavor.id)
-    up.lb.delete_flavor_profile(profile.id)
+def pair_flavor(up: Deployment) -> str:
+    return up.pair_flavor()
 
 
 def serving_lb(d: Deployment, flavor_id: str | None = None) -> Any:

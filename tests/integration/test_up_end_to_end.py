@@ -141,13 +141,8 @@ def _l7_routes(vip: str) -> None:
 
 def test_active_standby_load_balancer_lifecycle(up: Deployment) -> None:
     d = up
-    profile = d.lb.create_flavor_profile(
-        name=f"pair-{MARKER}", provider_name="amphora",
-        flavor_data=json.dumps({"loadbalancer_topology": "ACTIVE_STANDBY"}))
-    flavor = d.lb.create_flavor(name=f"pair-{MARKER}", flavor_profile_id=profile.id,
-                                is_enabled=True)
     started = time.monotonic()
-    lb = d.lb.create_load_balancer(vip_subnet_id=d.vip_subnet_id, flavor_id=flavor.id,
+    lb = d.lb.create_load_balancer(vip_subnet_id=d.vip_subnet_id, flavor_id=d.pair_flavor(),
                                    name="e2e-pair")
     d.wait_lb(lb.id)
     active_after = time.monotonic() - started
@@ -166,8 +161,6 @@ def test_active_standby_load_balancer_lifecycle(up: Deployment) -> None:
 
     print(f"\nACTIVE_STANDBY: ACTIVE {active_after:.2f} s after POST")
     delete_and_check_nothing_left(d, lb.id, lb.vip_address)
-    d.lb.delete_flavor(flavor.id)
-    d.lb.delete_flavor_profile(profile.id)
 
 
 def _holds(namespace: str, address: str) -> bool:

@@ -80,11 +80,7 @@ def plant() -> Iterator[Deployment]:
 
 @pytest.fixture(scope="module")
 def pair_flavor(plant: Deployment) -> str:
-    profile = plant.lb.create_flavor_profile(
-        name=f"pair-{MARKER}", provider_name="amphora",
-        flavor_data='{"loadbalancer_topology": "ACTIVE_STANDBY"}')
-    return str(plant.lb.create_flavor(name=f"pair-{MARKER}", flavor_profile_id=profile.id,
-                                      is_enabled=True).id)
+    return plant.pair_flavor()
 
 
 # -- the worker ------------------------------------------------------------------------
