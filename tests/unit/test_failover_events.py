@@ -41,7 +41,7 @@ def failover_events(url: str) -> list[tuple[str, str | None, str | None, str]]:
 
 @pytest.mark.parametrize(("silent", "gone", "reason"), [
     (10, False, "it sent no heartbeat for 5 s"),
-    (1, True, "its compute instance (namespace) is gone")])
+    (1, True, "its compute instance is gone or broken (netns: namespace deleted, agent dead)")])
 def test_a_failover_is_an_event_with_its_reason(url: str, caplog: pytest.LogCaptureFixture,
                                                 silent: float, gone: bool,
                                                 reason: str) -> None:

@@ -6,8 +6,10 @@ transaction; the reconciler replaces the amphora). Amphorae get a health row wit
 first accepted heartbeat, so one that never sent any is never stale (Octavia's rule);
 the reconciler replaces it when its compute instance is gone.
 
-Amphorae whose compute instance is gone (a netns amphora whose namespace was deleted:
-its processes may live on unnamed and keep sending heartbeats) are failed over too.
+Amphorae whose compute instance is gone or broken are failed over too, without waiting
+out the timeout (netns: a namespace deleted, whose processes may live on unnamed and keep
+sending heartbeats, or an amphora whose agent died: killed processes are seen within a
+check interval, the heartbeat timeout stays the backstop for hangs).
 
 The circuit breaker (``failover_threshold``): when at least that many amphorae are stale
 at once, the control plane has most likely lost its network, not its amphorae: none is
@@ -32,6 +34,7 @@ from amphorae.db import models as m
 
 LOG = logging.getLogger(__name__)
 WATCHED = c.AMPHORA_SERVING
+BROKEN = "its compute instance is gone or broken (netns: namespace deleted, agent dead)"
 
 
 @dataclasses.dataclass
@@ -88,8 +91,7 @@ def check(session: Session, now: dt.datetime, timeout: float,
         jobs.enqueue(session, row.load_balancer_id, c.JOB_FAILOVER_AMPHORA,
                      amphora_id=row.id)
         result.failed_over.append(row.id)
-        reason = ("its compute instance (namespace) is gone" if row.id in gone
-                  else f"it sent no heartbeat for {timeout:g} s")
+        reason = (BROKEN if row.id in gone else f"it sent no heartbeat for {timeout:g} s")
         owner = events.of_load_balancer(session, row.load_balancer_id)
         events.record(session, events.FAILOVER,
                       f"amphora {row.id}{owner} is failed over: {reason}",

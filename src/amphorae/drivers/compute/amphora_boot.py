@@ -224,8 +224,12 @@ class AmphoraBooter(base.ComputeDriver):
     def status(self, amphora_id: str) -> str:
         """ACTIVE: the namespace is complete and its agent process runs (no network round
         trip: whether the agent answers is the health manager's business)."""
-        found = self.driver.status(amphora_id)
-        if found == base.ACTIVE and self.driver.pid(amphora_id, AGENT_NAME) is None:
+        return self._with_agent(amphora_id, self.driver.status(amphora_id))
+
+    def _with_agent(self, amphora_id: str, found: str) -> str:
+        """A complete namespace whose agent died is broken: the health manager fails it
+        over within a check interval instead of waiting out the heartbeat timeout."""
+        if found == base.ACTIVE and not self.driver.running(amphora_id, AGENT_NAME):
             return base.ERROR
         return found
 
@@ -238,7 +242,8 @@ class AmphoraBooter(base.ComputeDriver):
     def list_instances(self) -> list[base.Instance]:
         """Only amphorae whose state file (in this driver's directory) names this
         deployment are ours: the netns driver lists others' without an id."""
-        return [base.Instance(amp.amphora_id, amp.namespace, amp.status, amp.management_ip)
+        return [base.Instance(amp.amphora_id, amp.namespace,
+                              self._with_agent(amp.amphora_id, amp.status), amp.management_ip)
                 for amp in self.driver.list_amphorae() if amp.amphora_id]
 
     def _install(self, amphora_id: str, management_ip: str, folder: Path) -> dt.datetime:

@@ -212,6 +212,20 @@ class NetnsComputeDriver:
             return None
         return pid if pid in self.plumbing.netns_pids(namespace_name(short)) else None
 
+    def running(self, amphora_id: str, name: str) -> bool:
+        """Whether the process started under ``name`` still runs. Cheap enough to ask of
+        every amphora every second (no subprocess): the pid file, then /proc, where the
+        process's working directory (the amphora's own) tells a recycled pid apart."""
+        path = os.path.realpath(self._dir(short_id(amphora_id)))
+        try:
+            pid = int(Path(path, f"{name}.pid").read_text())
+            if os.readlink(f"/proc/{pid}/cwd") != path:
+                return False
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, ValueError, IndexError):
+            return False
+        return state != "Z"  # a zombie is our child, dead and not reaped yet
+
     def _stop_processes(self, short: str) -> None:
         ns = namespace_name(short)
         deadline = time.monotonic() + TERM_GRACE
