@@ -2,15 +2,17 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
-from sqlalchemy import event, text
+from sqlalchemy import case, event, func, select, text
 from sqlalchemy.orm import Session
 
 from amphorae.common import constants, doorbell
 from amphorae.db.models import Job
 
 NOTIFY_CHANNEL = "amphorae_jobs"
+STATES = ("ready", "leased", "delayed")
 _RING = "amphorae_ring_on_commit"  # session.info key: a ring is already registered
 
 
@@ -43,3 +45,18 @@ def notify(session: Session) -> None:
         doorbell.ring(directory)
 
     event.listen(session, "after_commit", ring, once=True)
+
+
+def census(session: Session, now: dt.datetime) -> dict[str, tuple[int, dt.datetime | None]]:
+    """Per state (:data:`STATES`), how many jobs and the oldest one's creation: leased
+    while a worker's lease runs, delayed while a retry is not due, ready otherwise (an
+    expired lease included: any worker may claim it)."""
+    state = case((Job.lease_expires_at >= now, "leased"), (Job.not_before > now, "delayed"),
+                 else_="ready").label("state")
+    # Grouped through a subquery: PostgreSQL sees two CASEs with their own parameters as
+    # different expressions.
+    jobs = select(state, Job.created_at).subquery()
+    found = {name: (count, first) for name, count, first in session.execute(
+        select(jobs.c.state, func.count(), func.min(jobs.c.created_at))
+        .group_by(jobs.c.state))}
+    return {name: found.get(name, (0, None)) for name in STATES}

@@ -10,15 +10,14 @@ import logging
 from collections.abc import Iterator
 from typing import Any
 
-from sqlalchemy import case, func, select
+from sqlalchemy import func, select
 
 from amphorae.common import constants as c
 from amphorae.common.timeutil import utcnow
-from amphorae.db import engine
+from amphorae.db import engine, jobs
 from amphorae.db import models as m
 
 LOG = logging.getLogger(__name__)
-JOB_STATES = ("ready", "leased", "delayed")
 
 
 class DatabaseCollector:
@@ -59,8 +58,7 @@ class DatabaseCollector:
             "amphorae_jobs_oldest_age_seconds",
             "Age of the oldest job in each state (0: none).", labels=["state"])
         now = figures["now"]
-        for state in JOB_STATES:
-            count, first = figures["jobs"].get(state, (0, None))
+        for state, (count, first) in figures["jobs"].items():
             depth.add_metric([state], count)
             oldest.add_metric([state], (now - first).total_seconds() if first else 0.0)
         yield depth
@@ -74,11 +72,6 @@ class DatabaseCollector:
 
     def read(self) -> dict[str, Any]:
         now = utcnow()
-        # Grouped through a subquery: PostgreSQL sees two CASEs with their own
-        # parameters as different expressions.
-        jobs_q = select(case((m.Job.lease_expires_at >= now, "leased"),
-                             (m.Job.not_before > now, "delayed"), else_="ready").label("state"),
-                        m.Job.created_at).subquery()
         with engine.transaction(write=False, url=self.url) as session:
             lbs = session.execute(
                 select(m.LoadBalancer.provisioning_status, m.LoadBalancer.operating_status,
@@ -92,9 +85,6 @@ class DatabaseCollector:
                 select(func.min(m.AmphoraHealth.last_update))
                 .join(m.Amphora, m.Amphora.id == m.AmphoraHealth.amphora_id)
                 .where(m.Amphora.status.in_(c.AMPHORA_SERVING)))
-            jobs = session.execute(
-                select(jobs_q.c.state, func.count(), func.min(jobs_q.c.created_at))
-                .group_by(jobs_q.c.state)).all()
+            census = jobs.census(session, now)
         return {"now": now, "load_balancers": lbs, "amphorae": amps,
-                "oldest_heartbeat": oldest_heartbeat,
-                "jobs": {s: (count, first) for s, count, first in jobs}}
+                "oldest_heartbeat": oldest_heartbeat, "jobs": census}

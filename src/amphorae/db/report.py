@@ -11,10 +11,11 @@ import dataclasses
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import and_, func, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from amphorae.common import constants as c
+from amphorae.db import jobs
 from amphorae.db import models as m
 
 
@@ -71,17 +72,13 @@ def gather(session: Session, now: dt.datetime, heartbeat_timeout: float) -> Repo
         select(func.count()).select_from(m.Amphora)
         .outerjoin(m.AmphoraHealth, m.AmphoraHealth.amphora_id == m.Amphora.id)
         .where(serving, m.AmphoraHealth.amphora_id.is_(None)))
-    # A job whose lease expired is ready: any worker may claim it (worker/queue.py).
-    leased = and_(m.Job.lease_expires_at.is_not(None), m.Job.lease_expires_at >= now)
-    delayed = and_(m.Job.not_before.is_not(None), m.Job.not_before > now)
-    jobs = {name: session.scalar(select(func.count()).select_from(m.Job).where(where)) or 0
-            for name, where in (("ready", ~leased & ~delayed), ("leased", leased),
-                                ("delayed", ~leased & delayed))}
+    census = jobs.census(session, now)
+    oldest = min((first for _, first in census.values() if first is not None), default=None)
     return Report(
         leases=leases,
         last_heartbeat_age=_age(now, session.scalar(select(func.max(
             m.AmphoraHealth.last_update)))),
         load_balancers=lbs, amphorae=amps,
         amphorae_stale=stale or 0, amphorae_unreported=unreported or 0,
-        jobs=jobs,
-        oldest_job_age=_age(now, session.scalar(select(func.min(m.Job.created_at)))))
+        jobs={name: count for name, (count, _) in census.items()},
+        oldest_job_age=_age(now, oldest))
