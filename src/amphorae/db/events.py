@@ -107,6 +107,12 @@ def describe(session: Session, model: type, ids: Iterable[str]) -> dict[str, str
         select(model.id, name_column).where(model.id.in_(wanted)))}  # type: ignore[attr-defined]
 
 
+def listed(parts: list[str], most: int) -> str:
+    """``a, b, c and 4 more``: at most ``most`` parts named in a sentence."""
+    shown = ", ".join(parts[:most])
+    return shown + (f" and {len(parts) - most} more" if len(parts) > most else "")
+
+
 def of_load_balancer(session: Session, lb_id: str | None) -> str:
     """`` of load balancer web (<id>)`` for a sentence about one of its parts; empty
     when there is no such load balancer."""

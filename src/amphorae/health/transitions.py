@@ -37,7 +37,7 @@ def record(session: Session, trees: Mapping[str, Tree],
     batch, however many load balancers changed: names and projects are read at once."""
     stories = []
     for lb_id, tree in trees.items():
-        before = _statuses(tree)
+        before = statuses(tree)
         mine = {model: {i: s for i, s in changes.get(model, {}).items()
                         if i in before[model]} for model in KINDS}
         if any(mine.values()):
@@ -71,7 +71,8 @@ def record(session: Session, trees: Mapping[str, Tree],
     return count
 
 
-def _statuses(tree: Tree) -> dict[type, dict[str, str]]:
+def statuses(tree: Tree) -> dict[type, dict[str, str]]:
+    """The tree's current operating statuses, by model and id."""
     return {m.LoadBalancer: {tree.lb_id: tree.lb_status},
             m.Listener: {i: s for i, (_, s) in tree.listeners.items()},
             m.Pool: dict(tree.pools),
@@ -91,9 +92,7 @@ def _culprits(causes: Mapping[type, list[str]], after: Mapping[type, Mapping[str
               names: Mapping[type, Mapping[str, str]]) -> str:
     parts = [f"{names[model].get(i, i)} is {after[model][i]}"
              for model in (m.Listener, m.Pool, m.Member) for i in causes.get(model, ())]
-    shown = ", ".join(parts[:SHOWN_CAUSES])
-    return shown + (f" and {len(parts) - SHOWN_CAUSES} more" if len(parts) > SHOWN_CAUSES
-                    else "")
+    return events.listed(parts, SHOWN_CAUSES)
 
 
 def _level(model: type, status: str) -> str:

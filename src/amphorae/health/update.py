@@ -154,10 +154,7 @@ def _trees(session: Session, lbs: dict[str, LbRow]
 
 def _diff(tree: rollup.Tree, new: rollup.Statuses,
           changes: dict[type, dict[str, str]]) -> None:
-    current = {m.LoadBalancer: {tree.lb_id: tree.lb_status},
-               m.Listener: {i: s for i, (_, s) in tree.listeners.items()},
-               m.Pool: dict(tree.pools),
-               m.Member: {i: s for i, (_, s) in tree.members.items()}}
+    current = transitions.statuses(tree)
     for model, statuses in ((m.LoadBalancer, new.load_balancer), (m.Listener, new.listener),
                             (m.Pool, new.pool), (m.Member, new.member)):
         for object_id, status in statuses.items():

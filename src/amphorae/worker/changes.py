@@ -56,7 +56,7 @@ def applied(session: Session, lb_id: str, changed: Pending, seconds: float,
     if lb.provisioning_status == c.DELETED:
         message = f"{name} deleted in {seconds:.2f} s"
     else:
-        what = [f"{verb} {_names(names)}" for verb, names in changed.items()]
+        what = [f"{verb} {events.listed(names, SHOWN)}" for verb, names in changed.items()]
         if replaced:
             what.append(f"replaced amphora {', '.join(sorted(replaced))}")
         message = (f"{name}: {'; '.join(what) or 'nothing pending, amphorae checked'}; "
@@ -64,7 +64,7 @@ def applied(session: Session, lb_id: str, changed: Pending, seconds: float,
     level = "INFO"
     if failed:
         message += (", but left out of the configuration and now ERROR: "
-                    f"{_names(_describe_any(session, failed))}")
+                    f"{events.listed(_describe_any(session, failed), SHOWN)}")
         level = "WARNING"
     events.record(session, events.CHANGE_APPLIED, message, level=level,
                   resource_type="loadbalancer", resource_id=lb_id, load_balancer_id=lb_id)
@@ -86,7 +86,3 @@ def _describe_any(session: Session, ids: Collection[str]) -> list[str]:
         found.update(events.describe(session, model, ids))
     return [found.get(i, i) for i in sorted(ids)]
 
-
-def _names(names: list[str]) -> str:
-    shown = ", ".join(names[:SHOWN])
-    return shown + (f" and {len(names) - SHOWN} more" if len(names) > SHOWN else "")
