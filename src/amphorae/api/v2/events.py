@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 import falcon
-from sqlalchemy import select
 
 from amphorae.api import listing
 from amphorae.api.v2 import common
@@ -44,9 +43,7 @@ class Events:
         lp, where = common.scoped_list(req, RESOURCE, COLLECTION, E.project_id)
         limit = lp.limit if "limit" in req.params else min(DEFAULT_LIMIT, lp.limit or
                                                            DEFAULT_LIMIT)
-        stmt = select(E)
-        for name, value in lp.filters.items():
-            stmt = stmt.where(COLLECTION.columns[name] == value)
+        stmt = listing.query(COLLECTION, lp)  # the filters, as every list applies them
         if where is not None:
             stmt = stmt.where(where)
         stmt = stmt.order_by(E.created_at.desc(), E.id.desc()).limit(limit)
