@@ -160,17 +160,20 @@ class Chaos:
 
     # -- changes ---------------------------------------------------------------------
 
-    def create(self) -> None:
+    def create(self, pair_alive: bool) -> None:
+        """A random create; a fully populated pair while no pair is alive and none has
+        been checked yet, so that every run checks one (0.6**8 of runs drew none)."""
         name = f"crash-{len(self.created)}"
         kwargs: dict[str, Any] = {}
-        if self.rng.random() < 0.8:  # fully populated: listener, pool and members
+        owed = not pair_alive and not self.pairs_checked
+        if owed or self.rng.random() < 0.8:  # fully populated: listener, pool and members
             chosen = self.rng.sample(MEMBERS, self.rng.randint(1, 2))
             kwargs["listeners"] = [{
                 "name": "http", "protocol": "HTTP", "protocol_port": HTTP_PORT,
                 "default_pool": {"name": "web", "protocol": "HTTP",
                                  "lb_algorithm": self.rng.choice(ALGORITHMS),
                                  "members": [member_spec(self.d, n) for n in chosen]}}]
-        pair = self.rng.random() < PAIRS
+        pair = owed or self.rng.random() < PAIRS
         if pair:
             kwargs["flavor_id"] = self.pair_flavor
         lb = self.d.lb.create_load_balancer(vip_subnet_id=self.d.vip_subnet_id, name=name,
@@ -235,6 +238,7 @@ class Chaos:
         settled = [lb for lb in lbs if lb.provisioning_status in FINAL]
         self.rng.shuffle(settled)
         alive = len(lbs)
+        pair_alive = any(lb.flavor_id == self.pair_flavor for lb in lbs)
         for _ in range(self.rng.randint(1, 3)):
             kind = self.rng.choices(("create", "update", "delete"), (0.3, 0.5, 0.2))[0]
             if kind == "create" and alive >= MAX_LBS:
@@ -243,7 +247,8 @@ class Chaos:
                 kind = "create"
             if kind == "create":
                 if alive < MAX_LBS:
-                    self.create()
+                    self.create(pair_alive)
+                    pair_alive = True  # at most one owed pair per trial
                     alive += 1
                 continue
             lb = settled.pop()
