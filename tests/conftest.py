@@ -96,3 +96,22 @@ def keystone():
 
     with ks.running_keystone() as keystone:
         yield keystone
+
+
+@pytest.fixture(scope="session")
+def cloud():
+    """Real Keystone, Neutron, Barbican and Nova (tests/openstack.py), shared by the
+    cloud-mode tests; started once for the run, stopped at its end."""
+    from tests import cloud as osdev
+
+    return osdev.ensure_running()
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """The OpenStack services a run started stop once, when the whole run ends (on the
+    xdist controller, after every worker)."""
+    if hasattr(session.config, "workerinput"):
+        return
+    from tests import cloud as osdev
+
+    osdev.stop_if_started()
