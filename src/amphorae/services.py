@@ -93,6 +93,7 @@ def up(config_args: Sequence[str]) -> int:
     keeper = _housekeeper()
     manager = HealthManager()
     stopped = threading.Event()
+    api_died = threading.Event()
 
     def stop() -> None:
         stopped.set()
@@ -107,7 +108,8 @@ def up(config_args: Sequence[str]) -> int:
     keeper_thread.start()
     health_thread = threading.Thread(target=manager.run, name="health", daemon=True)
     health_thread.start()
-    watcher = threading.Thread(target=_watch_api, args=(api, stopped, stop), daemon=True)
+    watcher = threading.Thread(target=_watch_api, args=(api, stopped, api_died, stop),
+                               daemon=True)
     watcher.start()
     print(f"amphorae: API on {endpoint} (database {config.database_url()}, "
           f"auth {conf.auth_strategy}); worker, health manager and housekeeping "
@@ -124,7 +126,7 @@ def up(config_args: Sequence[str]) -> int:
     health_thread.join(timeout=10)
     keeper_thread.join(timeout=10)  # a sweep in progress ends before the exit
     _release_host_if_idle(w.reconciler.d)
-    return 0
+    return 1 if api_died.is_set() else 0  # a supervisor restarts a failed service
 
 
 def _release_host_if_idle(drivers: registry.Drivers) -> None:
@@ -136,12 +138,14 @@ def _release_host_if_idle(drivers: registry.Drivers) -> None:
         drivers.compute.release_host()
 
 
-def _watch_api(api: subprocess.Popen, stopped: threading.Event,
+def _watch_api(api: subprocess.Popen, stopped: threading.Event, died: threading.Event,
                stop: Callable[[], None]) -> None:
-    """The API process dying on its own takes the whole service down (visibly)."""
+    """The API process dying on its own takes the whole service down, visibly: logged,
+    and `up` exits 1."""
     code = api.wait()
     if not stopped.is_set():
         LOG.error("the API process exited (%s): stopping", code)
+        died.set()
         stop()
 
 

@@ -246,6 +246,31 @@ def state() -> Iterator[pathlib.Path]:
         shutil.rmtree(folder, ignore_errors=True)
 
 
+def _start_up(state: pathlib.Path) -> tuple[pathlib.Path, int, pathlib.Path,
+                                            subprocess.Popen[bytes]]:
+    """`amphorae up` on the no-op drivers: its config file, API port, log and process."""
+    port = servers.free_port()
+    conf = _config(state, f"sqlite:///{state}/amphorae.sqlite", port,
+                   NOOP.format(health_port=servers.free_port()))
+    log = state / "up.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([AMPHORAE, "up", "--config-file", str(conf)], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+    return conf, port, log, proc
+
+
+def _wait_answering(http: requests.Session, url: str, proc: subprocess.Popen[bytes],
+                    log: pathlib.Path) -> None:
+    deadline = time.monotonic() + 60
+    while True:
+        assert proc.poll() is None, log.read_text()
+        with contextlib.suppress(requests.ConnectionError):
+            http.get(url + "/", timeout=5)
+            return
+        assert time.monotonic() < deadline, log.read_text()
+        time.sleep(0.1)
+
+
 @pytest.mark.parametrize("ctrl_c", [False, True], ids=["sigterm", "ctrl-c"])
 def test_up_stops_cleanly_and_fast(state, ctrl_c):
     """SIGTERM with a kept-alive connection and a connection that sent nothing open:
@@ -254,24 +279,11 @@ def test_up_stops_cleanly_and_fast(state, ctrl_c):
     graceful_timeout, when the arbiter kills the worker). Ctrl-C: SIGINT to the whole
     process group, as a terminal sends it (gunicorn's quick stop). The stop time is
     printed."""
-    port = servers.free_port()
-    conf = _config(state, f"sqlite:///{state}/amphorae.sqlite", port,
-                   NOOP.format(health_port=servers.free_port()))
-    log = state / "up.log"
-    with open(log, "wb") as out:
-        proc = subprocess.Popen([AMPHORAE, "up", "--config-file", str(conf)], stdout=out,
-                                stderr=subprocess.STDOUT, start_new_session=True)
+    conf, port, log, proc = _start_up(state)
     url = f"http://127.0.0.1:{port}"
     try:
         http = requests.Session()  # keeps its connection alive
-        deadline = time.monotonic() + 60
-        while True:
-            assert proc.poll() is None, log.read_text()
-            with contextlib.suppress(requests.ConnectionError):
-                http.get(url + "/", timeout=5)
-                break
-            assert time.monotonic() < deadline, log.read_text()
-            time.sleep(0.1)
+        _wait_answering(http, url, proc, log)
         created = http.post(url + "/v2/lbaas/loadbalancers", headers={"X-Project-Id": "p"},
                             json={"loadbalancer": {"vip_subnet_id": str(uuid.uuid4())}}, timeout=30)
         assert created.status_code == 201, created.text
@@ -305,3 +317,22 @@ def test_up_stops_cleanly_and_fast(state, ctrl_c):
     bad = [line for line in output.splitlines()
            if any(word in line for word in ("ERROR", "WARNING", "SIGKILL", "Traceback"))]
     assert not bad, output
+
+
+def test_up_fails_when_its_api_process_dies(state):
+    """The API process killed under `amphorae up`: the whole service stops, says why,
+    and exits 1, so that a supervisor (systemd's Restart=on-failure) restarts it."""
+    _conf, port, log, proc = _start_up(state)
+    try:
+        with requests.Session() as http:
+            _wait_answering(http, f"http://127.0.0.1:{port}", proc, log)
+        children = subprocess.run(["pgrep", "-P", str(proc.pid)], capture_output=True,
+                                  text=True, check=True).stdout.split()
+        assert len(children) == 1, children  # the API's gunicorn master
+        os.kill(int(children[0]), signal.SIGKILL)
+        code = proc.wait(30)
+    finally:
+        servers.stop_group(proc, 5)
+    output = log.read_text()
+    assert code == 1, output
+    assert "the API process exited (-9): stopping" in output, output
