@@ -172,6 +172,32 @@ def test_statuses_roll_up_and_statistics_add_up(hm: HM, make_tree: MakeTree) -> 
     assert hm.row(m.AmphoraHealth, amp) is not None
 
 
+def test_statuses_hold_while_the_load_balancer_is_pending(hm: HM,
+                                                          make_tree: MakeTree) -> None:
+    """A failover's new amphora reports nothing until the worker configured it, while
+    the load balancer is PENDING_UPDATE: its heartbeats are taken (health refreshed) but
+    change no status; once the load balancer is ACTIVE again they do."""
+    t = make_tree()
+    amp = t["amphorae"][0]
+    hm.send(amp, 1, *report(t))
+    wait(hm, lambda: statuses(hm, t) == ("ONLINE",) * 5, "all ONLINE")
+    _set_provisioning(hm, t["lb"], "PENDING_UPDATE")
+    seen = hm.row(m.AmphoraHealth, amp).last_update
+    hm.send(amp, 2, {}, {})
+    wait(hm, lambda: hm.row(m.AmphoraHealth, amp).last_update > seen, "heartbeat taken")
+    assert statuses(hm, t) == ("ONLINE",) * 5
+    _set_provisioning(hm, t["lb"], "ACTIVE")
+    hm.send(amp, 3, {}, {})
+    wait(hm, lambda: statuses(hm, t) == ("ONLINE", "ERROR", "OFFLINE", "OFFLINE", "OFFLINE"),
+         "nothing reported, once ACTIVE")
+
+
+def _set_provisioning(hm: HM, lb_id: str, status: str) -> None:
+    with engine.transaction(url=hm.url) as session:
+        session.execute(update(m.LoadBalancer).where(m.LoadBalancer.id == lb_id)
+                        .values(provisioning_status=status))
+
+
 def test_forged_and_replayed_heartbeats_change_nothing(hm: HM, make_tree: MakeTree) -> None:
     t = make_tree()
     amp = t["amphorae"][0]

@@ -10,7 +10,9 @@ written, health rows and statistics are upserted with executemany. Per amphora:
   PENDING_* or disabled) and the heartbeat waited less than ``heartbeat_interval`` in the
   queue: otherwise it goes stale and is failed over, as in Octavia;
 - statuses: rollup.rollup on the newest heartbeat of the batch; each change is an
-  event (health/transitions.py);
+  event (health/transitions.py). None while the load balancer is PENDING_*: the worker
+  is changing its amphorae (a failover's new amphora reports nothing until it is
+  configured), and the next heartbeat after it settles tells the truth;
 - statistics: version 3 deltas added to the (listener, amphora) row, current connections
   replaced.
 """
@@ -69,7 +71,7 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
         if tree is None:
             outcome.ignored += 1
             continue
-        tree_obj, expected = tree
+        tree_obj, expected, settled = tree
         reported = len(item.message.get("listeners") or {})
         fresh = processed_at - item.received_at < interval
         if fresh and (expected is None or reported == expected):
@@ -78,12 +80,13 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
                 back.append(amp_id)
         else:
             outcome.withheld += 1
-        _diff(tree_obj, rollup.rollup(tree_obj, item.message), changes)
+        if settled:
+            _diff(tree_obj, rollup.rollup(tree_obj, item.message), changes)
     stats = [row for item in batch if amps.get(item.message["id"], (None,))[0] in trees
              for row in _stats(item.message)]
     outcome.status_changes = _write_statuses(session, changes)
     if changes:  # an event (and a log line) per transition, none per heartbeat
-        transitions.record(session, {lb_id: t for lb_id, (t, _) in trees.items()}, changes)
+        transitions.record(session, {lb_id: t for lb_id, (t, _, _) in trees.items()}, changes)
     _upsert_health(session, health)
     if back:  # heartbeats again after the circuit breaker stopped its failover
         session.execute(update(AMPHORA).where(AMPHORA.c.id.in_(back))
@@ -118,9 +121,9 @@ def _amphorae(session: Session, ids: Iterable[str]
 
 
 def _trees(session: Session, lbs: dict[str, LbRow]
-           ) -> dict[str, tuple[rollup.Tree, int | None]]:
-    """Per load balancer: its tree, and the listener count a heartbeat must report
-    (None: not checked)."""
+           ) -> dict[str, tuple[rollup.Tree, int | None, bool]]:
+    """Per load balancer: its tree, the listener count a heartbeat must report (None:
+    not checked), and whether it is settled (not PENDING_*)."""
     if not lbs:
         return {}
     listeners: dict[str, dict[str, tuple[bool, str]]] = {i: {} for i in lbs}
@@ -148,7 +151,8 @@ def _trees(session: Session, lbs: dict[str, LbRow]
                            lb_active=provisioning == c.ACTIVE, lb_status=status,
                            listeners=listeners[lb_id], pools=pools[lb_id],
                            members=members[lb_id])
-        out[lb_id] = (tree, counted[lb_id] if check else None)
+        out[lb_id] = (tree, counted[lb_id] if check else None,
+                      not provisioning.startswith("PENDING_"))
     return out
 
 
