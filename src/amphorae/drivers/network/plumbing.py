@@ -33,7 +33,7 @@ LOG = logging.getLogger(__name__)
 # killed between creating /run/netns/<name> and mounting the namespace on it.
 _UNUSABLE_NETNS = "failed: Invalid argument"
 # Messages iproute2 prints when the thing to delete is already gone, or to add is there.
-_MISSING = ("does not exist", "Cannot find device", "No such file", "No such process",
+MISSING = ("does not exist", "Cannot find device", "No such file", "No such process",
             "Cannot open network namespace", "Cannot assign requested address",
             _UNUSABLE_NETNS)
 _EXISTS = ("File exists",)
@@ -94,7 +94,7 @@ class Plumbing:
 
     def ip_json(self, *args: str, ns: str | None = None) -> list[dict]:
         """``ip -json args`` parsed; an empty list when the object does not exist."""
-        out = self.ip("-json", *args, ns=ns, ok_if=_MISSING)
+        out = self.ip("-json", *args, ns=ns, ok_if=MISSING)
         return json.loads(out) if out.strip() else []
 
     # -- namespaces --------------------------------------------------------------------
@@ -117,13 +117,13 @@ class Plumbing:
         self.ip("link", "set", "lo", "up", ns=name)
 
     def delete_netns(self, name: str) -> None:
-        self.ip("netns", "delete", name, ok_if=_MISSING)
+        self.ip("netns", "delete", name, ok_if=MISSING)
 
     def netns_pids(self, name: str) -> list[int]:
         """Processes whose network namespace is ``name`` (none if it does not exist)."""
         if not self.netns_exists(name):
             return []
-        out = self.ip("netns", "pids", name, ok_if=_MISSING)
+        out = self.ip("netns", "pids", name, ok_if=MISSING)
         return [int(p) for p in out.split()]
 
     def sysctl(self, ns: str, settings: dict[str, str]) -> None:
@@ -145,7 +145,7 @@ class Plumbing:
 
     def delete_link(self, name: str, ns: str | None = None) -> None:
         """Delete an interface; deleting one end of a veth removes the other end too."""
-        self.ip("link", "delete", "dev", name, ns=ns, ok_if=_MISSING)
+        self.ip("link", "delete", "dev", name, ns=ns, ok_if=MISSING)
 
     def ensure_bridge(self, name: str, owner: str | None = None) -> None:
         """A bridge named ``name`` exists and is up (a name taken by another kind fails).
