@@ -241,7 +241,8 @@ class Supervisor:
         try:
             sent = self.drains.apply(lb_id, files.stats_socket, actions)
         except (runtime.RuntimeRefused, OSError) as exc:
-            LOG.warning("runtime update of %s failed, reloading: %s", lb_id, exc)
+            LOG.warning("runtime update of %s failed, reloading: %s %s", lb_id, exc,
+                        getattr(exc, "details", ""))
             return None
         RunningCopy(files.running_config).loaded(loading)
         self._save_server_state(files)
