@@ -43,6 +43,17 @@ def run(send: Send, socket: Path, command: str) -> None:
         raise RuntimeRefused("HAProxy refused a runtime command", f"{command}: {answer}")
 
 
+def capped_maxconn(send: Send, socket: Path, command: str) -> str:
+    """``set maxconn global`` refuses a value above the one the process started with
+    ("Value out of range."): a raise stops there, the safe side, until the next reload."""
+    wanted = int(command.split()[-1])
+    for line in send(socket, "show info").splitlines():
+        key, _, value = line.partition(":")
+        if key == "Hard_maxconn" and value.strip().isdigit():
+            wanted = min(wanted, int(value))
+    return f"set maxconn global {wanted}"
+
+
 def sessions(send: Send, socket: Path) -> dict[tuple[str, str], int]:
     """Sessions and queued requests per (backend, server), from ``show stat``."""
     text = send(socket, "show stat -1 4 -1").lstrip("# ")
@@ -97,7 +108,10 @@ class Drains:
                 # Re-added while its removal drains: that removal ends now, as the name
                 # is still taken.
                 sent += self._run(socket, earlier.action.then)
-            sent += self._run(socket, action.now)
+            commands = action.now
+            if action.kind == rp.MAXCONN:
+                commands = (capped_maxconn(self.send, socket, action.now[0]),)
+            sent += self._run(socket, commands)
             if action.then:
                 timeout = action.drain_timeout
                 with self._guard:

@@ -25,6 +25,7 @@ from tests.servers import free_port
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 SLOW = 2.0  # seconds a member takes to answer /slow
+FD_LIMIT = min(max_fds(), 20000) if max_fds() > 0 else 20000
 pytestmark = pytest.mark.skipif(not Path(HAPROXY).exists(), reason="needs haproxy")
 
 
@@ -76,7 +77,8 @@ class Lb:
             pools=(model.Pool(**{"id": self.pool, "protocol": "HTTP",  # type: ignore[arg-type]
                                  "lb_algorithm": "ROUND_ROBIN", "members": members,
                                  **pool}),))
-        settings = render.HaproxySettings(hard_stop_after=5, fd_limit=max_fds())
+        # A descriptor limit that binds, so that maxconn follows the member count.
+        settings = render.HaproxySettings(hard_stop_after=5, fd_limit=FD_LIMIT)
         return render.render(lb, settings, render.AmphoraPaths.for_lb(
             str(self.sup.base), self.id)).encode()
 
@@ -223,6 +225,24 @@ def test_a_member_re_added_while_it_drains(lb: Lb) -> None:
     assert lb.answers() == {"a", "b"}
     assert lb.sup.drains.draining(lb.id) == []
     thread.join(10)
+
+
+def test_a_raised_maxconn_stops_at_the_started_one(lb: Lb) -> None:
+    """The process maxconn follows the member count under the descriptor limit; HAProxy
+    refuses to raise it past the value it started with, so the raise stops there."""
+    lb.apply(lb.member("a"), lb.member("b"), drain_timeout=0)
+    started = _info(lb)["Maxconn"]
+    fewer = lb.render(lb.member("a"), drain_timeout=0)
+    assert f"maxconn {started}" not in fewer.decode()  # the config raises it
+    lb.sup.install_config(lb.id, fewer)
+    assert lb.sup.reload(lb.id).startswith("updated at runtime")
+    assert _info(lb)["Maxconn"] == _info(lb)["Hard_maxconn"] == started
+
+
+def _info(lb: Lb) -> dict[str, str]:
+    text = hap.unix_command(lb.files.stats_socket, "show info")
+    return {key: value.strip() for key, _, value in
+            (line.partition(":") for line in text.splitlines())}
 
 
 def test_a_refused_command_falls_back_to_a_reload(lb: Lb) -> None:
