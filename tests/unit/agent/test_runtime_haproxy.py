@@ -179,6 +179,34 @@ def test_member_changes_go_at_runtime(lb: Lb) -> None:
     assert c.id in lb.files.server_state.read_text()
 
 
+def test_stick_tables_and_counters_survive_member_changes(lb: Lb) -> None:
+    a = lb.members["a"]
+    sticky = {"session_persistence": model.SessionPersistence(type="SOURCE_IP")}
+    lb.apply(lb.member("a"), **sticky)
+    assert lb.answers(5) == {"a"}
+    backend = f"{lb.pool}:{lb.listener}"
+    table = hap.unix_command(lb.files.stats_socket, f"show table {backend}")
+    assert "used:1\n" in table and f"server_key={a.id}" in table
+    served = _stat(lb, a.id, "stot")
+    assert served >= 5
+    assert lb.apply(lb.member("a"), lb.member("b"), lb.member("c"), **sticky).startswith(
+        "updated at runtime")
+    # The client stays on a (its stick-table entry is still there); a's counter goes on.
+    assert lb.answers(6) == {"a"}
+    assert _stat(lb, a.id, "stot") == served + 6
+    assert hap.unix_command(lb.files.stats_socket, f"show table {backend}") == table
+
+
+def _stat(lb: Lb, server: str, column: str) -> int:
+    rows = hap.unix_command(lb.files.stats_socket, "show stat -1 4 -1").splitlines()
+    header = rows[0].lstrip("# ").split(",")
+    for row in rows[1:]:
+        fields = row.split(",")
+        if len(fields) == len(header) and fields[1] == server:
+            return int(fields[header.index(column)] or 0)
+    raise AssertionError(f"no server {server}")
+
+
 def test_a_removed_member_drains_its_requests(lb: Lb) -> None:
     b = lb.members["b"]
     lb.apply(lb.member("b"), drain_timeout=30)
