@@ -151,13 +151,14 @@ class Drains:
             with self._guard:
                 while not self._pending:
                     self._guard.wait()
+            time.sleep(self.poll)  # a drain just started is not due yet
+            with self._guard:
                 lbs = list(self._pending)
             for lb_id in lbs:
                 try:
                     self.step(lb_id)
                 except Exception:  # one load balancer's trouble stops no other drain
                     LOG.exception("drains of %s", lb_id)
-            time.sleep(self.poll)
 
     def step(self, lb_id: str) -> None:
         """End the drains of ``lb_id`` that are due."""
