@@ -36,7 +36,7 @@ MARKER = secrets.token_hex(3)
 MEMBERS = ("m1", "m2", "m3", "m4", "m5", "m6")
 CHANGES = 200
 CLIENTS = 3
-PAUSE = 0.01  # between a client's requests: the load must not starve the control plane
+PAUSE = 0.02  # between a client's requests: the load must not starve the control plane
 HOLD = 3.0  # seconds the drained member's request stays in flight
 SEED = random.randrange(2**32)
 
