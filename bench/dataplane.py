@@ -1,6 +1,7 @@
 """Data plane figures of netns amphorae on this host, next to their targets (root).
 
     .venv/bin/python -m bench.dataplane [--boots 10] [--seconds 4] [--rounds 3] [--reloads 20]
+                                        [--member-rounds 5]
 
 - amphora create time: namespace to agent answering /info (AmphoraBooter.create),
   median and max over ``--boots`` boots (each deleted again);
@@ -15,7 +16,10 @@
 - failed requests while the load balancer is reloaded ``--reloads`` times under wrk, with
   keep-alive connections and with a connection per request;
 - the clients' outage when every process of the MASTER is killed (VRRP failover), with
-  Octavia's advert interval of 1 s and with 0.2 s.
+  Octavia's advert interval of 1 s and with 0.2 s;
+- time from a member change API call to the member serving / leaving, through HAProxy's
+  runtime API and through a reload (bench/member_changes.py, its own deployment on
+  198.18.174.0/24 + 198.18.175.0/24; ``--member-rounds 0`` skips it).
 
 CPU layouts of the throughput runs. ``shared``: nothing pinned, as on a host running
 amphorae; wrk, the load balancer and the member compete for every CPU, so when both runs
@@ -62,6 +66,7 @@ from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
+from bench import member_changes
 
 PAIR_NET = pairs.Subnets("198.18.246.0/24", "198.18.247.0/24", "198.18.248.0/24")
 BOOT_CIDR = "198.18.249.0/24"  # management subnet of the create-time boots
@@ -404,6 +409,8 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=3,
                         help="alternating straight/VIP throughput runs per CPU layout")
     parser.add_argument("--reloads", type=int, default=20)
+    parser.add_argument("--member-rounds", type=int, default=5,
+                        help="member adds and deletes per pool (0: skip)")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench.dataplane needs root (network namespaces)", file=sys.stderr)
@@ -444,6 +451,8 @@ def main() -> int:
         report_failover(pair, pairs.fail_over(pair))
     with pairs.vrrp_pair(PAIR_NET, advert_int=0.2) as pair:
         report_failover(pair, pairs.fail_over(pair))
+    if args.member_rounds:
+        member_changes.report(member_changes.measure(args.member_rounds), args.member_rounds)
     print(f"\ntotal {time.perf_counter() - started:.0f} s")
     return 0
 

@@ -445,8 +445,24 @@ def test_queries_do_not_grow_with_the_tree(engine: Engine) -> None:
     large = _selects(engine, save(engine, tree(6)))
     assert small == large, (small, large)
     # One per table read: load balancer with its VIP, additional VIPs, listeners, CIDRs,
-    # L7 policies, rules, pools, members, monitors, session persistence, amphorae.
-    assert large <= 11, large
+    # L7 policies, rules, pools, members, monitors, session persistence, pool tags
+    # (draining and slow start), amphorae.
+    assert large <= 12, large
+
+
+def test_pool_tags_tune_draining_and_slow_start(engine: Engine) -> None:
+    lb = new_lb()
+    tuned = new_pool(lb)
+    tuned.tags = ["amphorae:drain_timeout=30", "amphorae:slow_start=10", "mine"]
+    # Stored before the API checked tags: the defaults, not a failed reconcile.
+    bad = new_pool(lb)
+    bad.tags = ["amphorae:slow_start=soon"]
+    plain = new_pool(lb)
+    lb_id = save(engine, lb)
+    pools = {pool.id: pool for pool in read(engine, lb_id).pools}
+    assert (pools[tuned.id].drain_timeout, pools[tuned.id].slow_start) == (30, 10)
+    assert (pools[bad.id].drain_timeout, pools[bad.id].slow_start) == (None, None)
+    assert (pools[plain.id].drain_timeout, pools[plain.id].slow_start) == (None, None)
 
 
 @contextlib.contextmanager

@@ -304,6 +304,33 @@ def test_tls_fields(api):
 # --- update / delete ---------------------------------------------------------------------
 
 
+def test_drain_and_slow_start_tags(api):
+    """Draining and slow start ride on pool tags; a bad one is a 400 naming the tag."""
+    lb = api.create_lb()
+    bad = {
+        "amphorae:drain_timeout=-1": "expected amphorae:drain_timeout=<whole seconds>",
+        "amphorae:drain_timeout": "expected amphorae:drain_timeout=<whole seconds>",
+        "amphorae:slow_start=1.5": "expected amphorae:slow_start=<whole seconds>",
+        "amphorae:slow_start=3601": "at most 3600 seconds",
+        "amphorae:slowstart=5": "unknown setting; known: amphorae:drain_timeout, "
+                                "amphorae:slow_start",
+    }
+    for tag, reason in bad.items():
+        assert create(api, 400, loadbalancer_id=lb["id"], tags=[tag]) == (
+            f"Invalid input for field/attribute tags. Value: '{tag}'. {reason}")
+    twice = ["amphorae:slow_start=5", "amphorae:slow_start=6"]
+    assert "given twice" in create(api, 400, loadbalancer_id=lb["id"], tags=twice)
+    tags = ["amphorae:drain_timeout=30", "amphorae:slow_start=10", "mine"]
+    pool = create(api, settle=lb["id"], loadbalancer_id=lb["id"], tags=tags)
+    assert sorted(pool["tags"]) == tags
+    url = f"{P}/{pool['id']}"
+    status, body = api.put(url, {"pool": {"tags": ["amphorae:drain_timeout=x"]}})
+    assert status == 400 and "amphorae:drain_timeout=x" in body["faultstring"], body
+    assert sorted(api.get(url)[1]["pool"]["tags"]) == tags
+    status, body = api.put(url, {"pool": {"tags": ["amphorae:drain_timeout=0"]}})
+    assert status == 200 and body["pool"]["tags"] == ["amphorae:drain_timeout=0"], body
+
+
 def test_update(api):
     lb = api.create_lb()
     lid = listener(api, lb["id"])

@@ -486,12 +486,17 @@ def test_reloads_under_load_lose_no_request(topo) -> None:
         with Load(topo) as load:
             wait_for(lambda: len(load.done) >= 10, "load flowing before the first reload")
             for i in range(RELOADS):
-                # A changed config each time: m1's weight goes 2, 3, 4, 1, 2, ...
+                # A changed config each time: m1's weight goes 2, 3, 4, 1, 2, ... and,
+                # so that it is a reload (a weight alone goes through the runtime API),
+                # the listener's member connect timeout too.
                 weight = 1 + (i + 1) % 4
                 members = (dataclasses.replace(pool.members[0], weight=weight),
                            *pool.members[1:])
-                changed = dataclasses.replace(lb, pools=(dataclasses.replace(
-                    pool, members=members),))
+                (first,) = lb.listeners
+                changed = dataclasses.replace(
+                    lb, pools=(dataclasses.replace(pool, members=members),),
+                    listeners=(dataclasses.replace(
+                        first, timeout_member_connect=first.timeout_member_connect + i + 1),))
                 start = time.monotonic()
                 topo.reload(lb.id, topo.render(changed))
                 windows.append((start, time.monotonic()))

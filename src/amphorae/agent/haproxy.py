@@ -25,6 +25,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from amphorae.agent import runtime, runtime_plan
 from amphorae.agent.errors import ToolError
 from amphorae.contract.layout import LbFiles
 from amphorae.contract.peers import peer_name
@@ -104,6 +105,7 @@ class Supervisor:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self.drains = runtime.Drains(unix_command, self.lock, self._record_server_state)
         self.base.mkdir(parents=True, exist_ok=True, mode=0o755)
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -200,13 +202,19 @@ class Supervisor:
             return self._start(lb_id)
 
     def reload(self, lb_id: str) -> str:
-        """The master's reload; a load balancer whose HAProxy is down is started."""
+        """Make the running HAProxy match the installed config: through the runtime API
+        when only members changed (runtime_plan), else the master's reload; a load
+        balancer whose HAProxy is down is started."""
         with self.lock(lb_id):
             pid = self.master_pid(lb_id)
             if pid is None:
                 return self._start(lb_id)
             files = self.files(lb_id)
             loading = files.config.read_bytes()
+            outcome = self._update(lb_id, files, loading)
+            if outcome is not None:
+                return outcome
+            self.drains.forget(lb_id)
             self.check(files.config)
             self._save_server_state(files)
             offset = _bound_log(files.log)
@@ -219,6 +227,30 @@ class Supervisor:
                        pid, "reload", offset)
             RunningCopy(files.running_config).loaded(loading)
             return "reloaded"
+
+    def _update(self, lb_id: str, files: LbFiles, loading: bytes) -> str | None:
+        """Apply the change from the running config to ``loading`` at runtime; None
+        when it needs a reload (structural, or HAProxy refused a command)."""
+        running = RunningCopy(files.running_config).read()
+        if running is None:
+            return None
+        actions = runtime_plan.plan(running.decode(errors="replace"),
+                                    loading.decode(errors="replace"))
+        if not actions:  # structural, or nothing to change: a reload asked for as such
+            return None
+        try:
+            sent = self.drains.apply(lb_id, files.stats_socket, actions)
+        except (runtime.RuntimeRefused, OSError) as exc:
+            LOG.warning("runtime update of %s failed, reloading: %s %s", lb_id, exc,
+                        getattr(exc, "details", ""))
+            return None
+        RunningCopy(files.running_config).loaded(loading)
+        self._save_server_state(files)
+        LOG.info("updated HAProxy of %s at runtime (%d commands)", lb_id, sent)
+        return f"updated at runtime ({sent} commands)"
+
+    def _record_server_state(self, lb_id: str) -> None:
+        self._save_server_state(self.files(lb_id))
 
     def stop(self, lb_id: str) -> str:
         with self.lock(lb_id):
@@ -235,6 +267,7 @@ class Supervisor:
         files = self.files(lb_id)
         if self.master_pid(lb_id) is not None:
             return "already running"
+        self.drains.forget(lb_id)
         if not files.config.is_file():
             raise FileNotFoundError(lb_id)
         loading = files.config.read_bytes()
@@ -260,6 +293,7 @@ class Supervisor:
 
     def _stop(self, lb_id: str) -> str:
         files = self.files(lb_id)
+        self.drains.forget(lb_id)
         pid = self.master_pid(lb_id)
         if pid is not None:
             # Soft stop first (listeners close, established connections finish), then a
@@ -311,8 +345,10 @@ class Supervisor:
                            _tail(files.log, log_offset))
 
     def _save_server_state(self, files: LbFiles) -> None:
-        """What the old worker knows of its servers (health, weights, admin state), so
-        that the new one starts from it rather than from scratch."""
+        """What the worker knows of its servers (health, weights, admin state), so that
+        the next one (after a reload, or a restart) starts from it rather than from
+        scratch. Saved also after each runtime change: a restart would otherwise bring
+        back an admin state (e.g. maintenance) that the runtime API has since lifted."""
         try:
             state = unix_command(files.stats_socket, "show servers state")
         except OSError as exc:

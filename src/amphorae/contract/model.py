@@ -70,6 +70,9 @@ class Pool:
     session_persistence: SessionPersistence | None = None
     tls: PoolTLS | None = None  # set when tls_enabled
     enabled: bool = True
+    # Beyond Octavia (pool tags, contract.pool_tags), in seconds; None: the default.
+    drain_timeout: int | None = None  # a removed or disabled member keeps its connections
+    slow_start: int | None = None  # a member that comes back ramps its weight up
 
 
 @dataclasses.dataclass(frozen=True)

@@ -32,7 +32,7 @@ from __future__ import annotations
 
 import ipaddress
 
-from amphorae.contract import model
+from amphorae.contract import model, pool_tags
 from amphorae.contract.expected_codes import parse_expected_codes
 from amphorae.render import haproxy_syntax as syn
 from amphorae.render.haproxy_settings import AmphoraPaths, HaproxySettings
@@ -420,6 +420,9 @@ def _backend(lb: model.LoadBalancer, listener: model.Listener, pool: model.Pool,
         f"timeout connect {int(listener.timeout_member_connect)}",
         f"timeout server {int(listener.timeout_member_data)}",
     ]
+    if pool.drain_timeout is not None:
+        # Read by the agent, which drains removed and disabled members at runtime.
+        body.append(pool_tags.drain_comment(pool.drain_timeout))
     cookie = (mode == "http" and pool.session_persistence is not None
               and pool.session_persistence.type == "HTTP_COOKIE")
     body += [_server(member, pool, listener, hm, cookie, paths) for member in pool.members]
@@ -501,6 +504,8 @@ def _server(member: model.Member, pool: model.Pool, listener: model.Listener,
             hm: model.HealthMonitor | None, cookie: bool, paths: AmphoraPaths) -> str:
     words = ["server", syn.name(member.id, "member id"),
              host_port(member.address, member.protocol_port), "weight", str(int(member.weight))]
+    if pool.slow_start:
+        words += ["slowstart", f"{int(pool.slow_start)}s"]
     tls = pool.tls
     if hm:
         words.append("check")

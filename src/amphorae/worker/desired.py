@@ -18,6 +18,7 @@ writes them under the same names.
 from __future__ import annotations
 
 import dataclasses
+import logging
 from collections.abc import Collection, Iterable
 from typing import TypeVar
 
@@ -26,9 +27,11 @@ from sqlalchemy.orm import Session, joinedload, lazyload, selectinload
 
 from amphorae.common import config
 from amphorae.common import constants as c
-from amphorae.contract import model
+from amphorae.contract import model, pool_tags
 from amphorae.contract.peers import peer_name
 from amphorae.db import models as m
+
+LOG = logging.getLogger(__name__)
 
 # Objects in these states are on their way out of the configuration.
 GONE = (c.PENDING_DELETE, c.DELETED)
@@ -120,12 +123,13 @@ def _pools(session: Session, lb_id: str, skip: frozenset[str]) -> tuple[model.Po
         selectinload(m.Pool.members).lazyload(m.Member._tags),
         selectinload(m.Pool.health_monitor).lazyload(m.HealthMonitor._tags),
         selectinload(m.Pool.session_persistence),
-        lazyload(m.Pool._tags)).order_by(m.Pool.id))
+        selectinload(m.Pool._tags)).order_by(m.Pool.id))
     return tuple(_pool(row, skip) for row in rows if _live(row, skip))
 
 
 def _pool(row: m.Pool, skip: frozenset[str]) -> model.Pool:
     hm = row.health_monitor
+    tuning = _tuning(row)
     return model.Pool(
         id=row.id,
         protocol=row.protocol,
@@ -136,7 +140,18 @@ def _pool(row: m.Pool, skip: frozenset[str]) -> model.Pool:
         session_persistence=_persistence(row.session_persistence),
         tls=_pool_tls(row),
         enabled=row.enabled,
+        drain_timeout=tuning.drain_timeout,
+        slow_start=tuning.slow_start,
     )
+
+
+def _tuning(row: m.Pool) -> pool_tags.PoolTuning:
+    """The API refuses bad tags; one stored before that check keeps the defaults."""
+    try:
+        return pool_tags.parse(row.tags)
+    except pool_tags.BadTag as exc:
+        LOG.warning("pool %s: ignoring its tags (%s)", row.id, exc)
+        return pool_tags.PoolTuning()
 
 
 def _member(row: m.Member) -> model.Member:

@@ -570,6 +570,24 @@ def test_maxconn_fits_the_descriptor_limit(root: pathlib.Path) -> None:
     assert "    maxconn 50000\n" in text  # the listener keeps its own limit
 
 
+def test_drain_timeout_and_slow_start(root: pathlib.Path) -> None:
+    """Pool tags: the drain timeout is a comment line the agent reads (HAProxy has no
+    keyword for it), slow start is HAProxy's ``slowstart`` on every server."""
+    def http_lb(pool: Pool) -> LoadBalancer:
+        return lb(Listener(id=LST(1), protocol="HTTP", protocol_port=80,
+                           default_pool_id=POOL(1)), pools=(pool,))
+
+    pool = Pool(id=POOL(1), protocol="HTTP", lb_algorithm="ROUND_ROBIN",
+                members=members("198.18.4.11", "198.18.4.12"), health_monitor=HTTP_HM,
+                drain_timeout=30, slow_start=10)
+    text = render_checked(root, http_lb(pool))
+    assert "    # amphorae drain-timeout 30s\n" in text
+    assert text.count(" weight 1 slowstart 10s check ") == 2
+    plain = render_checked(root, http_lb(dataclasses.replace(
+        pool, drain_timeout=None, slow_start=0)))
+    assert "drain-timeout" not in plain and "slowstart" not in plain
+
+
 def test_memory_bounds_and_reload_friendliness(root: pathlib.Path) -> None:
     text = render_checked(root, _terminated_https())
     assert "    hard-stop-after 60s\n" in text

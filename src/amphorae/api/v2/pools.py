@@ -22,6 +22,7 @@ from amphorae.api.v2 import common, validators
 from amphorae.api.v2 import listeners as lst
 from amphorae.common import config, errors
 from amphorae.common import constants as c
+from amphorae.contract import pool_tags
 from amphorae.db import engine as db
 from amphorae.db import models as m
 
@@ -213,6 +214,14 @@ def _check_session_persistence(protocol: str, sp: dict[str, Any] | None) -> None
                    'session persistence type.')
 
 
+def _check_tags(tags: list[str] | None) -> None:
+    """The ``amphorae:`` tags carry draining and slow start (contract.pool_tags)."""
+    try:
+        pool_tags.parse(tags)
+    except pool_tags.BadTag as exc:
+        raise errors.InvalidInput(field="tags", value=exc.tag, reason=exc.reason) from None
+
+
 def _apply_tls_defaults(pool: m.Pool) -> None:
     if not pool.tls_enabled:
         return
@@ -241,6 +250,7 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data
     """
     sp = data.session_persistence.model_dump() if data.session_persistence else None
     _check_session_persistence(data.protocol, sp)
+    _check_tags(data.tags)
     if data.crl_container_ref and not data.ca_tls_container_ref:
         raise errors.ValidationError(
             detail="A CA certificate reference is required to specify a revocation list.")
@@ -313,6 +323,7 @@ def _apply_update(pool: m.Pool, data: Update) -> None:
         if field in given:
             setattr(pool, column, default if given[field] is None else given[field])
     if "tags" in given:
+        _check_tags(data.tags)
         pool.tags = data.tags
     if pool.crl_container_id and not pool.ca_tls_certificate_id:
         if had_ca and "ca_tls_container_ref" in given:
