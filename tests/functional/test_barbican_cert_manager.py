@@ -283,3 +283,53 @@ def test_the_barbican_group_and_endpoint_override_are_read(
         tmp_path / "bad", cloud, "region_name = amph-nowhere\n"))
     with pytest.raises(CertificateError, match="no Barbican endpoint"):
         bad.get_ca(ref, user)
+
+
+def test_the_api_checks_references_as_the_user(cloud: osdev.Cloud, store: Store,
+                                               tmp_path: pathlib.Path,
+                                               pki_set: dict[str, Any]) -> None:
+    """`amphorae api` with keystone auth against the real Keystone: project-a-member's
+    container makes a TERMINATED_HTTPS listener (and the service user may read it then);
+    project-b-member's reference is a 400 naming it."""
+    from tests import servers
+
+    user, project = osdev.SERVICE_USER
+    service = (f"auth_type = password\nauth_url = {cloud.auth_url}\nusername = {user}\n"
+               f"password = {osdev.PASSWORD}\nproject_name = {project}\n"
+               "user_domain_name = Default\nproject_domain_name = Default\n")
+    extra = (f"cert_manager = barbican_cert_manager\nregion_name = {osdev.REGION}\n\n"
+             "[api_settings]\nauth_strategy = keystone\n\n"
+             f"[keystone_authtoken]\nwww_authenticate_uri = {cloud.auth_url}\n{service}"
+             "service_token_roles_required = true\n\n"
+             f"[service_auth]\n{service}")
+    server = pki_set["server"]
+    ref = store.container("api", certificate=server.cert_pem(), private_key=server.key_pem())
+    other = Store(cloud.connect("project-b-member", "project-b"))
+    try:
+        theirs = other.container("api-b", certificate=server.cert_pem(),
+                                 private_key=server.key_pem())
+        with servers.running_api("sqlite", tmp_path, "barbican", extra) as srv:
+            api = servers.Client(srv)
+            api.http.headers["X-Auth-Token"] = store.conn.session.get_token()
+            lb = api.create_lb()
+
+            def listener(tls_ref: str, port: int) -> tuple[int, Any]:
+                status, out = api.post("/v2/lbaas/listeners", {"listener": {
+                    "loadbalancer_id": lb["id"], "protocol": "TERMINATED_HTTPS",
+                    "protocol_port": port, "default_tls_container_ref": tls_ref}})
+                return status, out
+
+            status, out = listener(theirs, 443)
+            assert (status, out.get("faultstring")) == (400, (
+                f"Could not retrieve certificate: ['{theirs}'] (default_tls_container_ref "
+                f"{theirs}: the requesting user may not read the container)"))
+            status, out = listener(ref, 443)
+            assert status == 201, out
+            assert out["listener"]["default_tls_container_ref"] == ref
+        service_id = cloud.service().current_user_id
+        secrets = [s["secret_ref"] for s in store.conn.session.get(ref).json()["secret_refs"]]
+        for each in [ref, *secrets]:
+            assert acl_users(store.conn, each) == [service_id]
+    finally:
+        other.clean()
+    assert other.left() == []
