@@ -333,3 +333,22 @@ def test_the_api_checks_references_as_the_user(cloud: osdev.Cloud, store: Store,
     finally:
         other.clean()
     assert other.left() == []
+
+
+def test_a_user_who_may_read_but_not_grant(cloud: osdev.Cloud, store: Store,
+                                           manager: barbican.BarbicanCertManager,
+                                           pki_set: dict[str, Any]) -> None:
+    """project-b-member on the read ACLs of project-a's container reads it, but only its
+    creator (or an admin) may change the ACLs: refused with the reason, ACL unchanged."""
+    server = pki_set["server"]
+    ref = store.container("tls", certificate=server.cert_pem(), private_key=server.key_pem())
+    other = cloud.connect("project-b-member", "project-b")
+    secrets = [s["secret_ref"] for s in store.conn.session.get(ref).json()["secret_refs"]]
+    for each in [ref, *secrets]:
+        store.conn.session.put(f"{each}/acl", json={"read": {"users": [other.current_user_id]}})
+    assert manager.get_cert(ref, context(other)).certificate == server.cert
+    with pytest.raises(CertificateError) as caught:
+        manager.set_acls(ref, context(other))
+    assert caught.value.reason.startswith(
+        "the requesting user may not grant the service user read access")
+    assert acl_users(store.conn, ref) == [other.current_user_id]

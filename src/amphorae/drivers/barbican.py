@@ -215,14 +215,13 @@ def _cached_endpoint(service: session.Session, service_type: str, service_name: 
 
 
 def _grant_read(reader: _Reader, ref: str, target: str, user_id: str) -> None:
-    what = f"the ACL of {target.split('/')[0][:-1]} {target.split('/')[1]}"
-    acl = reader.get(ref, f"{target}/acl", what).json()
-    users = list((acl.get("read") or {}).get("users") or [])
-    if user_id in users:
-        return
-    try:  # PATCH keeps project-access as it is and sets the users given
-        reader.session.patch(f"{reader.endpoint}/{target}/acl",
-                             json={"read": {"users": [*users, user_id]}})
+    kind, uuid = target.split("/")
+    what = f"the ACL of {kind[:-1]} {uuid}"
+    url = f"{reader.endpoint}/{target}/acl"
+    try:
+        users = list((reader.session.get(url).json().get("read") or {}).get("users") or [])
+        if user_id not in users:  # PATCH keeps project-access, sets the users given
+            reader.session.patch(url, json={"read": {"users": [*users, user_id]}})
     except (ks_exc.Forbidden, ks_exc.Unauthorized):
         raise CertificateError(ref, f"{reader.who} may not grant the service user read "
                                     f"access ({what})") from None
