@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import datetime as dt
+import hashlib
 import pathlib
 import uuid
 from collections.abc import Iterator
@@ -20,12 +21,15 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.serialization import pkcs12
 from oslo_config import cfg
+from sqlalchemy.orm import Session
 
 from amphorae.common import config, pki
 from amphorae.common.cert_manager import CertificateError, Context
 from amphorae.drivers import barbican
 from amphorae.drivers import cloud as cloud_conf
+from amphorae.worker import certificates
 from tests import cloud as osdev
+from tests import settle
 
 VALIDITY = 3600
 
@@ -298,7 +302,8 @@ def test_the_api_checks_references_as_the_user(cloud: osdev.Cloud, store: Store,
                                                tmp_path: pathlib.Path,
                                                pki_set: dict[str, Any]) -> None:
     """`amphorae api` with keystone auth against the real Keystone: project-a-member's
-    container makes a TERMINATED_HTTPS listener (and the service user may read it then);
+    container makes a TERMINATED_HTTPS listener, whose files the worker (as the service
+    user, through the ACLs the API set) then collects;
     project-b-member's reference is a 400 naming it."""
     from tests import servers
 
@@ -335,6 +340,16 @@ def test_the_api_checks_references_as_the_user(cloud: osdev.Cloud, store: Store,
             status, out = listener(ref, 443)
             assert status == 201, out
             assert out["listener"]["default_tls_container_ref"] == ref
+            # What the worker then does: collect the listener's files as the service user.
+            (tmp_path / "worker").mkdir()
+            worker = barbican.BarbicanCertManager(manager_conf(tmp_path / "worker", cloud))
+            with Session(settle._engine(srv.db_url)) as session:
+                tls = certificates.collect(session, lb["id"], worker)
+            bundle = server.cert_pem() + server.key.private_bytes(
+                serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption())
+            assert (tls.failed, tls.files) == (
+                {}, {hashlib.sha1(bundle).hexdigest() + ".pem": bundle})
         service_id = cloud.service().current_user_id
         secrets = [s["secret_ref"] for s in store.conn.session.get(ref).json()["secret_refs"]]
         for each in [ref, *secrets]:
