@@ -59,3 +59,15 @@ def test_keystone_system_scope(strategy):
 def test_noauth_is_admin_of_the_default_project(strategy):
     ctx = context.from_headers({}, "req-1")
     assert ctx.is_admin and ctx.project_id == config.CONF.api_settings.noauth_default_project_id
+
+
+@pytest.mark.parametrize("strategy", ["keystone", "testing", "noauth"], indirect=True)
+def test_only_a_confirmed_keystone_token_is_kept(strategy):
+    """The Barbican certificate manager reads as the user with it; a client's header under
+    the other strategies is no token anyone checked, so it is not kept."""
+    headers = {**CONFIRMED, "X-AUTH-TOKEN": "gAAAA-token"}
+    ctx = context.from_headers(headers, "req-1")
+    assert ctx.auth_token == ("gAAAA-token" if strategy == "keystone" else None)
+    assert "gAAAA" not in repr(ctx)
+    unconfirmed = context.from_headers({**headers, "X-IDENTITY-STATUS": "Invalid"}, "req-1")
+    assert unconfirmed.auth_token is None

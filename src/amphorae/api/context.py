@@ -28,6 +28,9 @@ class RequestContext:
     project_name: str | None = None
     # X-Service-Catalog as sent (JSON); parsed only when something reads it.
     raw_service_catalog: str | None = dataclasses.field(default=None, repr=False)
+    # The caller's own token (keystone only): the Barbican certificate manager reads the
+    # references a request names with it, as that user.
+    auth_token: str | None = dataclasses.field(default=None, repr=False)
 
     @functools.cached_property
     def service_catalog(self) -> list[dict[str, Any]]:
@@ -79,4 +82,5 @@ def from_headers(headers: dict[str, str], request_id: str) -> RequestContext:
         user_name=found.get("X-USER-NAME"),
         project_name=found.get("X-PROJECT-NAME"),
         raw_service_catalog=found.get("X-SERVICE-CATALOG"),
+        auth_token=found.get("X-AUTH-TOKEN") if conf.auth_strategy == "keystone" else None,
     )

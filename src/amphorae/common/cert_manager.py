@@ -6,9 +6,11 @@ A reference names files in ``[certificates] storage_path`` (Octavia's layout):
 (as Barbican's are) names the files by its last path segment. CA certificates and CRLs
 are "secrets": the PEM text of ``<ref>.crt``.
 
-Everything read is parsed here, so a reference that does not resolve to a usable
-certificate fails with :class:`CertificateError` naming the reference: the API refuses
-it with a 400, the worker puts the object using it in ERROR.
+Everything read is parsed here (``parse_cert``, ``parse_ca``, ``parse_crl``, which the
+Barbican manager in drivers/barbican.py shares), so a reference that does not resolve to
+a usable certificate fails with :class:`CertificateError` naming the reference: the API
+refuses it with a 400, the worker puts the object using it in ERROR. The API reads with
+a :class:`Context` (the requesting user), the worker without one.
 """
 
 from __future__ import annotations
@@ -49,14 +51,98 @@ class TLSCert:
         return b"".join(pems) + self.private_key_pem
 
 
+@dataclasses.dataclass(frozen=True)
+class Context:
+    """Who asks: the API passes the requesting user's (their Keystone token, if the
+    request came with one, and project); the worker passes none and reads as itself."""
+
+    project_id: str | None
+    auth_token: str | None = dataclasses.field(default=None, repr=False)
+
+
 class CertManager(Protocol):
-    """What the API (to check a reference) and the worker (to ship it) read."""
+    """What the API (to check a reference, as the requesting user) and the worker (to
+    ship it, with no context: as the control plane) read."""
 
-    def get_cert(self, ref: str) -> TLSCert: ...
+    def get_cert(self, ref: str, context: Context | None = None) -> TLSCert: ...
 
-    def get_ca(self, ref: str) -> bytes: ...
+    def get_ca(self, ref: str, context: Context | None = None) -> bytes: ...
 
-    def get_crl(self, ref: str) -> bytes: ...
+    def get_crl(self, ref: str, context: Context | None = None) -> bytes: ...
+
+    def set_acls(self, ref: str, context: Context) -> None:
+        """Let the worker read ``ref`` later (the API calls it once the user's read
+        succeeded); nothing to do where the worker reads the same store."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Parts:
+    """How reasons name the parts of a certificate: files of the local store, secrets of
+    a Barbican container."""
+
+    cert: str
+    key: str
+    chain: str
+    passphrase: str
+
+    @classmethod
+    def files(cls, name: str) -> Parts:
+        return cls(f"{name}.crt", f"{name}.key", f"{name}.int (intermediates)",
+                   f"{name}.pass")
+
+
+def parse_cert(ref: str, parts: Parts, cert_pem: bytes, key_pem: bytes,
+               chain_pem: bytes = b"", passphrase: bytes | None = None) -> TLSCert:
+    """The certificate, its intermediates and its key from PEM, checked to belong
+    together; what is wrong is said in terms of ``parts``."""
+    try:
+        cert = x509.load_pem_x509_certificate(cert_pem)
+    except ValueError:
+        raise CertificateError(ref, f"{parts.cert} is not a PEM certificate") from None
+    try:
+        chain = tuple(x509.load_pem_x509_certificates(chain_pem)) if chain_pem.strip() else ()
+    except ValueError:
+        raise CertificateError(
+            ref, f"{parts.chain} is not a chain of PEM certificates"
+        ) from None
+    return tls_cert(ref, parts, cert, chain, _private_key(ref, parts, key_pem, passphrase))
+
+
+def tls_cert(ref: str, parts: Parts, cert: x509.Certificate,
+             chain: tuple[x509.Certificate, ...], key: Any) -> TLSCert:
+    """``key`` checked to be usable by HAProxy and to be ``cert``'s."""
+    if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
+        raise CertificateError(ref, f"the private key in {parts.key} is neither RSA nor EC")
+    if key.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    ) != cert.public_key().public_bytes(
+            serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
+        raise CertificateError(
+            ref, f"the private key in {parts.key} does not match the certificate in "
+                 f"{parts.cert}")
+    key_pem = key.private_bytes(serialization.Encoding.PEM,
+                                serialization.PrivateFormat.PKCS8,
+                                serialization.NoEncryption())
+    return TLSCert(cert, chain, key_pem)
+
+
+def parse_ca(ref: str, label: str, pem: bytes) -> bytes:
+    """PEM of one or more CA certificates, re-encoded."""
+    try:
+        certs = x509.load_pem_x509_certificates(pem)
+    except ValueError:
+        raise CertificateError(
+            ref, f"{label} is not one or more PEM CA certificates") from None
+    return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+
+
+def parse_crl(ref: str, label: str, pem: bytes) -> bytes:
+    try:
+        crl = x509.load_pem_x509_crl(pem)
+    except ValueError:
+        raise CertificateError(
+            ref, f"{label} is not a PEM certificate revocation list") from None
+    return crl.public_bytes(serialization.Encoding.PEM)
 
 
 class LocalCertManager:
@@ -69,51 +155,26 @@ class LocalCertManager:
         with contextlib.suppress(OSError):
             os.makedirs(self.path, mode=0o700, exist_ok=True)
 
-    def get_cert(self, ref: str) -> TLSCert:
+    def get_cert(self, ref: str, context: Context | None = None) -> TLSCert:
         """The certificate, its intermediates and its key, checked to belong together."""
         name = _name(ref)
-        cert = _one_cert(ref, name, self._read(ref, name, ".crt"))
+        cert_pem = self._read(ref, name, ".crt")
         chain_pem = self._read(ref, name, ".int", optional=True)
-        try:
-            chain = tuple(x509.load_pem_x509_certificates(chain_pem)) if chain_pem else ()
-        except ValueError:
-            raise CertificateError(
-                ref, f"{name}.int (intermediates) is not a chain of PEM certificates"
-            ) from None
         passphrase = self._read(ref, name, ".pass", optional=True).strip() or None
-        key = _private_key(ref, name, self._read(ref, name, ".key"), passphrase)
-        if not isinstance(key, (rsa.RSAPrivateKey, ec.EllipticCurvePrivateKey)):
-            raise CertificateError(ref, f"the private key in {name}.key is neither RSA nor EC")
-        if key.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
-        ) != cert.public_key().public_bytes(
-                serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo):
-            raise CertificateError(
-                ref, f"the private key in {name}.key does not match the certificate in "
-                     f"{name}.crt")
-        key_pem = key.private_bytes(serialization.Encoding.PEM,
-                                    serialization.PrivateFormat.PKCS8,
-                                    serialization.NoEncryption())
-        return TLSCert(cert, chain, key_pem)
+        return parse_cert(ref, Parts.files(name), cert_pem, self._read(ref, name, ".key"),
+                          chain_pem, passphrase)
 
-    def get_ca(self, ref: str) -> bytes:
+    def get_ca(self, ref: str, context: Context | None = None) -> bytes:
         """PEM of one or more CA certificates."""
-        pem = self._read(ref, _name(ref), ".crt")
-        try:
-            certs = x509.load_pem_x509_certificates(pem)
-        except ValueError:
-            raise CertificateError(
-                ref, f"{_name(ref)}.crt is not one or more PEM CA certificates") from None
-        return b"".join(c.public_bytes(serialization.Encoding.PEM) for c in certs)
+        name = _name(ref)
+        return parse_ca(ref, f"{name}.crt", self._read(ref, name, ".crt"))
 
-    def get_crl(self, ref: str) -> bytes:
-        pem = self._read(ref, _name(ref), ".crt")
-        try:
-            crl = x509.load_pem_x509_crl(pem)
-        except ValueError:
-            raise CertificateError(
-                ref, f"{_name(ref)}.crt is not a PEM certificate revocation list") from None
-        return crl.public_bytes(serialization.Encoding.PEM)
+    def get_crl(self, ref: str, context: Context | None = None) -> bytes:
+        name = _name(ref)
+        return parse_crl(ref, f"{name}.crt", self._read(ref, name, ".crt"))
+
+    def set_acls(self, ref: str, context: Context) -> None:
+        """The worker reads the same files."""
 
     def _read(self, ref: str, name: str, suffix: str, optional: bool = False) -> bytes:
         try:
@@ -136,31 +197,24 @@ def _name(ref: str) -> str:
     return name
 
 
-def _one_cert(ref: str, name: str, pem: bytes) -> x509.Certificate:
-    try:
-        return x509.load_pem_x509_certificate(pem)
-    except ValueError:
-        raise CertificateError(ref, f"{name}.crt is not a PEM certificate") from None
-
-
-def _private_key(ref: str, name: str, pem: bytes, passphrase: bytes | None) -> Any:
-    """The key of ``<name>.key``, decrypted with ``<name>.pass`` if there is one; what
-    went wrong, said in terms of those files."""
+def _private_key(ref: str, parts: Parts, pem: bytes, passphrase: bytes | None) -> Any:
+    """The key, decrypted with the passphrase if there is one; what went wrong, said in
+    terms of ``parts``."""
     try:
         return serialization.load_pem_private_key(pem, passphrase)
     except (ValueError, TypeError):
         pass
     encrypted = b"ENCRYPTED" in pem  # PKCS#8's "ENCRYPTED PRIVATE KEY", PKCS#1's Proc-Type
     if b"PRIVATE KEY-----" not in pem:
-        reason = f"{name}.key is not a PEM private key"
+        reason = f"{parts.key} is not a PEM private key"
     elif encrypted and passphrase is None:
-        reason = f"the private key in {name}.key is encrypted and there is no {name}.pass"
+        reason = f"the private key in {parts.key} is encrypted and there is no {parts.passphrase}"
     elif encrypted:
-        reason = f"the passphrase in {name}.pass does not decrypt {name}.key"
+        reason = f"the passphrase in {parts.passphrase} does not decrypt {parts.key}"
     elif passphrase is not None:
-        reason = f"{name}.pass is given but the private key in {name}.key is not encrypted"
+        reason = f"{parts.passphrase} is given but the private key in {parts.key} is not encrypted"
     else:
-        reason = f"the private key in {name}.key does not parse"
+        reason = f"the private key in {parts.key} does not parse"
     raise CertificateError(ref, reason)
 
 
@@ -168,14 +222,14 @@ class NoopCertManager:
     """Octavia's ``noop_cert_manager``: any reference is one made-up certificate, for
     running the API with the no-op drivers (nothing ever serves it)."""
 
-    def get_cert(self, ref: str) -> TLSCert:
+    def get_cert(self, ref: str, context: Context | None = None) -> TLSCert:
         ca = _noop_ca()
         return TLSCert(ca.cert, (), ca.key_pem())
 
-    def get_ca(self, ref: str) -> bytes:
+    def get_ca(self, ref: str, context: Context | None = None) -> bytes:
         return _noop_ca().cert_pem()
 
-    def get_crl(self, ref: str) -> bytes:
+    def get_crl(self, ref: str, context: Context | None = None) -> bytes:
         ca = _noop_ca()
         now = dt.datetime.now(dt.UTC)
         crl = (x509.CertificateRevocationListBuilder()
@@ -183,6 +237,9 @@ class NoopCertManager:
                .next_update(now + dt.timedelta(days=1))
                .sign(ca.key, ca.cert.signature_hash_algorithm))
         return crl.public_bytes(serialization.Encoding.PEM)
+
+    def set_acls(self, ref: str, context: Context) -> None:
+        """Nothing is stored anywhere."""
 
 
 @functools.cache

@@ -309,8 +309,24 @@ quota_opts = [
 certificates_opts = [
     cfg.StrOpt("cert_manager", default="local_cert_manager",
                help="Where TLS certificates are read from: local_cert_manager (files in "
-                    "storage_path) or noop_cert_manager (any reference is one made-up "
-                    "certificate)."),
+                    "storage_path), barbican_cert_manager (Barbican, as the requesting "
+                    "user in the API and as the [service_auth] user in the worker) or "
+                    "noop_cert_manager (any reference is one made-up certificate)."),
+    cfg.StrOpt("barbican_auth", default="barbican_acl_auth", choices=["barbican_acl_auth"],
+               help="How the worker may read the users' Barbican secrets: "
+                    "barbican_acl_auth (the API adds the service user to each "
+                    "reference's read ACL)."),
+    cfg.StrOpt("service_name",
+               help="Barbican's service name in the Keystone catalog; unset: "
+                    "[barbican] service_name."),
+    cfg.StrOpt("endpoint",
+               help="Barbican's URL instead of the catalog's; unset: [barbican] "
+                    "endpoint_override."),
+    cfg.StrOpt("region_name",
+               help="Region of Barbican's catalog entry; unset: [barbican] region_name."),
+    cfg.StrOpt("endpoint_type", default="publicURL",
+               help="Interface of Barbican's catalog entry: publicURL, internalURL or "
+                    "adminURL (or public, internal, admin)."),
     cfg.StrOpt("storage_path", default="",
                help="Directory of the local certificate manager (<ref>.crt, .key, .int, "
                     ".pass); default: <state_path>/certificates."),

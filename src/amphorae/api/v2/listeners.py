@@ -182,7 +182,7 @@ def _vip_addresses(lb: m.LoadBalancer) -> list[str]:
     return addresses + [a.ip_address for a in lb.additional_vips if a.ip_address]
 
 
-def _check_refs(listener: m.Listener, sent: set[str]) -> None:
+def _check_refs(listener: m.Listener, sent: set[str], ctx: RequestContext | None) -> None:
     """The certificate references this request sets must resolve."""
     refs = {
         "default_tls_container_ref": listener.tls_certificate_id,
@@ -190,10 +190,11 @@ def _check_refs(listener: m.Listener, sent: set[str]) -> None:
         "client_ca_tls_container_ref": listener.client_ca_tls_certificate_id,
         "client_crl_container_ref": listener.client_crl_container_id,
     }
-    certificates.check({field: ref for field, ref in refs.items() if field in sent})
+    certificates.check({field: ref for field, ref in refs.items() if field in sent}, ctx)
 
 
-def _validate(lb: m.LoadBalancer, listener: m.Listener, sent: set[str]) -> None:
+def _validate(lb: m.LoadBalancer, listener: m.Listener, sent: set[str],
+              ctx: RequestContext | None) -> None:
     """Octavia's rules, checked against the listener as it would be stored."""
     protocol = listener.protocol
     api = config.CONF.api_settings
@@ -238,7 +239,7 @@ def _validate(lb: m.LoadBalancer, listener: m.Listener, sent: set[str]) -> None:
         raise errors.ValidationError(
             detail="The HSTS feature can only be used for listeners using the "
                    "TERMINATED_HTTPS protocol.")
-    _check_refs(listener, sent)
+    _check_refs(listener, sent, ctx)
     cidrs = [x.cidr for x in listener.allowed_cidrs]
     if cidrs and "allowed_cidrs" in sent:
         if lb.vip_security_groups:
@@ -365,7 +366,7 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer,
         if data.default_pool_id:
             listener.default_pool = _pool_for(session, lb, data.default_pool_id,
                                               data.protocol)
-        _validate(lb, listener, sent)
+        _validate(lb, listener, sent, ctx)
         _check_port_free(session, lb, data.protocol, data.protocol_port)
         _apply_tls_defaults(listener)
         listener.peer_port = _next_peer_port(session, lb)
@@ -383,7 +384,7 @@ def _or(value: Any, default: Any) -> Any:
 
 
 def _apply_update(session: Session, lb: m.LoadBalancer, listener: m.Listener,
-                  data: Update) -> None:
+                  data: Update, ctx: RequestContext) -> None:
     given = data.given()
     conf = config.CONF.haproxy_amphora
     validators.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols, given)
@@ -421,7 +422,7 @@ def _apply_update(session: Session, lb: m.LoadBalancer, listener: m.Listener,
                                               listener.protocol)
         else:
             listener.default_pool = None
-    _validate(lb, listener, set(given))
+    _validate(lb, listener, set(given), ctx)
     _apply_tls_defaults(listener)
 
 
@@ -474,7 +475,7 @@ class Listener:
             listener = load_authorized(req, session, listener_id, "put")
             lb = common.lock_load_balancer(session, listener.load_balancer_id)
             with session.no_autoflush:
-                _apply_update(session, lb, listener, data)
+                _apply_update(session, lb, listener, data, common.context(req))
             out = common.finish_update(session, listener, view, lb.id)
         common.send(resp, {RESOURCE: out})
 

@@ -254,7 +254,7 @@ def build(session: Session, ctx: RequestContext | None, lb: m.LoadBalancer, data
     if data.crl_container_ref and not data.ca_tls_container_ref:
         raise errors.ValidationError(
             detail="A CA certificate reference is required to specify a revocation list.")
-    certificates.check({field: getattr(data, field) for field in REF_FIELDS})
+    certificates.check({field: getattr(data, field) for field in REF_FIELDS}, ctx)
     validators.check_tls_params(data.tls_ciphers, data.tls_versions, data.alpn_protocols,
                                 data.model_fields_set)
     if listener is not None:
@@ -298,7 +298,7 @@ def _merged_sp(pool: m.Pool, given: dict[str, Any]) -> dict[str, Any] | None:
     return merged
 
 
-def _apply_update(pool: m.Pool, data: Update) -> None:
+def _apply_update(pool: m.Pool, data: Update, ctx: RequestContext) -> None:
     given = data.given()
     if "lb_algorithm" in given and data.lb_algorithm is None:
         raise errors.InvalidInput(field="lb_algorithm", value="None",
@@ -332,7 +332,7 @@ def _apply_update(pool: m.Pool, data: Update) -> None:
                        "is present.")
         raise errors.ValidationError(
             detail="A CA reference is required to specify a certificate revocation list.")
-    certificates.check({field: given.get(field) for field in REF_FIELDS})
+    certificates.check({field: given.get(field) for field in REF_FIELDS}, ctx)
     if "session_persistence" in given:
         if sp is None:
             pool.session_persistence = None
@@ -421,7 +421,7 @@ class Pool:
             pool = load_authorized(req, session, pool_id, "put")
             lb = common.lock_load_balancer(session, pool.load_balancer_id)
             with session.no_autoflush:
-                _apply_update(pool, data)
+                _apply_update(pool, data, common.context(req))
             common.mark_pending_update(*_affected_listeners(session, pool))
             out = common.finish_update(session, pool, view, lb.id)
         common.send(resp, {RESOURCE: out})
