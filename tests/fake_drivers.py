@@ -84,7 +84,8 @@ class FakeNetwork(net.NetworkDriver):
         return None
 
     def allocate_vip(self, load_balancer_id: str, subnet: net.Subnet,
-                     ip_address: str | None = None) -> net.Port:
+                     ip_address: str | None = None, project_id: str | None = None
+                     ) -> net.Port:
         return net.Port(str(uuid.uuid4()), subnet.network_id, subnet.id,
                         ip_address or "198.18.200.5")
 
