@@ -461,6 +461,8 @@ network_driver = allowed_address_pairs_driver
     state.mkdir()
     with servers.running_api("sqlite", state, "nd", extra) as server:
         api = servers.Client(server, project=nets.project_id)
+        # The clients ask Neutron for networks: our API does not serve Neutron's paths.
+        assert api.get("/v2.0/networks")[0] == 404
         body = {"loadbalancer": {"vip_subnet_id": nets.vip.id}}
         status, out = api.post("/v2/lbaas/loadbalancers", body)
         assert status == 201, out
