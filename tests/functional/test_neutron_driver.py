@@ -488,6 +488,28 @@ network_driver = allowed_address_pairs_driver
         status, out = api.put(f"/v2/lbaas/quotas/{nets.project_id}",
                               {"quota": {"load_balancer": -1}})
         assert status == 202, out
+        # The user's own port becomes the VIP; another project's is not there for them.
+        own = admin.network.create_port(name=f"amph-nd-own-{_hex()}",
+                                        network_id=nets.vip_net.id,
+                                        project_id=nets.project_id)
+        other = admin.network.create_port(
+            name=f"amph-nd-other-{_hex()}", network_id=nets.vip_net.id,
+            project_id=cloud.connect("project-b-member", "project-b").current_project_id)
+        status, out = api.post("/v2/lbaas/loadbalancers",
+                               {"loadbalancer": {"vip_port_id": other.id}})
+        assert status == 400 and other.id in out["faultstring"], out
+        status, out = api.post("/v2/lbaas/loadbalancers",
+                               {"loadbalancer": {"vip_port_id": own.id}})
+        assert status == 201, out
+        adopted = out["loadbalancer"]
+        try:
+            assert adopted["vip_port_id"] == own.id
+            assert admin.network.get_port(own.id).device_id == f"lb-{adopted['id']}"
+        finally:
+            driver.deallocate_vip(adopted["id"])
+        assert admin.network.get_port(own.id).device_id == ""
+        for port in (own, other):
+            admin.network.delete_port(port)
         status, out = api.post("/v2/lbaas/loadbalancers", {"loadbalancer": {
             "vip_subnet_id": nets.vip.id, "vip_address": "198.19.170.5"}})
         assert status == 400 and "198.19.170.5" in out["faultstring"], out

@@ -256,7 +256,8 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
     driver = registry.shared_network()
     if data.vip_port_id:
         port = driver.get_port(data.vip_port_id)
-        if port is None:
+        # Another project's port is not there for this one (the service user sees all).
+        if port is None or port.project_id not in (None, lb.project_id):
             raise errors.InvalidSubresource(resource="Port", id=data.vip_port_id)
         if port.device_id:
             raise errors.BadRequest(

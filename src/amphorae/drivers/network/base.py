@@ -48,6 +48,7 @@ class Port:
     ip_address: str
     device_id: str | None = None
     device_owner: str | None = None
+    project_id: str | None = None  # whose it is, where ports have owners (Neutron)
 
 
 @dataclasses.dataclass(frozen=True)

@@ -79,7 +79,7 @@ def _port(raw: Any, subnet_id: str | None = None) -> Port:
     fixed = _fixed_ip(raw, subnet_id) or {"subnet_id": "", "ip_address": ""}
     return Port(id=raw.id, network_id=raw.network_id, subnet_id=fixed["subnet_id"],
                 ip_address=fixed["ip_address"], device_id=raw.device_id or None,
-                device_owner=raw.device_owner or None)
+                device_owner=raw.device_owner or None, project_id=raw.project_id or None)
 
 
 def _user_error(exc: os_exc.HttpException, subnet: Subnet, ip_address: str | None
