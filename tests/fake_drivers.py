@@ -70,6 +70,7 @@ class FakeNetwork(net.NetworkDriver):
         self.plugged: dict[str, tuple[net.VipPlug, tuple[str, ...]]] = {}
         self.unplugged: list[str] = []
         self.deallocated: list[str] = []
+        self.secured: list[net.VipSecurity] = []
         self.vrrp_ips: dict[str, str] = {}
         self.lock = threading.Lock()
 
@@ -84,7 +85,8 @@ class FakeNetwork(net.NetworkDriver):
         return None
 
     def allocate_vip(self, load_balancer_id: str, subnet: net.Subnet,
-                     ip_address: str | None = None) -> net.Port:
+                     ip_address: str | None = None, project_id: str | None = None
+                     ) -> net.Port:
         return net.Port(str(uuid.uuid4()), subnet.network_id, subnet.id,
                         ip_address or "198.18.200.5")
 
@@ -93,6 +95,9 @@ class FakeNetwork(net.NetworkDriver):
 
     def deallocate_vip(self, load_balancer_id: str) -> None:
         self.deallocated.append(load_balancer_id)
+
+    def secure_vip(self, security: net.VipSecurity) -> None:
+        self.secured.append(security)
 
     def plug(self, amphora: net.Amphora, vip: net.VipPlug,
              member_subnets: Sequence[net.Subnet]) -> net.AmphoraPorts:

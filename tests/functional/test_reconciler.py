@@ -14,6 +14,7 @@ from sqlalchemy import delete, select
 from amphorae.common import constants as c
 from amphorae.db import engine
 from amphorae.db import models as m
+from amphorae.drivers.network import base as net
 from amphorae.worker import drift
 from amphorae.worker import reconciler as reconciler_mod
 from amphorae.worker.queue import Claim
@@ -347,3 +348,36 @@ def test_a_refused_object_and_a_failed_build_are_told(
     assert (kind, level) == ("ERROR", "ERROR")
     assert message.startswith(f"load balancer {other['lb']} cannot be built (")
     assert "now ERROR: amphora " in message and " did not boot" in message
+
+
+def test_the_vip_is_secured_for_the_listeners_before_plugging_and_follows_them(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url, topology=c.TOPOLOGY_ACTIVE_STANDBY)
+    reconcile(ids["lb"])
+    first = cloud.network.secured[-1]
+    assert first == net.VipSecurity(
+        load_balancer_id=ids["lb"], vips=(VIP,), openings=(net.Opening("tcp", 80),),
+        vrrp=True, peer_ports=(), security_groups=())
+    assert len(cloud.network.secured) == 1 and cloud.network.plugged
+    with engine.transaction(url=database_url) as session:
+        listener = session.get_one(m.Listener, ids["listener"])
+        listener.peer_port = 1025
+        session.add(m.ListenerCidr(listener_id=listener.id, cidr="198.19.0.0/16"))
+        session.add(m.Listener(id=m.new_id(), load_balancer_id=ids["lb"], protocol="UDP",
+                               protocol_port=53, provisioning_status=c.PENDING_CREATE,
+                               operating_status=c.OFFLINE, peer_port=1026))
+        session.add(m.Listener(id=m.new_id(), load_balancer_id=ids["lb"], protocol="TCP",
+                               protocol_port=22, provisioning_status=c.PENDING_DELETE,
+                               operating_status=c.OFFLINE))
+    reconcile(ids["lb"])
+    assert cloud.network.secured[-1] == net.VipSecurity(
+        load_balancer_id=ids["lb"], vips=(VIP,),
+        openings=(net.Opening("udp", 53), net.Opening("tcp", 80, "198.19.0.0/16")),
+        vrrp=True, peer_ports=(1025, 1026), security_groups=())
+    with engine.transaction(url=database_url) as session:  # the user's groups instead
+        session.add(m.VipSecurityGroup(load_balancer_id=ids["lb"], sg_id="sg-1"))
+    reconcile(ids["lb"])
+    assert cloud.network.secured[-1].openings == ()
+    assert cloud.network.secured[-1].security_groups == ("sg-1",)
+    assert all(plug.security_groups == ("sg-1",)
+               for plug, _members in cloud.network.plugged.values())

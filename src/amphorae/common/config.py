@@ -290,6 +290,14 @@ networking_opts = [
                 help="Ids of networks a VIP may not be on."),
     cfg.ListOpt("reserved_ips", default=["169.254.169.254"],
                 help="Addresses no member may have (by default the metadata service's)."),
+    cfg.IntOpt("max_retries", default=15,
+               help="Neutron network driver: how many times a call that waits on another "
+                    "(deleting a security group a port still uses) is retried."),
+    cfg.IntOpt("retry_interval", default=1,
+               help="Neutron network driver: seconds between those retries."),
+    cfg.IntOpt("port_detach_timeout", default=300,
+               help="Neutron network driver: seconds to wait for Nova to detach a port "
+                    "from an amphora before the port is deleted anyway."),
 ]
 
 local_network_opts = [

@@ -52,7 +52,7 @@ from amphorae.drivers.compute import base as compute_base
 from amphorae.drivers.network import base as net
 from amphorae.drivers.registry import Drivers
 from amphorae.render.keepalived import priority_for
-from amphorae.worker import certificates, changes, completion, desired
+from amphorae.worker import certificates, changes, completion, desired, vip_security
 from amphorae.worker.queue import Claim, LeaseLost
 
 LOG = logging.getLogger(__name__)
@@ -260,6 +260,7 @@ class _Run:
             if vip is None or subnet is None or not vip.ip_address:
                 raise BuildError(f"the VIP subnet {vip and vip.subnet_id} is unknown")
             addresses = (vip.ip_address, *_extra_vips(session, lb_id, subnet.id))
+            security = vip_security.vip_security(session, lb_id, topology, addresses)
             member_subnets: dict[str, net.Subnet] = {}
             for member_id, subnet_id in session.execute(
                     select(m.Member.id, m.Member.subnet_id).join(m.Pool)
@@ -275,8 +276,9 @@ class _Run:
                 else:
                     member_subnets[found.id] = found
         plug = net.VipPlug(load_balancer_id=lb_id, subnet_id=subnet.id, addresses=addresses,
-                           vrrp=pair)
+                           vrrp=pair, security_groups=security.security_groups)
         self.fence.check()
+        self.d.network.secure_vip(security)  # before the ports that carry it
         plugged = each(lambda amp: self.d.network.plug(
             net.Amphora(amp.id, amp.compute_id or ""), plug, list(member_subnets.values())),
             amps)

@@ -3,7 +3,10 @@ delete (with cascade), status tree, stats and failover."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import logging
+from collections.abc import Iterator
 from types import SimpleNamespace
 from typing import Any
 
@@ -32,6 +35,7 @@ from amphorae.db import models as m
 from amphorae.db import tree as subtree
 from amphorae.drivers import registry
 
+LOG = logging.getLogger(__name__)
 RESOURCE = "loadbalancer"
 NAME = common.LB_NAME
 
@@ -252,7 +256,8 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
     driver = registry.shared_network()
     if data.vip_port_id:
         port = driver.get_port(data.vip_port_id)
-        if port is None:
+        # Another project's port is not there for this one (the service user sees all).
+        if port is None or port.project_id not in (None, lb.project_id):
             raise errors.InvalidSubresource(resource="Port", id=data.vip_port_id)
         if port.device_id:
             raise errors.BadRequest(
@@ -288,7 +293,7 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
                 detail=f"No subnet on network {net.id} fits the VIP address.")
     _check_vip_network(subnet.network_id)
     # The local driver's allocation joins this transaction (engine.transaction).
-    port = driver.allocate_vip(lb.id, subnet, data.vip_address)
+    port = driver.allocate_vip(lb.id, subnet, data.vip_address, project_id=lb.project_id)
     lb.vip = m.Vip(ip_address=port.ip_address, port_id=port.id, subnet_id=subnet.id,
                    network_id=subnet.network_id, qos_policy_id=data.vip_qos_policy_id)
     seen = {subnet.id}
@@ -303,7 +308,8 @@ def build_vip(session: Session, lb: m.LoadBalancer, data: Create) -> None:
             raise errors.ValidationError(
                 detail="All VIP subnets must belong to the same network.")
         seen.add(sub.id)
-        extra_port = driver.allocate_vip(lb.id, sub, extra.ip_address)
+        extra_port = driver.allocate_vip(lb.id, sub, extra.ip_address,
+                                         project_id=lb.project_id)
         lb.additional_vips.append(m.AdditionalVip(
             subnet_id=sub.id, network_id=sub.network_id, ip_address=extra_port.ip_address,
             port_id=extra_port.id))
@@ -317,7 +323,8 @@ def _check_vip_network(network_id: str) -> None:
         raise errors.ValidationError(detail=f"Supplied VIP network_id {network_id} is not allowed.")
 
 
-def create(session: Session, req: falcon.Request, data: Create) -> m.LoadBalancer:
+def create(session: Session, req: falcon.Request, data: Create,
+           lb_id: str | None = None) -> m.LoadBalancer:
     ctx = common.context(req)
     project = common.request_project(ctx, RESOURCE, data.project_id or data.tenant_id)
     if data.vip_sg_ids is not None:
@@ -326,7 +333,8 @@ def create(session: Session, req: falcon.Request, data: Create) -> m.LoadBalance
     provider, flavor = _provider_and_flavor(session, data)
     _availability_zone(session, data.availability_zone)
     lb = m.LoadBalancer(
-        id=m.new_id(), project_id=project, name=data.name, description=data.description,
+        id=lb_id or m.new_id(), project_id=project, name=data.name,
+        description=data.description,
         enabled=data.admin_state_up, provider=provider,
         flavor_id=flavor.id if flavor else None, availability_zone=data.availability_zone,
         topology=topology_for(flavor), provisioning_status=c.PENDING_CREATE,
@@ -347,6 +355,24 @@ def create(session: Session, req: falcon.Request, data: Create) -> m.LoadBalance
     return lb
 
 
+@contextlib.contextmanager
+def released_on_failure(lb_id: str) -> Iterator[None]:
+    """A network driver whose VIPs live outside our database (Neutron) cannot roll back
+    with the transaction: what it allocated for a load balancer that was not written is
+    released here."""
+    driver = registry.shared_network()
+    try:
+        yield
+    except BaseException:
+        if not driver.joins_transaction:
+            try:
+                driver.deallocate_vip(lb_id)
+            except Exception:
+                LOG.exception("load balancer %s was not created; releasing its VIP "
+                              "failed", lb_id)
+        raise
+
+
 # --- controllers ----------------------------------------------------------------------
 
 
@@ -364,8 +390,9 @@ class LoadBalancers:
 
     def on_post(self, req: falcon.Request, resp: falcon.Response) -> None:
         data = body.parse(req, RESOURCE, Create)
-        with db.transaction() as session:
-            lb = create(session, req, data)
+        lb_id = m.new_id()
+        with released_on_failure(lb_id), db.transaction() as session:
+            lb = create(session, req, data, lb_id)
             out = view(lb)
             if data.listeners or data.pools:
                 out |= graph.view(lb)

@@ -48,6 +48,7 @@ class Port:
     ip_address: str
     device_id: str | None = None
     device_owner: str | None = None
+    project_id: str | None = None  # whose it is, where ports have owners (Neutron)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -68,6 +69,32 @@ class VipPlug:
     subnet_id: str
     addresses: tuple[str, ...]
     vrrp: bool
+    # The user's own security groups for the VIP (vip_sg_ids), which a driver with
+    # security groups puts on the amphora's VIP-network port next to its own.
+    security_groups: tuple[str, ...] = ()
+
+
+@dataclasses.dataclass(frozen=True)
+class Opening:
+    """One port the VIP answers on: a listener's, from ``cidr`` (None: from anywhere)."""
+
+    protocol: str  # "tcp", "udp" or "sctp"
+    port: int
+    cidr: str | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class VipSecurity:
+    """What may reach a load balancer's VIP and amphorae: its listeners' ports (none
+    when the user's own ``security_groups`` take their place, as in Octavia), and for a
+    VRRP pair the pair's own traffic (VRRP adverts, HAProxy's ``peer_ports``)."""
+
+    load_balancer_id: str
+    vips: tuple[str, ...]  # every VIP address: which IP versions to open
+    openings: tuple[Opening, ...]
+    vrrp: bool
+    peer_ports: tuple[int, ...] = ()
+    security_groups: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -122,8 +149,10 @@ class NetworkDriver(abc.ABC):
 
     @abc.abstractmethod
     def allocate_vip(self, load_balancer_id: str, subnet: Subnet,
-                     ip_address: str | None = None) -> Port:
-        """A port for one VIP of the load balancer: the given address, or a free one."""
+                     ip_address: str | None = None, project_id: str | None = None) -> Port:
+        """A port for one VIP of the load balancer: the given address, or a free one
+        (``project_id``: the load balancer's, whose the port is where ports have owners).
+        """
 
     @abc.abstractmethod
     def adopt_vip_port(self, load_balancer_id: str, port_id: str) -> Port:
@@ -134,7 +163,17 @@ class NetworkDriver(abc.ABC):
     def deallocate_vip(self, load_balancer_id: str) -> None:
         """Release every VIP port of the load balancer; fine when there is none."""
 
+    # Whether the VIP calls write through the caller's database transaction (and so roll
+    # back with it); otherwise the API deallocates when its transaction fails.
+    joins_transaction = False
+
     # -- amphorae (the worker) -----------------------------------------------------------
+
+    def secure_vip(self, security: VipSecurity) -> None:
+        """Let exactly ``security`` reach the VIP and the amphorae (before they are
+        plugged, then at every reconcile, so listener changes follow); removed with
+        ``deallocate_vip``. A driver without security groups has nothing to do."""
+        return None
 
     @abc.abstractmethod
     def plug(self, amphora: Amphora, vip: VipPlug,

@@ -94,6 +94,7 @@ def _port(row: IPAllocation) -> Port:
 
 class LocalNetworkDriver(NetworkDriver):
     serves_networks = True
+    joins_transaction = True  # engine.transaction joins the API's
 
     def __init__(self, url: str | None = None,
                  plugger: ports.PortPlugger | None = None) -> None:
@@ -138,7 +139,7 @@ class LocalNetworkDriver(NetworkDriver):
     # -- VIPs --------------------------------------------------------------------------
 
     def allocate_vip(self, load_balancer_id: str, subnet: Subnet,
-                     ip_address: str | None = None) -> Port:
+                     ip_address: str | None = None, project_id: str | None = None) -> Port:
         with engine.transaction(url=self.url) as session:
             return self._allocate(session, subnet, vip_device(load_balancer_id), VIP_OWNER,
                                   ip_address)

@@ -62,7 +62,7 @@ class NoopNetworkDriver(NetworkDriver):
                     ip_address=made_up_address(port_id))
 
     def allocate_vip(self, load_balancer_id: str, subnet: Subnet,
-                     ip_address: str | None = None) -> Port:
+                     ip_address: str | None = None, project_id: str | None = None) -> Port:
         seed = f"{load_balancer_id}/{subnet.id}"
         return Port(id=_port_id(seed), network_id=subnet.network_id, subnet_id=subnet.id,
                     ip_address=ip_address or made_up_address(seed),
