@@ -148,7 +148,7 @@ class AmphoraBooter(base.ComputeDriver):
         return BootedAmphora(amphora_id, amp.namespace, amp.management_ip, expiration, pid,
                              time.perf_counter() - started)
 
-    def build(self, amphora_id: str) -> base.Instance:
+    def build(self, amphora_id: str, server_group_id: str | None = None) -> base.Instance:
         amp = self.create(amphora_id)
         return base.Instance(amphora_id, amp.compute_id, base.ACTIVE, amp.management_ip,
                              amp.cert_expiration, amp.boot_seconds)
