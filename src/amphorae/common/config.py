@@ -159,7 +159,8 @@ controller_worker_opts = [
                     "API; needs compute_netns_driver) or amphora_noop_driver."),
     cfg.StrOpt("compute_driver", default="compute_netns_driver",
                help="Where amphorae run: compute_netns_driver (network namespaces on this host; "
-                    "needs root) or compute_noop_driver (nowhere)."),
+                    "needs root), compute_nova_driver (Nova servers booted from the Glance "
+                    "image tagged amp_image_tag) or compute_noop_driver (nowhere)."),
     cfg.StrOpt("network_driver", default="network_local_driver",
                help="Where VIP and member addresses come from: network_local_driver "
                     "([local_network] subnets, bridges on this host) or network_noop_driver "
