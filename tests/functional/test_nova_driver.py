@@ -27,10 +27,17 @@ import yaml
 from cryptography import x509
 
 from amphorae.common import config, pki
+from amphorae.common import constants as c
+from amphorae.db import engine
+from amphorae.db import models as m
 from amphorae.drivers.compute import agent_config, base
 from amphorae.drivers.compute import nova as nova_mod
 from amphorae.drivers.compute.nova import NovaComputeDriver
+from amphorae.worker.queue import Claim
+from amphorae.worker.reconciler import NotYet, Reconciler
 from tests import cloud as osdev
+from tests import fake_drivers as fake
+from tests.functional.test_reconciler import amphorae, new_lb, statuses
 
 MGMT_CIDR = "198.19.96.0/24"
 ACTIVE_TIMEOUT = 90.0  # fake virt: 4-6 s each, more while other helpers boot too
@@ -294,3 +301,49 @@ def test_an_unset_flavor_names_the_option(
         config.CONF.clear_override("amp_flavor_id", group="controller_worker")
     with pytest.raises(nova_mod.ComputeBuildError, match=r"amp_flavor_id: not set"):
         driver.build(str(uuid.uuid4()))
+
+
+def test_the_reconciler_follows_a_pair_of_vms_to_active_and_tears_it_down(
+        env: Env, make_driver: Callable[..., NovaComputeDriver], database_url: str,
+        tmp_path: Path) -> None:
+    """The worker's path with this driver (network and amphora drivers recording only:
+    fake virt runs no agent): runs stop with NotYet while Nova boots, and the run that
+    finds both servers ACTIVE records their ids and management addresses; the teardown
+    removes servers and server group."""
+    driver = make_driver()
+    recording = fake.FakeCloud()
+    reconciler = Reconciler(recording.drivers(str(tmp_path)), database_url)
+    reconciler.d = dataclasses.replace(reconciler.d, compute=driver)
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    claim = Claim(target=ids["lb"], load_balancer_id=ids["lb"], job_ids=(),
+                  actions=frozenset([(c.JOB_RECONCILE, None)]), attempts=1)
+
+    def run() -> bool:
+        try:
+            reconciler.run(claim)
+        except NotYet:
+            return False
+        return True
+
+    waits = 0
+    while not run():
+        waits += 1
+        assert waits < ACTIVE_TIMEOUT, "the pair never became ACTIVE"
+        time.sleep(1)
+    assert waits >= 1  # a VM takes seconds: at least one run had to come back
+    assert statuses(database_url, ids)["lb"] == c.ACTIVE
+    pair = amphorae(database_url, ids["lb"])
+    servers = {s.id: s for s in _servers_of(env.admin, driver.deployment)}
+    assert {a.compute_id for a in pair} == set(servers)
+    assert all(ipaddress.ip_address(a.lb_network_ip) in ipaddress.ip_network(MGMT_CIDR)
+               for a in pair)
+    assert {s.compute_host for s in servers.values()} == {"amph-compute-1",
+                                                          "amph-compute-2"}
+    with engine.transaction(url=database_url) as session:
+        session.get_one(m.LoadBalancer, ids["lb"]).provisioning_status = c.PENDING_DELETE
+    assert run()
+    assert statuses(database_url, ids)["lb"] == c.DELETED
+    _wait("the pair's servers to go", lambda: not _servers_of(env.admin, driver.deployment),
+          GONE_TIMEOUT)
+    assert not [g for g in env.admin.compute.server_groups(all_projects=True)
+                if g.name == f"octavia-lb-{ids['lb']}"]
