@@ -347,3 +347,18 @@ def test_the_reconciler_follows_a_pair_of_vms_to_active_and_tears_it_down(
           GONE_TIMEOUT)
     assert not [g for g in env.admin.compute.server_groups(all_projects=True)
                 if g.name == f"octavia-lb-{ids['lb']}"]
+
+
+def test_opaque_names_are_found_again(
+        env: Env, make_driver: Callable[..., NovaComputeDriver]) -> None:
+    config.CONF.set_override("random_amphora_name_length", 12, group="nova")
+    try:
+        driver, after_a_crash = make_driver(), make_driver()
+    finally:
+        config.CONF.clear_override("random_amphora_name_length", group="nova")
+    amp_id = str(uuid.uuid4())
+    first = driver.build(amp_id)
+    server = env.admin.compute.get_server(first.compute_id)
+    assert len(server.name) == 12 and server.name.startswith("a") and amp_id not in server.name
+    assert after_a_crash.build(amp_id).compute_id == first.compute_id
+    _delete_and_wait(env, driver, amp_id)
