@@ -32,21 +32,45 @@ MEMBER_SUBNET = net.Subnet(id="member-subnet", name="members", network_id="membe
 
 
 class FakeCompute(compute.ComputeDriver):
+    """``building_calls``: how many build calls of an amphora answer BUILDING before it
+    is ACTIVE (0: at once, as the netns driver); with ``anti_affinity``, pairs get a
+    server group as Nova's driver gives them."""
+
     def __init__(self) -> None:
         self.instances: dict[str, str] = {}  # amphora id -> status
-        self.built: list[str] = []
+        self.built: list[str] = []  # every build call, repeated ones too
         self.deleted: list[str] = []
         self.fail_builds = False
+        self.building_calls = 0
+        self.anti_affinity = False
+        self.groups: dict[str, str] = {}  # load balancer id -> group id
+        self.deleted_groups: list[str] = []
+        self.group_of: dict[str, str | None] = {}  # amphora id -> its build's group
         self.lock = threading.Lock()
 
-    def build(self, amphora_id: str) -> compute.Instance:
+    def build(self, amphora_id: str, server_group_id: str | None = None
+              ) -> compute.Instance:
         if self.fail_builds:
             raise RuntimeError("no capacity")
         with self.lock:
+            calls = self.built.count(amphora_id)
             self.built.append(amphora_id)
-            self.instances[amphora_id] = compute.ACTIVE
+            self.group_of.setdefault(amphora_id, server_group_id)
+            status = compute.BUILDING if calls < self.building_calls else compute.ACTIVE
+            self.instances[amphora_id] = status
         return compute.Instance(amphora_id, str(uuid.uuid5(uuid.NAMESPACE_OID, amphora_id)),
-                                compute.ACTIVE, "198.18.99.1")
+                                status, "198.18.99.1" if status == compute.ACTIVE else None)
+
+    def create_server_group(self, load_balancer_id: str) -> str | None:
+        if not self.anti_affinity:
+            return None
+        with self.lock:
+            return self.groups.setdefault(load_balancer_id, f"group-{load_balancer_id}")
+
+    def delete_server_group(self, load_balancer_id: str) -> None:
+        with self.lock:
+            if self.groups.pop(load_balancer_id, None):
+                self.deleted_groups.append(load_balancer_id)
 
     def delete(self, amphora_id: str) -> None:
         with self.lock:

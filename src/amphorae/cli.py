@@ -93,10 +93,11 @@ def sample_opts() -> list[tuple[str, list]]:
     from amphorae.agent import options as agent_options
     from amphorae.api import keystone
     from amphorae.drivers import cloud
-    from amphorae.drivers.compute import netns
+    from amphorae.drivers.compute import netns, nova
 
     return [*config.list_opts(), *keystone.list_opts(), *policy_opts.list_opts(),
-            *netns.list_opts(), *cloud.list_opts(), *agent_options.list_opts()]
+            *netns.list_opts(), *cloud.list_opts(), *nova.list_opts(),
+            *agent_options.list_opts()]
 
 
 def _config_sample(_args: argparse.Namespace) -> int:

@@ -103,6 +103,21 @@ def test_retry_hands_back_with_a_delay(url: str) -> None:
     assert again is not None and again.attempts == 2
 
 
+def test_defer_hands_back_with_a_delay_and_counts_no_attempt(url: str) -> None:
+    """A reconcile that waits for a booting VM comes back as often as it needs: no
+    give-up after MAX_ATTEMPTS claims."""
+    lb = str(uuid.uuid4())
+    add_jobs(url, (lb, c.JOB_RECONCILE))
+    queue = JobQueue("w", 30, url)
+    for _ in range(3):
+        claim = queue.claim()
+        assert claim is not None and claim.attempts == 1
+        queue.defer(claim, 0.3)
+        assert queue.claim() is None
+        time.sleep(0.4)
+    assert [row.attempts for row in job_rows(url)] == [0]
+
+
 def test_jobs_without_a_load_balancer_are_keyed_by_amphora(url: str) -> None:
     amp1, amp2 = str(uuid.uuid4()), str(uuid.uuid4())
     with engine.transaction(url=url) as session:

@@ -4,6 +4,7 @@ and pushed, what a refused configuration leaves in ERROR, what a teardown remove
 
 from __future__ import annotations
 
+import datetime as dt
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -11,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import delete, select
 
+from amphorae.common import config
 from amphorae.common import constants as c
 from amphorae.db import engine
 from amphorae.db import models as m
@@ -220,6 +222,67 @@ def test_an_amphora_that_does_not_boot_leaves_nothing_and_the_lb_in_error(
     assert statuses(database_url, ids)["lb"] == c.ERROR
     assert amphorae(database_url, ids["lb"]) == []
     assert len(cloud.compute.deleted) == 1 and cloud.network.unplugged == cloud.compute.deleted
+
+
+def test_a_booting_amphora_requeues_the_run_and_a_later_run_finishes_it(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    """A VM boots for a while: each run asks once, stops with NotYet (no thread held)
+    and the run after it follows the same amphora instead of booting another."""
+    ids = new_lb(database_url)
+    cloud.compute.building_calls = 2
+    for _ in range(2):
+        with pytest.raises(reconciler_mod.NotYet) as waiting:
+            reconcile(ids["lb"])
+        assert waiting.value.delay == config.CONF.controller_worker.amp_active_wait_sec
+        (amp,) = amphorae(database_url, ids["lb"])
+        assert (amp.status, amp.lb_network_ip) == (c.AMPHORA_BOOTING, None)
+        assert amp.compute_id  # written while it boots: a crash leaves it findable
+        assert statuses(database_url, ids)["lb"] == c.PENDING_CREATE
+        assert not cloud.amphora.applied
+    reconcile(ids["lb"])
+    (done,) = amphorae(database_url, ids["lb"])
+    assert done.id == amp.id and (done.status, done.lb_network_ip) == (c.ALLOCATED,
+                                                                       "198.18.99.1")
+    assert cloud.compute.built == [amp.id] * 3 and not cloud.compute.deleted
+    assert set(statuses(database_url, ids).values()) == {c.ACTIVE}
+
+
+def test_a_boot_that_outlasts_the_active_wait_puts_the_lb_in_error(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    cloud.compute.building_calls = 100
+    with pytest.raises(reconciler_mod.NotYet):
+        reconcile(ids["lb"])
+    (amp,) = amphorae(database_url, ids["lb"])
+    cw = config.CONF.controller_worker
+    with engine.transaction(url=database_url) as session:  # as if booting since then
+        session.get_one(m.Amphora, amp.id).created_at -= dt.timedelta(
+            seconds=cw.amp_active_retries * cw.amp_active_wait_sec + 1)
+    reconcile(ids["lb"])
+    assert statuses(database_url, ids)["lb"] == c.ERROR
+    assert amphorae(database_url, ids["lb"]) == [] and cloud.compute.deleted == [amp.id]
+
+
+def test_a_pair_boots_in_its_server_group_and_teardown_removes_it(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_STANDBY)
+    cloud.compute.anti_affinity = True
+    reconcile(ids["lb"])
+    pair = amphorae(database_url, ids["lb"])
+    assert {cloud.compute.group_of[a.id] for a in pair} == {f"group-{ids['lb']}"}
+    with engine.transaction(url=database_url) as session:
+        session.get_one(m.LoadBalancer, ids["lb"]).provisioning_status = c.PENDING_DELETE
+    reconcile(ids["lb"])
+    assert cloud.compute.deleted_groups == [ids["lb"]] and not cloud.compute.groups
+
+
+def test_a_single_amphora_gets_no_server_group(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = new_lb(database_url)
+    cloud.compute.anti_affinity = True
+    reconcile(ids["lb"])
+    (amp,) = amphorae(database_url, ids["lb"])
+    assert cloud.compute.group_of[amp.id] is None and not cloud.compute.groups
 
 
 def test_teardown_removes_amphorae_ports_and_the_vip(

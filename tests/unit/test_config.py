@@ -48,9 +48,10 @@ def test_every_option_of_ours_says_what_it_does():
     """keystonemiddleware's and oslo.policy's options are theirs; all others need a help
     text (the sample file and `amphorae config sample` show it)."""
     from amphorae.agent import options as agent_options
-    from amphorae.drivers.compute import netns
+    from amphorae.drivers.compute import netns, nova
 
-    ours = [*config.list_opts(), *netns.list_opts(), *agent_options.list_opts()]
+    ours = [*config.list_opts(), *netns.list_opts(), *nova.list_opts(),
+            *agent_options.list_opts()]
     assert len([opt for _, opts in ours for opt in opts]) > 100
     silent = [f"[{group}] {opt.dest}" for group, opts in ours for opt in opts
               if len((opt.help or "").split()) < 3]

@@ -159,15 +159,37 @@ controller_worker_opts = [
                     "API; needs compute_netns_driver) or amphora_noop_driver."),
     cfg.StrOpt("compute_driver", default="compute_netns_driver",
                help="Where amphorae run: compute_netns_driver (network namespaces on this host; "
-                    "needs root) or compute_noop_driver (nowhere)."),
+                    "needs root), compute_nova_driver (Nova servers booted from the Glance "
+                    "image tagged amp_image_tag) or compute_noop_driver (nowhere)."),
     cfg.StrOpt("network_driver", default="network_local_driver",
                help="Where VIP and member addresses come from: network_local_driver "
                     "([local_network] subnets, bridges on this host) or network_noop_driver "
                     "(made up)."),
     cfg.StrOpt("amp_image_tag", default="",
-               help=_unused("amphorae are namespaces, booted from no image.")),
+               help="compute_nova_driver: Glance tag of the amphora image; the newest "
+                    "active image with it is booted."),
+    cfg.StrOpt("amp_image_owner_id", default="",
+               help="compute_nova_driver: only images of this project qualify (empty: "
+                    "any owner)."),
     cfg.StrOpt("amp_flavor_id", default="",
-               help=_unused("amphorae are namespaces, with no compute flavor.")),
+               help="compute_nova_driver: Nova flavor id of amphorae."),
+    cfg.ListOpt("amp_boot_network_list", default=[],
+                help="compute_nova_driver: networks amphorae boot on; the first is the "
+                     "management network (lb_network_ip). Empty: Nova allocates one."),
+    cfg.StrOpt("amp_ssh_key_name", default="",
+               help="compute_nova_driver: Nova key pair put into amphorae (empty: none)."),
+    cfg.ListOpt("amp_secgroup_list", default=[],
+                help="compute_nova_driver: security groups of amphorae's boot ports."),
+    cfg.BoolOpt("user_data_config_drive", default=False,
+                help="compute_nova_driver: deliver the agent's files as cloud-init user "
+                     "data (write_files) instead of personality files on the config "
+                     "drive."),
+    cfg.IntOpt("amp_active_retries", default=30, min=1,
+               help="Checks of a booting amphora (amp_active_wait_sec apart) before the "
+                    "load balancer goes to ERROR; the reconcile is requeued in between, "
+                    "holding no thread."),
+    cfg.IntOpt("amp_active_wait_sec", default=10, min=1,
+               help="Seconds between two checks of a booting amphora."),
     cfg.ListOpt("statistics_drivers", default=["stats_db"],
                 help=_unused("listener statistics always go to the database.")),
     cfg.IntOpt("job_lease_seconds", default=10,

@@ -26,7 +26,10 @@ def _format_default(opt: cfg.Opt) -> str:
 def render(groups: list[tuple[str, list[cfg.Opt]]] | None = None) -> str:
     """The sample file for ``groups`` (default: the control plane's options)."""
     out = io.StringIO()
+    merged: dict[str, list[cfg.Opt]] = {}  # a group several modules add to: one section
     for group, opts in groups if groups is not None else config.list_opts():
+        merged.setdefault(group, []).extend(opts)
+    for group, opts in merged.items():
         out.write(f"[{group}]\n\n")
         for opt in opts:
             if opt.help:

@@ -5,11 +5,13 @@ from __future__ import annotations
 from amphorae.common import constants as c
 from amphorae.common import metrics
 from amphorae.worker.queue import Claim, LeaseLost
+from amphorae.worker.reconciler import NotYet
 
 # A claim may hold several jobs; it is named after the one that says most about it.
 ACTIONS = (c.JOB_FAILOVER_LB, c.JOB_FAILOVER_AMPHORA, c.JOB_DELETE_AMPHORA,
            c.JOB_AMPHORA_CONFIG)
 SUCCESS, LEASE_LOST, ERROR, GAVE_UP = "success", "lease_lost", "error", "gave_up"
+WAITING = "waiting"  # stopped while an amphora boots, due again later
 
 
 def action(claim: Claim) -> str:
@@ -19,7 +21,9 @@ def action(claim: Claim) -> str:
 def outcome(error: BaseException | None) -> str:
     if error is None:
         return SUCCESS
-    return LEASE_LOST if isinstance(error, LeaseLost) else ERROR
+    if isinstance(error, LeaseLost):
+        return LEASE_LOST
+    return WAITING if isinstance(error, NotYet) else ERROR
 
 
 @metrics.safe

@@ -174,6 +174,15 @@ class JobQueue:
                 lease_owner=None, lease_expires_at=None,
                 not_before=utcnow() + dt.timedelta(seconds=delay)))
 
+    def defer(self, claim: Claim, delay: float) -> None:
+        """Give the jobs back, due again after ``delay`` seconds, without counting this
+        claim as an attempt: the reconcile did not fail, it waits (for a booting VM)."""
+        with engine.transaction(url=self.url) as session:
+            session.execute(update(Job).where(
+                Job.id.in_(claim.job_ids), Job.lease_owner == self.owner).values(
+                lease_owner=None, lease_expires_at=None, attempts=Job.attempts - 1,
+                not_before=utcnow() + dt.timedelta(seconds=delay)))
+
     def release_all(self) -> None:
         """On a clean shutdown: hand this worker's jobs back at once."""
         with engine.transaction(url=self.url) as session:

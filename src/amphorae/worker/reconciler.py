@@ -5,8 +5,13 @@ exists, and does only the missing steps, each of them idempotent — so a run th
 killed half-way is simply run again. Steps, in order:
 
 1. amphorae: one per role of the topology (SINGLE: STANDALONE; ACTIVE_STANDBY: MASTER and
-   BACKUP). An amphora that is gone, or named by a failover, is replaced: its row is
-   written (BOOTING) before it is booted, so a crash leaves a row the next run cleans up;
+   BACKUP, in the compute driver's anti-affinity group when it has one). An amphora that
+   is gone, or named by a failover, is replaced: its row is written (BOOTING) before it
+   is booted, and a BOOTING row is built again (the compute driver's build is
+   idempotent), so a run that crashed mid-boot is finished by the next one. A boot that
+   finishes later (a Nova VM) answers BUILDING: the run stops there (:class:`NotYet`) and
+   its jobs come back ``[controller_worker] amp_active_wait_sec`` later, holding no
+   thread meanwhile, up to ``amp_active_retries`` times;
 2. ports: the network driver plugs every amphora into the VIP subnet (the VIP itself on
    a SINGLE amphora, each amphora's own VRRP address in a pair) and its member subnets;
 3. configuration: the render model from the database, pushed to every amphora. A change
@@ -38,6 +43,7 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import config
 from amphorae.common import constants as c
+from amphorae.common.timeutil import utcnow
 from amphorae.contract import model
 from amphorae.db import engine, events
 from amphorae.db import models as m
@@ -68,6 +74,15 @@ VIP_HOLDER_POLL = 0.05
 
 class BuildError(Exception):
     """The load balancer cannot be brought up; the reason is for the operator's log."""
+
+
+class NotYet(Exception):
+    """An amphora is still booting: the run stops, and its jobs are due again after
+    ``delay`` seconds (a wait, not a failed attempt)."""
+
+    def __init__(self, delay: float, reason: str) -> None:
+        super().__init__(reason)
+        self.delay = delay
 
 
 class Fence:
@@ -146,8 +161,9 @@ class _Run:
                           reason)
             failed |= set(tls.failed)
             failed |= self._configure(lb_id, topology, amps, failed, tls)
-        except (OperationalError, LeaseLost):
-            raise  # the database is away, or the jobs are another worker's now
+        except (OperationalError, LeaseLost, NotYet):
+            raise  # the database is away, the jobs are another worker's now, or a boot
+            # goes on: the worker gives the jobs back
         except Exception as exc:
             if not isinstance(exc, (BuildError, ConfigRefused)):  # a bug: its traceback
                 LOG.exception("reconcile of load balancer %s failed", lb_id)
@@ -177,42 +193,71 @@ class _Run:
             rows = list(session.scalars(select(m.Amphora).where(
                 m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)
                 .order_by(m.Amphora.created_at)))
-        if self.claim.has(c.JOB_FAILOVER_LB):
-            replace |= {row.id for row in rows}
+        if self.claim.has(c.JOB_FAILOVER_LB):  # not the replacements it is booting
+            replace |= {row.id for row in rows if row.status != c.AMPHORA_BOOTING}
         keep: dict[str, m.Amphora] = {}
+        booting: dict[str, m.Amphora] = {}  # a boot an earlier run started
         doomed = []
         for row in rows:
-            if (row.id in replace or row.role not in wanted or row.role in keep
+            if (row.status == c.AMPHORA_BOOTING and row.id not in replace
+                    and row.role in wanted and row.role not in booting):
+                booting[row.role] = row
+            elif (row.id in replace or row.role not in wanted or row.role in keep
                     or row.status not in c.AMPHORA_SERVING
                     or self.d.compute.status(row.id) != compute_base.ACTIVE):
                 doomed.append(row.id)
             else:
                 keep[row.role] = row
+        # A serving amphora wins over a boot left from before: that one goes.
+        doomed += [row.id for role, row in booting.items() if role in keep]
         missing = [role for role in wanted if role not in keep]
-        keep.update(zip(missing, each(lambda role: self._boot(lb_id, role), missing),
-                        strict=True))
+        group = (self.d.compute.create_server_group(lb_id)
+                 if missing and topology == c.TOPOLOGY_ACTIVE_STANDBY else None)
+        booted = each(lambda role: self._boot(lb_id, role, booting.get(role), group), missing)
+        waiting = [role for role, row in zip(missing, booted, strict=True) if row is None]
+        if waiting:
+            wait = config.CONF.controller_worker.amp_active_wait_sec
+            raise NotYet(wait, f"load balancer {lb_id}: amphorae ({', '.join(waiting)}) "
+                               f"still booting; checked again in {wait} s")
+        keep.update(zip(missing, booted, strict=True))  # type: ignore[arg-type]
         return [keep[role] for role in wanted], doomed
 
-    def _boot(self, lb_id: str, role: str) -> m.Amphora:
-        amp_id = str(uuid.uuid4())
-        with self._write() as session:
-            session.add(m.Amphora(id=amp_id, load_balancer_id=lb_id, role=role,
-                                  status=c.AMPHORA_BOOTING,
-                                  vrrp_priority=_priority(role)))
+    def _boot(self, lb_id: str, role: str, row: m.Amphora | None = None,
+              server_group_id: str | None = None) -> m.Amphora | None:
+        """Boot an amphora for ``role``, or follow the boot ``row`` records; None while
+        the compute driver still builds it."""
+        if row is None:
+            row = m.Amphora(id=str(uuid.uuid4()), load_balancer_id=lb_id, role=role,
+                            status=c.AMPHORA_BOOTING, vrrp_priority=_priority(role),
+                            created_at=utcnow())
+            with self._write() as session:
+                session.add(row)
+        amp_id, started = row.id, row.created_at or utcnow()
         try:
-            booted = self.d.compute.build(amp_id)
+            booted = self.d.compute.build(amp_id, server_group_id)
+            if booted.status not in (compute_base.ACTIVE, compute_base.BUILDING):
+                raise BuildError(f"its compute instance is {booted.status}")
+            if booted.status == compute_base.BUILDING:
+                cw = config.CONF.controller_worker
+                limit = cw.amp_active_retries * cw.amp_active_wait_sec
+                if (utcnow() - started).total_seconds() > limit:
+                    raise BuildError(f"not ACTIVE after {limit} s ([controller_worker] "
+                                     "amp_active_retries x amp_active_wait_sec)")
         except Exception as exc:
             self._destroy(amp_id)
             raise BuildError(f"amphora {amp_id} did not boot: {exc}") from exc
         with self._write() as session:
             row = session.get_one(m.Amphora, amp_id)
-            row.compute_id = booted.compute_id
+            row.compute_id = booted.compute_id or row.compute_id
+            if booted.status == compute_base.BUILDING:
+                return None
             row.lb_network_ip = booted.lb_network_ip
             row.cert_expiration = booted.cert_expiration
             row.status = c.AMPHORA_ALLOCATED
+            seconds = booted.boot_seconds or (utcnow() - started).total_seconds()
             events.record(session, events.AMPHORA_BOOTED,
                           f"amphora {amp_id} ({role}){events.of_load_balancer(session, lb_id)}"
-                          f" booted in {booted.boot_seconds:.2f} s", resource_type="amphora",
+                          f" booted in {seconds:.2f} s", resource_type="amphora",
                           resource_id=amp_id, load_balancer_id=lb_id)
         return row
 
@@ -242,6 +287,7 @@ class _Run:
                 m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)))
         each(self._destroy, amp_ids)
         self.fence.check()
+        self.d.compute.delete_server_group(lb_id)
         self.d.network.deallocate_vip(lb_id)
         with self._write() as session:
             completion.complete(session, lb_id)

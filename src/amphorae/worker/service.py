@@ -26,7 +26,7 @@ from amphorae.drivers import registry
 from amphorae.worker import completion, drift, wakeup
 from amphorae.worker import metrics as worker_metrics
 from amphorae.worker.queue import Claim, JobQueue, LeaseLost
-from amphorae.worker.reconciler import Fence, Reconciler
+from amphorae.worker.reconciler import Fence, NotYet, Reconciler
 from amphorae.worker.wakeup import Wakeup
 
 LOG = logging.getLogger(__name__)
@@ -134,6 +134,10 @@ class Worker:
             worker_metrics.finished(claim, error, time.monotonic() - started)
             if error is None:
                 self.queue.done(claim)
+            elif isinstance(error, NotYet):  # an amphora boots: come back later
+                LOG.info("%s; jobs of %s due again in %.0f s", error, claim.target,
+                         error.delay)
+                self.queue.defer(claim, error.delay)
             elif isinstance(error, LeaseLost):
                 LOG.warning("stopped the reconcile of %s: another worker holds its jobs "
                             "now", claim.target)

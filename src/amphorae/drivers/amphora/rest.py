@@ -31,7 +31,7 @@ from amphorae.drivers.amphora.base import (
     VipSubnet,
     VRRPGroup,
 )
-from amphorae.drivers.compute import amphora_boot
+from amphorae.drivers.compute import agent_config, amphora_boot, nova
 from amphorae.drivers.compute.base import ComputeDriver
 from amphorae.drivers.network import ports
 from amphorae.render import haproxy as render_haproxy
@@ -67,11 +67,22 @@ class RestAmphoraDriver(AmphoraDriver):
     @classmethod
     def from_config(cls, conf: cfg.ConfigOpts, compute: ComputeDriver) -> RestAmphoraDriver:
         """Agents reached the way the compute driver booted them (netns: per-amphora
-        certificates and folders on this host)."""
+        certificates and folders on this host; Nova: the controller CA's client
+        certificate and the image's fixed folder)."""
+        ha = conf.haproxy_amphora
+        if isinstance(compute, nova.NovaComputeDriver):
+            ca, vm_base = compute.controller_ca, Path(agent_config.VM_LAYOUT.base_path)
+
+            def vm_client(amp: AmphoraRef) -> agent_client.AgentClient:
+                return ca.client(amp.id, amp.management_ip,
+                                 max_retries=ha.active_connection_max_retries,
+                                 retry_interval=ha.active_connection_retry_interval)
+
+            return cls(vm_client, lambda amp: vm_base)
         if not isinstance(compute, amphora_boot.AmphoraBooter):
             raise ValueError("[controller_worker] amphora_driver = amphora_haproxy_rest_driver "
-                             "needs compute_driver = compute_netns_driver")
-        ha = conf.haproxy_amphora
+                             "needs compute_driver = compute_netns_driver or "
+                             "compute_nova_driver")
 
         def client_for(amp: AmphoraRef) -> agent_client.AgentClient:
             return compute.client(amp.id, amp.management_ip,

@@ -27,26 +27,28 @@ import os
 import shutil
 import ssl
 import sys
-import threading
 import time
 from pathlib import Path
 
 from oslo_config import cfg
 
-from amphorae.common import config, filelock, pki
+from amphorae.common import pki
 from amphorae.drivers import agent_client
-from amphorae.drivers.compute import base, netns
+from amphorae.drivers.compute import agent_config, base, netns
+from amphorae.drivers.compute.agent_config import (  # noqa: F401 - their old home
+    CONTROLLER_CERT,
+    HeartbeatTarget,
+    ca_dir,
+    heartbeat_target,
+)
 
 AGENT_NAME = "agent"  # the driver's process name: agent.pid, agent.log
 SERVER_CERT = "server.pem"
 CLIENT_CA = "client_ca.pem"
 AGENT_CONF = "agent.conf"
 AGENT_BASE = "lb"
-CONTROLLER_CERT = "controller.pem"  # in the CA directory, next to ca.pem / ca.key
 DEFAULT_READY_TIMEOUT = 30.0
 POLL_INTERVAL = 0.01  # between attempts while the agent starts: it is up in ~0.2 s
-# The controller's certificate is re-issued when it has less than this left.
-CLIENT_CERT_MIN_LEFT = dt.timedelta(days=1)
 
 
 class AmphoraBootError(RuntimeError):
@@ -76,45 +78,6 @@ def _write_private(path: Path, data: bytes) -> None:
         handle.write(data)
 
 
-@dataclasses.dataclass(frozen=True)
-class HeartbeatTarget:
-    """Where the agent sends heartbeats, with which key, how often."""
-
-    key: str
-    controllers: tuple[str, ...]  # ip:port
-    interval: int
-
-
-def ca_dir(conf: cfg.ConfigOpts = config.CONF) -> str:
-    """The controller's CA (issues agent server and controller client certificates)."""
-    return os.path.join(config.state_path(conf), "ca")
-
-
-def heartbeat_target(conf: cfg.ConfigOpts, default_host: str) -> HeartbeatTarget:
-    _, controllers = config.heartbeat_endpoints(conf, default_host)
-    return HeartbeatTarget(key=config.heartbeat_key(conf), controllers=tuple(controllers),
-                           interval=conf.health_manager.heartbeat_interval)
-
-
-def render_agent_config(amphora_id: str, management_ip: str, port: int, folder: Path,
-                        haproxy_cmd: str, heartbeat: HeartbeatTarget | None = None) -> str:
-    """The agent's configuration; it listens on the management address only."""
-    text = (f"[amphora_agent]\n"
-            f"amphora_id = {amphora_id}\n"
-            f"bind_host = {management_ip}\n"
-            f"bind_port = {port}\n"
-            f"agent_server_cert = {folder / SERVER_CERT}\n"
-            f"agent_server_ca = {folder / CLIENT_CA}\n"
-            f"base_path = {folder / AGENT_BASE}\n"
-            f"haproxy_cmd = {haproxy_cmd}\n")
-    if heartbeat is not None:
-        text += (f"\n[health_manager]\n"
-                 f"heartbeat_key = {heartbeat.key}\n"
-                 f"controller_ip_port_list = {', '.join(heartbeat.controllers)}\n"
-                 f"heartbeat_interval = {heartbeat.interval}\n")
-    return text
-
-
 class AmphoraBooter(base.ComputeDriver):
     """The ``compute_netns_driver``: amphorae as namespaces on this host, each with its
     agent running and answering before :meth:`build` returns."""
@@ -137,40 +100,15 @@ class AmphoraBooter(base.ComputeDriver):
         self.haproxy_cmd = haproxy_cmd or shutil.which("haproxy") or "/usr/sbin/haproxy"
         self.heartbeat = heartbeat
         self.cert_validity = cert_validity
-        self.ca_dir = Path(ca_dir)
-        self.ca_file = self.ca_dir / "ca.pem"
-        self.client_cert = self.ca_dir / CONTROLLER_CERT
-        self._ca: pki.CertKey | None = None
-        self._ca_lock = threading.Lock()
+        self.controller_ca = agent_config.ControllerCA(ca_dir, cert_validity)
+        self.ca_dir = self.controller_ca.ca_dir
+        self.ca_file = self.controller_ca.ca_file
+        self.client_cert = self.controller_ca.client_cert
 
     @property
     def ca(self) -> pki.CertKey:
-        """The CA and the controller's client certificate, made on first use: services
-        that only list amphorae (health, housekeeping) never touch them."""
-        with self._ca_lock:
-            if self._ca is None:
-                # Another service process may be making the same CA right now.
-                with filelock.exclusive(self.ca_dir / ".lock"):
-                    self._ca = self._load_ca()
-            return self._ca
-
-    def _load_ca(self) -> pki.CertKey:
-        ca = pki.load_or_create_ca(self.ca_dir)
-        self._ensure_client_cert(ca)
-        return ca
-
-    def _ensure_client_cert(self, ca: pki.CertKey) -> None:
-        """The controller's client certificate, kept while it is ours and not expiring."""
-        try:
-            current = pki.load(self.client_cert)
-            left = pki.cert_expiration(current.cert) - dt.datetime.now(dt.UTC).replace(
-                tzinfo=None)
-            if current.cert.issuer == ca.cert.subject and left > CLIENT_CERT_MIN_LEFT:
-                return
-        except (OSError, ValueError):
-            pass
-        pki.save_bundle(pki.issue_client_cert(ca, validity=self.cert_validity),
-                        self.client_cert)
+        """The CA and the controller's client certificate, made on first use."""
+        return self.controller_ca.ca
 
     def folder(self, amphora_id: str) -> Path:
         return self.driver.state_dir / netns.short_id(amphora_id)
@@ -178,10 +116,7 @@ class AmphoraBooter(base.ComputeDriver):
     def client(self, amphora_id: str, management_ip: str,
                **kwargs: object) -> agent_client.AgentClient:
         """An agent client for the amphora, with the controller's certificate."""
-        self.ca  # noqa: B018 - the certificate files exist from here on
-        return agent_client.AgentClient(management_ip, amphora_id, str(self.client_cert),
-                                        str(self.ca_file), port=self.port,
-                                        **kwargs)  # type: ignore[arg-type]
+        return self.controller_ca.client(amphora_id, management_ip, self.port, **kwargs)
 
     # -- create / delete ---------------------------------------------------------------
 
@@ -213,7 +148,7 @@ class AmphoraBooter(base.ComputeDriver):
         return BootedAmphora(amphora_id, amp.namespace, amp.management_ip, expiration, pid,
                              time.perf_counter() - started)
 
-    def build(self, amphora_id: str) -> base.Instance:
+    def build(self, amphora_id: str, server_group_id: str | None = None) -> base.Instance:
         amp = self.create(amphora_id)
         return base.Instance(amphora_id, amp.compute_id, base.ACTIVE, amp.management_ip,
                              amp.cert_expiration, amp.boot_seconds)
@@ -248,14 +183,15 @@ class AmphoraBooter(base.ComputeDriver):
 
     def _install(self, amphora_id: str, management_ip: str, folder: Path) -> dt.datetime:
         """Server certificate, client CA and agent config into the amphora's folder."""
-        server = pki.issue_server_cert(self.ca, amphora_id, management_ip,
-                                       validity=self.cert_validity)
-        _write_private(folder / SERVER_CERT, server.bundle_pem())
-        pki.save_cert(self.ca.cert, folder / CLIENT_CA)
-        _write_private(folder / AGENT_CONF, render_agent_config(
-            amphora_id, management_ip, self.port, folder, self.haproxy_cmd,
-            self.heartbeat).encode())
-        return pki.cert_expiration(server.cert)
+        layout = agent_config.AgentLayout(
+            server_cert=str(folder / SERVER_CERT), client_ca=str(folder / CLIENT_CA),
+            base_path=str(folder / AGENT_BASE), haproxy_cmd=self.haproxy_cmd,
+            bind_host=management_ip, bind_port=self.port)
+        files = self.controller_ca.agent_files(amphora_id, layout, self.heartbeat,
+                                               management_ip)
+        for path, data in files.by_path(layout, str(folder / AGENT_CONF)).items():
+            _write_private(Path(path), data)
+        return files.cert_expiration
 
     def _wait_ready(self, amphora_id: str, management_ip: str, pid: int,
                     deadline: float) -> agent_client.AgentInfo:

@@ -38,9 +38,11 @@ class ComputeDriver(abc.ABC):
         return cls()
 
     @abc.abstractmethod
-    def build(self, amphora_id: str) -> Instance:
+    def build(self, amphora_id: str, server_group_id: str | None = None) -> Instance:
         """Create the amphora; on failure nothing is left behind and the error is raised.
-        Idempotent: building an amphora that exists answers it."""
+        Idempotent: building an amphora that exists answers it as it is now, so a
+        driver whose build finishes later answers BUILDING and is asked again.
+        ``server_group_id``: from :meth:`create_server_group`, for a pair's members."""
 
     @abc.abstractmethod
     def delete(self, amphora_id: str) -> None:
@@ -49,6 +51,15 @@ class ComputeDriver(abc.ABC):
     @abc.abstractmethod
     def status(self, amphora_id: str) -> str:
         """One of BUILDING, ACTIVE, DELETED, ERROR."""
+
+    def create_server_group(self, load_balancer_id: str) -> str | None:
+        """A group that keeps a pair's amphorae apart (anti-affinity), found again when it
+        exists; None when the driver (or its configuration) has none."""
+        return None
+
+    def delete_server_group(self, load_balancer_id: str) -> None:
+        """Remove the load balancer's group; fine when there is none."""
+        return None
 
     def controller_address(self) -> str:
         """The address this driver's amphorae reach the controller at (where their

@@ -14,7 +14,7 @@ MANAGEMENT_IP = "192.0.2.1"  # TEST-NET-1: documentation only, never routed here
 
 
 class NoopComputeDriver(base.ComputeDriver):
-    def build(self, amphora_id: str) -> base.Instance:
+    def build(self, amphora_id: str, server_group_id: str | None = None) -> base.Instance:
         LOG.debug("noop compute: build %s", amphora_id)
         return base.Instance(amphora_id, str(uuid.uuid5(uuid.NAMESPACE_OID, amphora_id)),
                              base.ACTIVE, MANAGEMENT_IP, dt.datetime(2100, 1, 1))
