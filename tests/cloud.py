@@ -87,6 +87,14 @@ class Cloud:
             auth=self.auth(user, project, password), region_name=REGION,
             identity_api_version="3", interface="public")
 
+    def service_login(self) -> str:
+        """keystoneauth's password options for the service user, as lines of a config
+        section ([service_auth], or [keystone_authtoken] for the API's token checks)."""
+        user, project = SERVICE_USER
+        return (f"auth_type = password\nauth_url = {self.auth_url}\nusername = {user}\n"
+                f"password = {PASSWORD}\nproject_name = {project}\n"
+                "user_domain_name = Default\nproject_domain_name = Default\n")
+
     def admin(self) -> openstack.connection.Connection:
         return self.connect("admin", "admin", ADMIN_PASSWORD)
 

@@ -97,18 +97,10 @@ def store(cloud: osdev.Cloud) -> Iterator[Store]:
 
 def manager_conf(tmp_path: pathlib.Path, cloud: osdev.Cloud, extra: str = "") -> cfg.ConfigOpts:
     """Octavia's options in a file, as an operator writes them."""
-    user, project = osdev.SERVICE_USER
     path = tmp_path / "amphorae.conf"
     path.write_text(f"""
 [service_auth]
-auth_type = password
-auth_url = {cloud.auth_url}
-username = {user}
-password = {osdev.PASSWORD}
-project_name = {project}
-user_domain_name = Default
-project_domain_name = Default
-
+{cloud.service_login()}
 [certificates]
 cert_manager = barbican_cert_manager
 region_name = {osdev.REGION}
@@ -307,10 +299,7 @@ def test_the_api_checks_references_as_the_user(cloud: osdev.Cloud, store: Store,
     project-b-member's reference is a 400 naming it."""
     from tests import servers
 
-    user, project = osdev.SERVICE_USER
-    service = (f"auth_type = password\nauth_url = {cloud.auth_url}\nusername = {user}\n"
-               f"password = {osdev.PASSWORD}\nproject_name = {project}\n"
-               "user_domain_name = Default\nproject_domain_name = Default\n")
+    service = cloud.service_login()
     extra = (f"cert_manager = barbican_cert_manager\nregion_name = {osdev.REGION}\n\n"
              "[api_settings]\nauth_strategy = keystone\n\n"
              f"[keystone_authtoken]\nwww_authenticate_uri = {cloud.auth_url}\n{service}"

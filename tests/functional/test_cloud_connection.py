@@ -25,17 +25,9 @@ def _conf(tmp_path: pathlib.Path, text: str) -> cfg.ConfigOpts:
 
 def test_the_service_user_reaches_neutron_through_the_catalog(
         cloud: osdev.Cloud, tmp_path: pathlib.Path) -> None:
-    user, project = osdev.SERVICE_USER
     conf = _conf(tmp_path, f"""
 [service_auth]
-auth_type = password
-auth_url = {cloud.auth_url}
-username = {user}
-password = {osdev.PASSWORD}
-project_name = {project}
-user_domain_name = Default
-project_domain_name = Default
-
+{cloud.service_login()}
 [neutron]
 region_name = {osdev.REGION}
 valid_interfaces = internal

@@ -52,17 +52,9 @@ def _hex() -> str:
 def service_auth(cloud: osdev.Cloud) -> str:
     """The [service_auth] and [neutron]/[nova] sections that log in as the control
     plane's service user (tests/functional/test_cloud_connection.py)."""
-    user, project = osdev.SERVICE_USER
     return f"""
 [service_auth]
-auth_type = password
-auth_url = {cloud.auth_url}
-username = {user}
-password = {osdev.PASSWORD}
-project_name = {project}
-user_domain_name = Default
-project_domain_name = Default
-
+{cloud.service_login()}
 [neutron]
 region_name = {osdev.REGION}
 valid_interfaces = internal
