@@ -11,14 +11,12 @@ import sys
 from collections.abc import Callable
 from typing import NoReturn
 
-from amphorae.common import config
-
 EPILOG = ("Every command takes --config-file/--config-dir (oslo.config; none: the "
           "embedded defaults) and --debug. `amphorae COMMAND --help` describes one.")
 
 
 def _setup_logging() -> None:
-    from amphorae.common import logs
+    from amphorae.common import config, logs
 
     logs.setup(debug=config.CONF.debug, log_format=config.CONF.log_format)
 
@@ -27,6 +25,7 @@ def _setup_logging() -> None:
 
 def _api(_args: argparse.Namespace) -> int:
     from amphorae.api import server
+    from amphorae.common import config
     from amphorae.db import engine, migrate
 
     if config.database_url().startswith("sqlite"):
@@ -60,10 +59,11 @@ def _housekeeping(_args: argparse.Namespace) -> int:
     return services.housekeeping()
 
 
-def _agent(_args: argparse.Namespace) -> int:
-    from amphorae.agent import server
+def _agent(args: argparse.Namespace) -> int:
+    # The agent reads its own configuration: oslo.config is not loaded in an amphora.
+    from amphorae.agent import main as agent
 
-    return server.main(config.CONF)
+    return agent.main(args.config_args, debug=args.debug)
 
 
 def _status(args: argparse.Namespace) -> int:
@@ -92,6 +92,7 @@ def sample_opts() -> list[tuple[str, list]]:
 
     from amphorae.agent import options as agent_options
     from amphorae.api import keystone
+    from amphorae.common import config
     from amphorae.drivers import cloud
     from amphorae.drivers.compute import netns, nova
 
@@ -241,9 +242,9 @@ def _config_args(args: argparse.Namespace) -> list[str]:
 def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(sys.argv[1:] if argv is None else argv)
     if args.command == "agent":
-        from amphorae.agent import options  # the agent registers its own group
+        return _agent(args)
+    from amphorae.common import config
 
-        options.register(config.CONF)
     try:
         config.load(args.config_args)
     except config.ConfigError as exc:

@@ -110,3 +110,33 @@ def test_an_event_in_a_rolled_back_savepoint_is_not_logged(url, caplog):
             raise RuntimeError
     assert [r.message for r in rows(url)] == ["kept"]
     assert lines(caplog) == [("ERROR", "kept")]
+
+
+def test_housekeeping_purges_deleted_rows_past_their_age(url):
+    """Load balancers and amphorae DELETED longer than their expiry age go, with the load
+    balancer's tags; younger ones, live ones, and a deleted load balancer an amphora row
+    still points to stay."""
+    now = dt.datetime(2030, 1, 1)
+    hk = config.CONF.house_keeping
+    old_lb = now - dt.timedelta(seconds=hk.load_balancer_expiry_age + 1)
+    old_amp = now - dt.timedelta(seconds=hk.amphora_expiry_age + 1)
+    young = now - dt.timedelta(seconds=60)
+
+    def lb(lb_id: str, status: str, updated: dt.datetime) -> m.LoadBalancer:
+        return m.LoadBalancer(id=lb_id, provisioning_status=status, operating_status="OFFLINE",
+                              updated_at=updated)
+
+    with engine.transaction(url=url) as session:
+        session.add_all([lb("gone", "DELETED", old_lb), lb("young", "DELETED", young),
+                         lb("live", "ACTIVE", old_lb), lb("held", "DELETED", old_lb)])
+        session.add_all([m.Tag(resource_id="gone", tag="t"), m.Tag(resource_id="live", tag="t")])
+        session.add_all([m.Amphora(id="a-old", status="DELETED", updated_at=old_amp),
+                         m.Amphora(id="a-young", status="DELETED", updated_at=young,
+                                   load_balancer_id="held"),
+                         m.Amphora(id="a-live", status="ALLOCATED", updated_at=old_amp)])
+    with engine.transaction(url=url) as session:
+        assert sweeps.purge(session, now) == (1, 1)
+    with engine.transaction(write=False, url=url) as session:
+        assert set(session.scalars(select(m.LoadBalancer.id))) == {"young", "live", "held"}
+        assert set(session.scalars(select(m.Amphora.id))) == {"a-young", "a-live"}
+        assert list(session.scalars(select(m.Tag.resource_id))) == ["live"]

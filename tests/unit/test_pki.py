@@ -20,7 +20,7 @@ from cryptography import x509
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
-from amphorae.common import pki
+from amphorae.common import pki, tls
 
 AMP = "0c6f3f39-8b1f-4b0e-9e7e-3a8f4c2d1b5a"
 OTHER_AMP = "7a1d2c3b-4e5f-4a6b-8c7d-9e0f1a2b3c4d"
@@ -124,12 +124,12 @@ def _refused(context: ssl.SSLContext, port: int, server_hostname: str = "127.0.0
 
 def _server_context(setup) -> ssl.SSLContext:
     cert, key = setup["server"]
-    return pki.server_ssl_context(cert, key, setup["ca"])
+    return tls.server_ssl_context(cert, key, setup["ca"])
 
 
 def _client_context(setup, expected: str = AMP) -> ssl.SSLContext:
     cert, key = setup["client"]
-    return pki.client_ssl_context(cert, key, setup["ca"], expected)
+    return tls.client_ssl_context(cert, key, setup["ca"], expected)
 
 
 # -- certificates --------------------------------------------------------------------
@@ -286,7 +286,7 @@ def test_refused_with_cert_from_another_ca(setup):
     rogue_ca = pki.create_ca("amphorae agent CA", validity=3600, digest="sha256")
     rogue = pki.issue_client_cert(rogue_ca, validity=3600, digest="sha256")
     cert, key = _files(setup["dir"], "rogue", rogue)
-    context = pki.client_ssl_context(cert, key, setup["ca"], AMP)
+    context = tls.client_ssl_context(cert, key, setup["ca"], AMP)
     with TLSServer(_server_context(setup)) as server:
         assert _refused(context, server.port)
     assert server.errors and not server.peers
@@ -296,7 +296,7 @@ def test_refused_with_a_server_cert_as_client_cert(setup, ca):
     # A certificate issued to an amphora cannot be used to drive another amphora.
     stolen = pki.issue_server_cert(ca, OTHER_AMP, validity=3600, digest="sha256")
     cert, key = _files(setup["dir"], "stolen", stolen)
-    context = pki.client_ssl_context(cert, key, setup["ca"], AMP)
+    context = tls.client_ssl_context(cert, key, setup["ca"], AMP)
     with TLSServer(_server_context(setup)) as server:
         assert _refused(context, server.port)
     assert server.errors and not server.peers
@@ -314,7 +314,7 @@ def test_client_refuses_server_from_another_ca(setup):
     rogue_ca = pki.create_ca(validity=3600, digest="sha256")
     rogue = pki.issue_server_cert(rogue_ca, AMP, "127.0.0.1", validity=3600, digest="sha256")
     cert, key = _files(setup["dir"], "rogue-server", rogue)
-    context = pki.server_ssl_context(cert, key, setup["ca"])
+    context = tls.server_ssl_context(cert, key, setup["ca"])
     with TLSServer(context) as server, pytest.raises(ssl.SSLCertVerificationError):
         _talk(_client_context(setup), server.port)
 

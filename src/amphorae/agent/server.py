@@ -13,13 +13,11 @@ import threading
 from typing import Any
 from wsgiref import simple_server
 
-from oslo_config import cfg
-
 from amphorae.agent import api, heartbeat, udp_health
 from amphorae.agent import haproxy as hap
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
-from amphorae.common import pki
+from amphorae.common import tls
 
 LOG = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0
@@ -92,12 +90,13 @@ def make_server(host: str, port: int, app: Any, context: ssl.SSLContext,
     return server
 
 
-def main(conf: cfg.ConfigOpts) -> int:
+def main(conf: Any) -> int:
+    """``conf``: what options.load returns."""
     opts = conf.amphora_agent
     if not opts.amphora_id:
         LOG.warning("[amphora_agent] amphora_id is not set: no local peer name for HAProxy")
     try:
-        context = pki.server_ssl_context(opts.agent_server_cert, None, opts.agent_server_ca)
+        context = tls.server_ssl_context(opts.agent_server_cert, None, opts.agent_server_ca)
     except (OSError, ssl.SSLError, ValueError) as exc:
         LOG.error("cannot load the agent certificate %s or client CA %s: %s",
                   opts.agent_server_cert, opts.agent_server_ca, exc)

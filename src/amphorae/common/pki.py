@@ -1,4 +1,4 @@
-"""The local CA behind the agent's mutual TLS, and the TLS contexts of both ends.
+"""The local CA behind the agent's mutual TLS (its TLS contexts: common/tls.py).
 
 The controller keeps one CA. For each amphora it issues a server certificate whose
 common name and DNS name are the amphora id (the controller checks that name, not the
@@ -16,7 +16,6 @@ from __future__ import annotations
 import datetime as dt
 import ipaddress
 import os
-import ssl
 import tempfile
 import uuid
 from dataclasses import dataclass
@@ -222,51 +221,3 @@ def load_or_create_ca(directory: PathLike, common_name: str = "amphorae agent CA
     ca = create_ca(f"{common_name} {uuid.uuid4().hex[:8]}")
     save(ca, cert_path, key_path)
     return ca
-
-
-# -- TLS contexts --------------------------------------------------------------------
-
-def server_ssl_context(cert: PathLike, key: PathLike | None, client_ca: PathLike) -> ssl.SSLContext:
-    """The agent's side: TLS 1.2+, and a client certificate from ``client_ca`` required.
-
-    ``key`` may be None when ``cert`` is a bundle holding the key too.
-    """
-    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.load_cert_chain(os.fspath(cert), os.fspath(key) if key is not None else None)
-    context.load_verify_locations(cafile=os.fspath(client_ca))
-    return context
-
-
-class _PinnedNameContext(ssl.SSLContext):
-    """A client context that checks one fixed name, whatever address it connects to.
-
-    HTTP clients pass the URL's host (the management IP) as the name to check; pinning
-    it here makes any of them verify the amphora id instead, as Octavia's client does.
-    """
-
-    expected_hostname: str
-
-    def wrap_socket(self, sock, *args, server_hostname=None, **kwargs):  # type: ignore[override]
-        return super().wrap_socket(sock, *args, server_hostname=self.expected_hostname,
-                                   **kwargs)
-
-    def wrap_bio(self, incoming, outgoing, *args, server_hostname=None,  # type: ignore[override]
-                 **kwargs):
-        return super().wrap_bio(incoming, outgoing, *args,
-                                server_hostname=self.expected_hostname, **kwargs)
-
-
-def client_ssl_context(cert: PathLike, key: PathLike | None, server_ca: PathLike,
-                       expected_hostname: str) -> ssl.SSLContext:
-    """The controller's side: presents its certificate, trusts only ``server_ca``, and
-    accepts only a server certificate naming ``expected_hostname`` (the amphora id)."""
-    context = _PinnedNameContext(ssl.PROTOCOL_TLS_CLIENT)
-    context.expected_hostname = expected_hostname
-    context.minimum_version = ssl.TLSVersion.TLSv1_2
-    context.verify_mode = ssl.CERT_REQUIRED
-    context.check_hostname = True
-    context.load_cert_chain(os.fspath(cert), os.fspath(key) if key is not None else None)
-    context.load_verify_locations(cafile=os.fspath(server_ca))
-    return context

@@ -19,7 +19,7 @@ from typing import Any
 import tenacity
 
 from amphorae.common import constants as c
-from amphorae.common import pki
+from amphorae.common import tls
 
 LOG = logging.getLogger(__name__)
 
@@ -89,7 +89,7 @@ class AgentClient:
         self.retry_interval = _pick(retry_interval, conf, "connection_retry_interval", 5)
         self.conn_timeout = _pick(conn_timeout, conf, "rest_request_conn_timeout", 10)
         self.read_timeout = _pick(read_timeout, conf, "rest_request_read_timeout", 60)
-        self.context = pki.client_ssl_context(client_cert, None, server_ca, amphora_id)
+        self.context = tls.client_ssl_context(client_cert, None, server_ca, amphora_id)
 
     # -- typed calls -----------------------------------------------------------------
 

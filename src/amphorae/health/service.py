@@ -1,8 +1,9 @@
 """The health manager: receives heartbeats (asyncio, UDP) and watches for stale amphorae.
 
 Receiving never waits on the database: datagrams are authenticated, decoded and checked
-against replays in the event loop, and queued; a writer thread takes everything queued
-every :data:`FLUSH_INTERVAL` and writes it in one transaction (health/update.py). Dropped
+against replays in the event loop, and queued; a writer thread, woken by the first
+heartbeat queued, takes everything queued :data:`FLUSH_INTERVAL` later and writes it
+in one transaction (health/update.py). Dropped
 datagrams are counted by reason (unsigned, forged, truncated, oversized, malformed,
 replayed, ...) and never raise. A second thread runs the stale check
 (health/stale.py) every ``health_check_interval``. While the manager's own writes fail,
@@ -20,11 +21,13 @@ from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import dataclasses
 import logging
 import socket
 import threading
 import time
+from collections.abc import Callable
 from typing import Any
 
 from amphorae.common import config
@@ -136,6 +139,8 @@ class HealthManager:
         self.partition = False  # the circuit breaker is open (stale.py)
         self.grace = grace.Grace(self.timeout)
         self.ready = threading.Event()
+        self.arrived = threading.Event()  # datagrams read since the writer last looked
+        self._wake_receiver: Callable[[], object] = lambda: None
         self.batches = BatchTimes()
         self._logged: tuple[dict[str, int], float] = ({}, time.monotonic())
         self.mirror = HeartbeatMirror()  # the counters, into Prometheus
@@ -163,24 +168,40 @@ class HealthManager:
 
     def stop(self) -> None:
         self.stopping.set()
+        self.arrived.set()
+        with contextlib.suppress(RuntimeError):  # the loop has already ended
+            self._wake_receiver()
 
     async def _receive(self) -> None:
         loop = asyncio.get_running_loop()
         sock = self.socket()
         sock.setblocking(False)
         receiver = Receiver(self.key, self.queue, self.counters)
-        loop.add_reader(sock.fileno(), _drain, sock, receiver, bytearray(codec.RECV_BUFFER))
+        buffer = bytearray(codec.RECV_BUFFER)
+
+        def readable() -> None:
+            _drain(sock, receiver, buffer)
+            self.arrived.set()  # counted or queued: the writer has news
+
+        loop.add_reader(sock.fileno(), readable)
+        # stop() comes from another thread: it wakes the loop, which otherwise sleeps.
+        stopped = asyncio.Event()
+        self._wake_receiver = lambda: loop.call_soon_threadsafe(stopped.set)
         LOG.info("health manager receiving heartbeats on %s port %d", *self.bind)
         self.ready.set()
         try:
-            while not self.stopping.is_set():
-                await asyncio.sleep(0.2)
+            if not self.stopping.is_set():  # a stop before the wake-up was in place
+                await stopped.wait()
         finally:
             loop.remove_reader(sock.fileno())
             sock.close()
 
     def _write_loop(self) -> None:
         while not self.stopping.is_set() or self.queue:
+            # Idle, only a heartbeat or the stop wakes this thread (and the counter line,
+            # which has nothing new to say then); then it waits for a batch to gather.
+            self.arrived.wait(STATS_INTERVAL)
+            self.arrived.clear()
             time.sleep(FLUSH_INTERVAL)
             batch = []
             while self.queue:

@@ -25,6 +25,10 @@ from amphorae.db import models as m
 
 LOG = logging.getLogger(__name__)
 PENDING = (c.PENDING_CREATE, c.PENDING_UPDATE, c.PENDING_DELETE)
+# The purges run in sessions of their own that hold no object: nothing to synchronize,
+# and SQLAlchemy's default would first select the rows an IN-subquery delete removes
+# (every cleanup_interval, also when there is nothing to purge).
+UNSYNCED = {"synchronize_session": False}
 
 
 def requeue_stuck(session: Session) -> list[str]:
@@ -52,13 +56,16 @@ def purge(session: Session, now: dt.datetime) -> tuple[int, int]:
     amp_cutoff = now - dt.timedelta(seconds=hk.amphora_expiry_age)
     lb_cutoff = now - dt.timedelta(seconds=hk.load_balancer_expiry_age)
     amps = session.execute(delete(m.Amphora).where(
-        m.Amphora.status == c.DELETED, m.Amphora.updated_at < amp_cutoff))
+        m.Amphora.status == c.DELETED, m.Amphora.updated_at < amp_cutoff),
+        execution_options=UNSYNCED)
     old_lbs = select(m.LoadBalancer.id).where(
         m.LoadBalancer.provisioning_status == c.DELETED,
         m.LoadBalancer.updated_at < lb_cutoff,
         ~exists().where(m.Amphora.load_balancer_id == m.LoadBalancer.id))
-    session.execute(delete(m.Tag).where(m.Tag.resource_id.in_(old_lbs)))
-    lbs = session.execute(delete(m.LoadBalancer).where(m.LoadBalancer.id.in_(old_lbs)))
+    session.execute(delete(m.Tag).where(m.Tag.resource_id.in_(old_lbs)),
+                    execution_options=UNSYNCED)
+    lbs = session.execute(delete(m.LoadBalancer).where(m.LoadBalancer.id.in_(old_lbs)),
+                          execution_options=UNSYNCED)
     return lbs.rowcount, amps.rowcount  # type: ignore[attr-defined]
 
 
@@ -66,4 +73,4 @@ def purge_events(session: Session, now: dt.datetime) -> int:
     """Remove events older than ``[house_keeping] event_expiry_age``; returns how many."""
     cutoff = now - dt.timedelta(seconds=config.CONF.house_keeping.event_expiry_age)
     return session.execute(delete(m.Event).where(  # type: ignore[attr-defined]
-        m.Event.created_at < cutoff)).rowcount
+        m.Event.created_at < cutoff), execution_options=UNSYNCED).rowcount

@@ -284,7 +284,7 @@ class NetnsComputeDriver:
         return self._status(short, self.plumbing.netns_exists(namespace_name(short)))
 
     def _status(self, short: str, ns_exists: bool) -> str:
-        has_veth = self.plumbing.link(mgmt_veth_name(short)) is not None
+        has_veth = self.plumbing.link_exists(mgmt_veth_name(short))
         has_dir = self._dir(short).exists()
         if (self._dir(short) / READY_FILE).exists():
             return ACTIVE if ns_exists and has_veth else ERROR

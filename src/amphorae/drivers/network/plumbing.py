@@ -16,6 +16,8 @@ import hashlib
 import ipaddress
 import json
 import logging
+import os
+import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterable, Sequence
@@ -23,6 +25,7 @@ from collections.abc import Callable, Iterable, Sequence
 from amphorae.drivers.network import ownership
 
 IFNAMSIZ = 15  # usable characters of a Linux interface name
+NETNS_RUN_DIR = "/run/netns"  # where `ip netns add` names namespaces
 PREFIX = "amph-"
 BRIDGE_PREFIX = "amph-br"
 
@@ -99,8 +102,22 @@ class Plumbing:
 
     # -- namespaces --------------------------------------------------------------------
 
+    @property
+    def _direct(self) -> bool:
+        """Whether questions about this host may skip `ip`: with the real runner, the
+        health manager's and housekeeping's listings (every second, for every amphora)
+        read what `ip` would read, without starting a process; a given runner (a test's
+        fake, a wrapper) still sees every question."""
+        return self._run is run
+
     def netns_list(self) -> list[str]:
-        return sorted(n["name"] for n in self.ip_json("netns", "list"))
+        """The named namespaces: the entries of iproute2's directory (`ip netns list`)."""
+        if not self._direct:
+            return sorted(n["name"] for n in self.ip_json("netns", "list"))
+        try:
+            return sorted(os.listdir(NETNS_RUN_DIR))
+        except FileNotFoundError:  # no namespace was ever named on this host
+            return []
 
     def netns_exists(self, name: str) -> bool:
         return name in self.netns_list()
@@ -135,6 +152,16 @@ class Plumbing:
             raise PlumbingError(f"{' '.join(argv)}: {proc.stderr.strip()}")
 
     # -- links -------------------------------------------------------------------------
+
+    def link_exists(self, name: str) -> bool:
+        """Whether this process's namespace has an interface ``name``."""
+        if not self._direct:
+            return self.link(name) is not None
+        try:
+            socket.if_nametoindex(name)
+        except OSError:
+            return False
+        return True
 
     def link(self, name: str, ns: str | None = None) -> dict | None:
         found = self.ip_json("link", "show", "dev", name, ns=ns)
