@@ -71,8 +71,7 @@ from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
-from bench import member_changes
-from bench import targets
+from bench import member_changes, targets
 
 PAIR_NET = pairs.Subnets("198.18.246.0/24", "198.18.247.0/24", "198.18.248.0/24")
 BOOT_CIDR = "198.18.249.0/24"  # management subnet of the create-time boots
