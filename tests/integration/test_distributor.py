@@ -20,6 +20,7 @@ from __future__ import annotations
 import collections
 import concurrent.futures
 import contextlib
+import errno
 import http.client
 import ipaddress
 import json
@@ -163,8 +164,16 @@ def long_flows(site: Site) -> tuple[dict[int, str], list[LongFlow]]:
     """Where each fixed source port's flow goes (a short request first: same flow hash),
     then a long-lived request from each. Fresh ports each time: a port's last connection
     may still linger in TIME_WAIT on the amphora that closed it."""
-    base = 40000 + secrets.randbelow(20000)
-    homes = {port: ask(site.vip, port) for port in range(base, base + LONG_FLOWS)}
+    for _ in range(5):  # another process of the host may hold one of the ports
+        base = 10000 + secrets.randbelow(20000)  # below the ephemeral range
+        try:
+            homes = {port: ask(site.vip, port) for port in range(base, base + LONG_FLOWS)}
+            break
+        except OSError as exc:
+            if exc.errno != errno.EADDRINUSE:
+                raise
+    else:
+        raise AssertionError("five blocks of source ports were all taken")
     flows = [LongFlow(site.vip, port) for port in homes]
     for flow in flows:
         flow.start()
