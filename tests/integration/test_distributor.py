@@ -208,8 +208,9 @@ def test_adding_an_amphora_moves_no_running_flow(site: Site) -> None:
     assert not broken, broken
     assert {f.source_port: f.answer for f in flows} == homes
     # Buckets idle for the idle timer go to the newcomer, and with them new flows.
-    dp.wait_for(lambda: site.buckets()["a3"] > 0, "the 4th amphora given buckets",
-                timeout=dist.IDLE_TIMER + 10)
+    dp.wait_for(lambda: site.buckets()["a3"] >= dist.BUCKETS // 8,
+                "the 4th amphora given an eighth of the buckets",
+                timeout=2 * dist.IDLE_TIMER + 10)
     got = spread(site, 400)
     print(f"\nafter adding a3: buckets {dict(site.buckets())}, 400 new flows {dict(got)}")
     assert got["a3"] > 0, got
