@@ -96,6 +96,16 @@ def parse_show_stat(text: str) -> tuple[dict[str, dict[str, Any]], dict[str, dic
     return listeners, pools
 
 
+def busy_share(show_info: str) -> float | None:
+    """1 - HAProxy's ``Idle_pct`` / 100 from ``show info``: how much of its time HAProxy's
+    loop spends working rather than waiting for events (None if not given)."""
+    for line in show_info.splitlines():
+        name, _, value = line.partition(":")
+        if name.strip() == "Idle_pct" and value.strip().isdigit():
+            return round(1 - min(int(value), 100) / 100, 2)
+    return None
+
+
 def apply_deltas(listeners: dict[str, dict[str, Any]], last: dict[str, dict[str, int]]
                  ) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, int]]]:
     """(listeners with v3 delta counters, the new last-reported absolute values).
@@ -195,6 +205,19 @@ class HeartbeatSender:
             pools.update(self.udp_pools())
         return listeners, pools
 
+    def busy(self) -> float | None:
+        """The busiest HAProxy's busy share (what an ACTIVE_ACTIVE scaler watches)."""
+        shares = []
+        for path in self.stats_sockets():
+            try:
+                share = busy_share(hap.unix_command(path, "show info"))
+            except OSError as exc:
+                LOG.debug("no info from %s: %s", path, exc)
+                continue
+            if share is not None:
+                shares.append(share)
+        return max(shares, default=None)
+
     def beat(self) -> dict[str, Any] | None:
         """Build, send and account one heartbeat; the message, or None if not sent."""
         if self.may_send is not None and not self.may_send():
@@ -204,7 +227,8 @@ class HeartbeatSender:
         last = self.store.load()
         reported, new_last = apply_deltas(listeners, last)
         message = codec.build_message(self.amphora_id, self.seq, reported, pools,
-                                      boot_id=self.boot_id, started_at=self.started_at)
+                                      boot_id=self.boot_id, started_at=self.started_at,
+                                      busy=self.busy())
         try:
             datagram = codec.encode(message, self.key)
         except ValueError as exc:

@@ -102,6 +102,13 @@ def test_counter_store_round_trip_and_bad_file(tmp_path: Path) -> None:
     assert store.load() == {}
 
 
+@pytest.mark.parametrize(("text", "share"), [
+    ("Name: HAProxy\nIdle_pct: 100\nRun_queue: 0\n", 0.0), ("Idle_pct: 0", 1.0),
+    ("Idle_pct: 73\n", 0.27), ("Idle_pct: 250", 0.0), ("Idle_pct: x", None), ("", None)])
+def test_busy_share_from_show_info(text: str, share: float | None) -> None:
+    assert hb.busy_share(text) == share
+
+
 def test_parse_controllers() -> None:
     assert hb.parse_controllers(["127.0.0.1:5555", "[::1]:5556", " 10.0.0.1:1 "]) == [
         ("127.0.0.1", 5555), ("::1", 5556), ("10.0.0.1", 1)]
@@ -114,8 +121,8 @@ def test_parse_controllers() -> None:
 
 
 @contextlib.contextmanager
-def fake_stats_socket(path: Path, answers: list[str]) -> Iterator[None]:
-    """A Unix socket answering each connection with the next of ``answers``."""
+def fake_stats_socket(path: Path, answers: dict[str, list[str]]) -> Iterator[None]:
+    """A Unix socket answering each command with the next of its ``answers``."""
     server = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
     server.bind(str(path))
     server.listen()
@@ -131,8 +138,8 @@ def fake_stats_socket(path: Path, answers: list[str]) -> Iterator[None]:
             except OSError:
                 return
             with conn:
-                conn.recv(1024)
-                conn.sendall((answers.pop(0) if answers else "").encode())
+                queue = answers.get(conn.recv(1024).decode().strip(), [])
+                conn.sendall((queue.pop(0) if queue else "").encode())
 
     thread = threading.Thread(target=serve, daemon=True)
     thread.start()
@@ -171,7 +178,9 @@ def test_beats_round_robin_with_deltas_persisted(workdir: Path) -> None:
     assert later != SHOW_STAT
     sockets = [workdir / "one.sock", workdir / "missing.sock"]
     try:
-        with fake_stats_socket(sockets[0], [SHOW_STAT, later, later]):
+        with fake_stats_socket(sockets[0], {"show stat": [SHOW_STAT, later, later],
+                                            "show info": ["Name: HAProxy\nIdle_pct: 100\n",
+                                                          "Idle_pct: 37\n"]}):
             sender = hb.HeartbeatSender("amp-1", "k3y", controllers, 1, workdir,
                                         lambda: sockets)
             sent = [sender.beat() for _ in range(2)]
@@ -193,6 +202,8 @@ def test_beats_round_robin_with_deltas_persisted(workdir: Path) -> None:
         {"tx": 983, "rx": 228, "conns": 0, "totconns": 3, "ereq": 2},
         {"tx": 0, "rx": 0, "conns": 0, "totconns": 0, "ereq": 0}]
     assert got[0]["pools"][POOL]["status"] == "UP"
+    # How busy HAProxy is, from its idle share; nothing when it does not say.
+    assert [m.get("busy") for m in got] == [0.0, 0.63, None]
     with pytest.raises(codec.InvalidHeartbeat):
         codec.decode(codec.encode(sent[0], "another key"), "k3y")
 
