@@ -62,7 +62,7 @@ from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import plumbing as plumbing_mod
 from bench import targets
 from bench.api import NOAUTH, Caller
-from bench.dataplane import rss_kib
+from bench.dataplane import cpu_seconds, rss_kib
 
 VIP_CIDR = "198.18.100.0/23"  # room for 100 VIPs plus the VRRP addresses of pairs
 MEMBER_CIDR = "198.18.102.0/24"
@@ -467,16 +467,6 @@ def control_plane_rss_kib(d: Deployment) -> int:
         with contextlib.suppress(OSError):
             total += rss_kib(pid)[1]
     return total
-
-
-def cpu_seconds(pids: list[int]) -> float:
-    """User and system CPU time the processes used so far."""
-    ticks = 0
-    for pid in pids:
-        with contextlib.suppress(OSError):
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-            ticks += int(fields[11]) + int(fields[12])  # utime, stime
-    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def idle_phase(d: Deployment, seconds: float) -> None:
