@@ -110,6 +110,10 @@ def _mib(kib: int) -> str:
     return f"{kib / 1024:6.1f}"
 
 
+def verdict(what: str, total: Usage) -> None:
+    print(f"  {targets.line('rss', total.rss / 1024, f'{what}; PSS {total.pss / 1024:.1f}')}")
+
+
 def single() -> dict[str, Usage]:
     """A SINGLE amphora serving an HTTP listener."""
     with dp.single_amphora_topology(secrets.token_hex(3), SINGLE_VIP, SINGLE_MEMBERS,
@@ -128,13 +132,11 @@ def main() -> int:
         print("bench.memory needs root (network namespaces)", file=sys.stderr)
         return 1
     print("memory of an amphora, MiB, from /proc/<pid>/smaps_rollup")
-    total = table("SINGLE (agent, HAProxy; no keepalived)", single())
-    print(f"  {targets.line('rss', total.rss / 1024, f'SINGLE; PSS {total.pss / 1024:.1f}')}")
+    verdict("SINGLE", table("SINGLE (agent, HAProxy; no keepalived)", single()))
     with pairs.vrrp_pair(PAIR_NET) as pair:
         for amp in (pair.master, pair.backup):
-            total = table(f"{amp.role} of an ACTIVE_STANDBY pair (agent, HAProxy, keepalived)",
-                          amphora_usage(amp.ns))
-            print(f"  {targets.line('rss', total.rss / 1024, f'{amp.role}; PSS {total.pss / 1024:.1f}')}")
+            verdict(amp.role, table(f"{amp.role} of an ACTIVE_STANDBY pair "
+                                    "(agent, HAProxy, keepalived)", amphora_usage(amp.ns)))
     print(f"\n{targets.summary()}")
     return 0
 
