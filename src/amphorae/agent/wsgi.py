@@ -135,7 +135,10 @@ class App:
         # Read before routing: an error answered while the client is still sending would
         # reset the connection and lose the answer.
         body = self._read(environ)
-        found = self.find(environ.get("PATH_INFO") or "/")
+        # WSGI hands the path over as latin-1; clients send UTF-8.
+        path = (environ.get("PATH_INFO") or "/").encode("iso-8859-1").decode(
+            "utf-8", "replace")
+        found = self.find(path)
         if found is None:
             raise _generic(404)
         resource, fields = found
@@ -146,7 +149,7 @@ class App:
         if method not in allowed:
             raise _generic(405, {"allow": ", ".join([*allowed, "OPTIONS"])})
         responder: Responder = getattr(resource, f"on_{method.lower()}")
-        responder(Request(method, environ.get("PATH_INFO", "/"), body), resp, **fields)
+        responder(Request(method, path, body), resp, **fields)
 
     def _read(self, environ: dict[str, Any]) -> bytes:
         text = environ.get("CONTENT_LENGTH") or ""
