@@ -6,7 +6,8 @@
 - amphora create time: namespace to agent answering /info (AmphoraBooter.create),
   median and max over ``--boots`` boots (each deleted again);
 - memory of one amphora of an ACTIVE_STANDBY pair with its load balancer and keepalived
-  running: RSS of every process in its namespace (agent, HAProxy, keepalived);
+  running: RSS and PSS of every process in its namespace (agent, HAProxy, keepalived;
+  bench/memory.py tells them apart, and prints a SINGLE's too);
 - requests/s with wrk straight to one member against through the VIP to that same member
   (the pool's other member set to maint over the stats socket), with the same wrk
   connections, in two CPU layouts (below); the member is a single-threaded HAProxy
@@ -71,7 +72,7 @@ from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
-from bench import member_changes, targets
+from bench import member_changes, memory, targets
 
 PAIR_NET = pairs.Subnets("198.18.246.0/24", "198.18.247.0/24", "198.18.248.0/24")
 BOOT_CIDR = "198.18.249.0/24"  # management subnet of the create-time boots
@@ -175,16 +176,6 @@ def rss_kib(pid: int) -> tuple[str, int]:
                   Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line)
     rss = fields.get("VmRSS", "0 kB").split()[0]
     return fields["Name"].strip(), int(rss)
-
-
-def amphora_memory(pair: pairs.Pair) -> dict[str, int]:
-    """KiB of RSS per command name over every process in the MASTER's namespace."""
-    per_name: dict[str, int] = {}
-    for pid in pair.pids(pair.master):
-        with contextlib.suppress(OSError):  # a check script that just ended
-            name, kib = rss_kib(pid)
-            per_name[name] = per_name.get(name, 0) + kib
-    return per_name
 
 
 @dataclasses.dataclass(frozen=True)
@@ -429,10 +420,13 @@ def main() -> int:
                        f"{len(times)} boots, max {max(times):.3f} s"))
 
     with pairs.vrrp_pair(PAIR_NET, advert_int=OCTAVIA_ADVERT) as pair:
-        memory = amphora_memory(pair)
-        parts = ", ".join(f"{name} {kib / 1024:.1f}" for name, kib in sorted(memory.items()))
-        print(targets.line("rss", sum(memory.values()) / 1024,
-                           f"the MASTER of a pair, LB and keepalived running: {parts}"))
+        by_role = memory.amphora_usage(pair.master.ns)
+        total = sum(by_role.values(), memory.Usage())
+        parts = ", ".join(f"{name} {u.rss / 1024:.1f}/{u.pss / 1024:.1f}"
+                          for name, u in sorted(by_role.items()))
+        print(targets.line("rss", total.rss / 1024,
+                           f"the MASTER of a pair, LB and keepalived running; PSS "
+                           f"{total.pss / 1024:.1f} MiB; RSS/PSS: {parts}"))
 
         layouts = [SHARED] + ([DEDICATED] if {LB_CPU, CLIENT_CPU} <= os.sched_getaffinity(0)
                               else [])

@@ -678,7 +678,8 @@ def fleet_run(api: Api, d: Deployment, counts: Counts) -> None:
         kib = memory.pss_by_name[name]
         print(f"    PSS of {count} {name:7} {kib / 1024:5.0f} MiB ({kib / 1024 / per:5.1f} MiB)")
     rss = targets.line("rss", memory.rss_kib / 1024 / per, f"average of {memory.amphorae} "
-                       "SINGLE amphorae: agent and HAProxy")
+                       f"SINGLE amphorae: agent and HAProxy; PSS "
+                       f"{memory.pss_kib / 1024 / per:.1f} MiB")
     print(f"  {rss}")
     print(f"  host MemAvailable dropped by {drop / 1024:.0f} MiB "
           f"({drop / 1024 / max(len(active), 1):.1f} MiB per ACTIVE load balancer); "

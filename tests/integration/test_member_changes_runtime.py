@@ -110,11 +110,10 @@ class HeldRequest:
 
 
 class Amphora:
-    """The amphora's HAProxy, seen from the host through its sockets."""
+    """An amphora's HAProxy, seen from the host through its sockets."""
 
-    def __init__(self, d: Deployment, lb_id: str) -> None:
-        (amp,) = d.lb.amphorae(loadbalancer_id=lb_id)
-        folder = d.state / "amphorae" / compute.short_id(amp.id) / boot.AGENT_BASE
+    def __init__(self, d: Deployment, lb_id: str, amp_id: str) -> None:
+        folder = d.state / "amphorae" / compute.short_id(amp_id) / boot.AGENT_BASE
         self.files = LbFiles(folder / lb_id)
         self.log = folder.parent / f"{boot.AGENT_NAME}.log"
 
@@ -132,6 +131,10 @@ class Amphora:
             if len(fields) > 17 and fields[1] == member_id:
                 return fields[17]
         return None
+
+
+def amphorae_of(d: Deployment, lb_id: str) -> list[Amphora]:
+    return [Amphora(d, lb_id, amp.id) for amp in d.lb.amphorae(loadbalancer_id=lb_id)]
 
 
 @dataclass
@@ -211,7 +214,7 @@ def test_member_changes_under_load_without_a_reload(up: Deployment) -> None:
     try:
         d.wait_lb(lb.id)
         eventually(lambda: dp.http_request(lb.vip_address, 80).text == "m1", "m1 serving")
-        amphora = Amphora(d, lb.id)
+        (amphora,) = amphorae_of(d, lb.id)
         (pool_id,) = [p.id for p in d.lb.pools(loadbalancer_id=lb.id)]
         pool = Pool(d, lb.id, pool_id, {m.name: m for m in d.lb.members(pool_id)})
         reloads = amphora.reloads()

@@ -15,13 +15,12 @@ import socket
 from pathlib import Path
 from typing import Any
 
-import falcon
-
-from amphorae.agent import dataplane_api, interfaces, udp_health
+from amphorae.agent import dataplane_api, interfaces, udp_health, wsgi
 from amphorae.agent import haproxy as hap
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
-from amphorae.agent.responses import AgentError, body, send_text, stored
+from amphorae.agent.responses import body, send_text, stored
+from amphorae.agent.wsgi import AgentError, Request, Response
 
 LOG = logging.getLogger(__name__)
 
@@ -31,45 +30,16 @@ ACTIONS = ("start", "stop", "reload")
 _CERT_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,250}\.pem$")
 
 
-def _error_serializer(req: falcon.Request, resp: falcon.Response,
-                      exc: falcon.HTTPError) -> None:
-    if isinstance(exc, AgentError):
-        body = exc.to_dict()
-    else:  # falcon's own (404 route, 405 method, ...)
-        body = {"message": exc.title, "details": exc.description or ""}
-    resp.media = body
-    resp.content_type = falcon.MEDIA_JSON
-
-
-def _unexpected(req: falcon.Request, resp: falcon.Response, ex: Exception,
-                params: dict[str, Any]) -> None:
-    if isinstance(ex, falcon.HTTPError):
-        raise ex
-    LOG.exception("%s %s failed", req.method, req.path)
-    raise AgentError(falcon.HTTP_500, "Internal error", f"{type(ex).__name__}: {ex}")
-
-
-class ReadBody:
-    """Reads every request body before routing: an error answered while the client is
-    still sending would otherwise reset the connection and lose the answer."""
-
-    def process_request(self, req: falcon.Request, resp: falcon.Response) -> None:
-        length = req.content_length or 0
-        if length > MAX_BODY:
-            raise AgentError(falcon.HTTP_413, "Request too large", f"limit {MAX_BODY} bytes")
-        req.context.body = req.bounded_stream.read(length) if length else b""
-
-
 def _lb_id(sup: hap.Supervisor, lb_id: str) -> hap.LbFiles:
     try:
         return sup.files(lb_id)
     except ValueError:
-        raise AgentError(falcon.HTTP_400, "Invalid request",
+        raise AgentError(400, "Invalid request",
                          f"invalid load balancer id: {lb_id}") from None
 
 
 def _not_found(lb_id: str) -> AgentError:
-    return AgentError(falcon.HTTP_404, "Loadbalancer Not Found",
+    return AgentError(404, "Loadbalancer Not Found",
                       f"No loadbalancer with UUID: {lb_id}")
 
 
@@ -107,7 +77,7 @@ def parse_frontends(config: str) -> list[dict[str, str]]:
 
 
 class Root:
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         resp.media = {"api_version": API_VERSION}
 
 
@@ -115,7 +85,7 @@ class Info:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         resp.media = self.agent.info()
 
 
@@ -123,7 +93,7 @@ class Details:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         resp.media = self.agent.details()
 
 
@@ -131,7 +101,7 @@ class Listeners:
     def __init__(self, agent: Agent) -> None:
         self.agent = agent
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         resp.media = self.agent.listeners()
 
 
@@ -139,16 +109,14 @@ class HaproxyUpload:
     def __init__(self, sup: hap.Supervisor) -> None:
         self.sup = sup
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response, object_id: str,
-               name: str) -> None:
-        lb_id = name  # the path is /loadbalancer/<amphora id>/<lb id>/haproxy
+    def on_put(self, req: Request, resp: Response, amphora_id: str, lb_id: str) -> None:
         _lb_id(self.sup, lb_id)
         data = body(req)
         try:
             self.sup.install_config(lb_id, data)
         except hap.InvalidConfig as exc:
-            raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
-        resp.status = falcon.HTTP_202
+            raise AgentError(400, exc.message, exc.details) from None
+        resp.status = 202
         stored(resp, data)
 
 
@@ -156,8 +124,7 @@ class HaproxyConfig:
     def __init__(self, sup: hap.Supervisor) -> None:
         self.sup = sup
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, object_id: str) -> None:
-        lb_id = object_id
+    def on_get(self, req: Request, resp: Response, lb_id: str) -> None:
         files = _lb_id(self.sup, lb_id)
         try:
             data = files.config.read_bytes()
@@ -170,20 +137,18 @@ class Action:
     def __init__(self, sup: hap.Supervisor) -> None:
         self.sup = sup
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response, object_id: str,
-               name: str) -> None:
-        lb_id, action = object_id, name
+    def on_put(self, req: Request, resp: Response, lb_id: str, action: str) -> None:
         files = _lb_id(self.sup, lb_id)
         if action not in ACTIONS:
-            raise AgentError(falcon.HTTP_400, "Invalid Request",
+            raise AgentError(400, "Invalid Request",
                              f"Unknown action: {action}")
         if action != "stop" and not files.config.is_file():
             raise _not_found(lb_id)
         try:
             outcome = getattr(self.sup, action)(lb_id)
         except hap.HaproxyError as exc:
-            raise AgentError(falcon.HTTP_500, exc.message, exc.details) from None
-        resp.status = falcon.HTTP_202
+            raise AgentError(500, exc.message, exc.details) from None
+        resp.status = 202
         resp.media = {"message": "OK", "details": f"haproxy of {lb_id}: {outcome}"}
 
 
@@ -191,7 +156,7 @@ class DeleteListeners:
     def __init__(self, sup: hap.Supervisor) -> None:
         self.sup = sup
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, lb_id: str) -> None:
+    def on_delete(self, req: Request, resp: Response, lb_id: str) -> None:
         _lb_id(self.sup, lb_id)
         self.sup.delete(lb_id)
         resp.media = {"message": "OK"}
@@ -204,13 +169,11 @@ class Certificate:
     def _path(self, lb_id: str, filename: str) -> Path:
         files = _lb_id(self.sup, lb_id)
         if not _CERT_NAME.match(filename) or ".." in filename:
-            raise AgentError(falcon.HTTP_400, "Invalid request",
+            raise AgentError(400, "Invalid request",
                              f"certificate file name must be a plain *.pem name: {filename}")
         return files.cert_dir / filename
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response, object_id: str,
-               filename: str) -> None:
-        lb_id = object_id
+    def on_put(self, req: Request, resp: Response, lb_id: str, filename: str) -> None:
         path = self._path(lb_id, filename)
         data = body(req)
         with self.sup.lock(lb_id):
@@ -218,20 +181,16 @@ class Certificate:
             hap.write_file(path, data, 0o600)
         stored(resp, data)
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response, object_id: str,
-               filename: str) -> None:
-        lb_id = object_id
+    def on_get(self, req: Request, resp: Response, lb_id: str, filename: str) -> None:
         path = self._path(lb_id, filename)
         try:
             data = path.read_bytes()
         except FileNotFoundError:
-            raise AgentError(falcon.HTTP_404, "Certificate Not Found",
+            raise AgentError(404, "Certificate Not Found",
                              f"No certificate with filename: {filename}") from None
         resp.media = {"md5sum": hashlib.md5(data).hexdigest()}
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response, object_id: str,
-                  filename: str) -> None:
-        lb_id = object_id
+    def on_delete(self, req: Request, resp: Response, lb_id: str, filename: str) -> None:
         self._path(lb_id, filename).unlink(missing_ok=True)
         resp.media = {"message": "OK"}
 
@@ -311,25 +270,20 @@ def _meminfo() -> dict[str, int]:
 
 def create_app(sup: hap.Supervisor, vrrp: ka.Keepalived | None = None,
                rules: nft.Nftables | None = None,
-               udp: udp_health.UdpHealth | None = None) -> falcon.App:
+               udp: udp_health.UdpHealth | None = None) -> wsgi.App:
     """The agent's API; ``udp`` (the UDP member health checks) owns ``rules``."""
     agent = Agent(sup)
-    app = falcon.App(middleware=[ReadBody()])
-    app.req_options.strip_url_path_trailing_slash = True
-    app.set_error_serializer(_error_serializer)
-    app.add_error_handler(Exception, _unexpected)
+    app = wsgi.App(MAX_BODY)
     prefix = f"/{API_VERSION}"
     app.add_route("/", Root())
     app.add_route(f"{prefix}/info", Info(agent))
     app.add_route(f"{prefix}/details", Details(agent))
     app.add_route(f"{prefix}/listeners", Listeners(agent))
-    # One field name per path level, as falcon's router wants: object_id is the amphora
-    # id in the upload path and the load balancer id everywhere else.
-    lb = f"{prefix}/loadbalancer/{{object_id}}"
-    app.add_route(f"{lb}/{{name}}/haproxy", HaproxyUpload(sup))
-    app.add_route(f"{lb}/haproxy", HaproxyConfig(sup))
-    app.add_route(f"{lb}/certificates/{{filename}}", Certificate(sup))
-    app.add_route(f"{lb}/{{name}}", Action(sup))
+    lb = f"{prefix}/loadbalancer"
+    app.add_route(f"{lb}/{{amphora_id}}/{{lb_id}}/haproxy", HaproxyUpload(sup))
+    app.add_route(f"{lb}/{{lb_id}}/haproxy", HaproxyConfig(sup))
+    app.add_route(f"{lb}/{{lb_id}}/certificates/{{filename}}", Certificate(sup))
+    app.add_route(f"{lb}/{{lb_id}}/{{action}}", Action(sup))
     app.add_route(f"{prefix}/listeners/{{lb_id}}", DeleteListeners(sup))
     interfaces.add_routes(app, prefix)
     # keepalived and nftables share the agent's base path.

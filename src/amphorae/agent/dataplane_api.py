@@ -22,37 +22,34 @@ Errors are AgentErrors, answered in the agent's ``{"message", "details"}`` shape
 
 from __future__ import annotations
 
-import falcon
-
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
-from amphorae.agent import udp_health
-from amphorae.agent.responses import AgentError, body, send_text, stored
+from amphorae.agent import udp_health, wsgi
+from amphorae.agent.responses import body, send_text, stored
+from amphorae.agent.wsgi import AgentError, Request, Response
 
 ACTIONS = ("start", "stop", "reload")
 _PAST = {"start": "started", "stop": "stopped", "reload": "reloaded"}
 
 
-
-
-def _no_config() -> falcon.HTTPError:
-    return AgentError(falcon.HTTP_404, "VRRP Config Not Found",
-                  "no keepalived configuration has been uploaded")
+def _no_config() -> AgentError:
+    return AgentError(404, "VRRP Config Not Found",
+                      "no keepalived configuration has been uploaded")
 
 
 class VrrpUpload:
     def __init__(self, vrrp: ka.Keepalived) -> None:
         self.vrrp = vrrp
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_put(self, req: Request, resp: Response) -> None:
         data = body(req)
         try:
             self.vrrp.install_config(data)
         except ka.InvalidConfig as exc:
-            raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
+            raise AgentError(400, exc.message, exc.details) from None
         stored(resp, data)
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         try:
             data = self.vrrp.files.config.read_bytes()
         except FileNotFoundError:
@@ -64,11 +61,11 @@ class VrrpCheckScript:
     def __init__(self, vrrp: ka.Keepalived) -> None:
         self.vrrp = vrrp
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_put(self, req: Request, resp: Response) -> None:
         data = body(req)
         if not data.startswith(b"#!"):
-            raise AgentError(falcon.HTTP_400, "Invalid request",
-                         "the check script must start with a #! line")
+            raise AgentError(400, "Invalid request",
+                             "the check script must start with a #! line")
         self.vrrp.install_check_script(data)
         stored(resp, data)
 
@@ -77,24 +74,24 @@ class VrrpAction:
     def __init__(self, vrrp: ka.Keepalived) -> None:
         self.vrrp = vrrp
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response, action: str) -> None:
+    def on_put(self, req: Request, resp: Response, action: str) -> None:
         if action not in ACTIONS:
-            raise AgentError(falcon.HTTP_400, "Invalid Request", f"Unknown action: {action}")
+            raise AgentError(400, "Invalid Request", f"Unknown action: {action}")
         if action != "stop" and not self.vrrp.has_config():
             raise _no_config()
         try:
             outcome = getattr(self.vrrp, action)()
         except ka.KeepalivedError as exc:
-            raise AgentError(falcon.HTTP_500, exc.message, exc.details) from None
-        resp.status = falcon.HTTP_202
+            raise AgentError(500, exc.message, exc.details) from None
+        resp.status = 202
         resp.media = {"message": "OK", "details": f"keepalived {_PAST[action]}: {outcome}"}
 
 
-def _delete_rules(udp: udp_health.UdpHealth, resp: falcon.Response) -> None:
+def _delete_rules(udp: udp_health.UdpHealth, resp: Response) -> None:
     try:
         udp.delete()
     except nft.NftError as exc:
-        raise AgentError(falcon.HTTP_500, "Cannot remove nftables rules", exc.details) from None
+        raise AgentError(500, "Cannot remove nftables rules", exc.details) from None
     resp.media = {"message": "OK"}
 
 
@@ -102,21 +99,21 @@ class Nftables:
     def __init__(self, udp: udp_health.UdpHealth) -> None:
         self.udp = udp
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_put(self, req: Request, resp: Response) -> None:
         data = body(req)
         try:
             self.udp.apply_script(data)
         except nft.NftError as exc:
-            raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
+            raise AgentError(400, exc.message, exc.details) from None
         stored(resp, data)
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         data = self.udp.rules.applied()
         if data is None:
-            raise AgentError(falcon.HTTP_404, "Rules Not Found", "no nftables rules applied")
+            raise AgentError(404, "Rules Not Found", "no nftables rules applied")
         send_text(resp, data)
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_delete(self, req: Request, resp: Response) -> None:
         _delete_rules(self.udp, resp)
 
 
@@ -124,25 +121,25 @@ class Udp:
     def __init__(self, udp: udp_health.UdpHealth) -> None:
         self.udp = udp
 
-    def on_put(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_put(self, req: Request, resp: Response) -> None:
         data = body(req)
         try:
             self.udp.configure(data)
         except udp_health.UdpConfigError as exc:
-            raise AgentError(falcon.HTTP_400, "Invalid request", str(exc)) from None
+            raise AgentError(400, "Invalid request", str(exc)) from None
         except nft.NftError as exc:
-            raise AgentError(falcon.HTTP_400, exc.message, exc.details) from None
+            raise AgentError(400, exc.message, exc.details) from None
         stored(resp, data)
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         data = self.udp.document()
         if data is None:
-            raise AgentError(falcon.HTTP_404, "UDP Config Not Found",
+            raise AgentError(404, "UDP Config Not Found",
                              "no UDP listener configuration has been uploaded")
         send_text(resp, data)
-        resp.content_type = falcon.MEDIA_JSON
+        resp.content_type = wsgi.JSON
 
-    def on_delete(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_delete(self, req: Request, resp: Response) -> None:
         _delete_rules(self.udp, resp)
 
 
@@ -150,11 +147,11 @@ class UdpStatus:
     def __init__(self, udp: udp_health.UdpHealth) -> None:
         self.udp = udp
 
-    def on_get(self, req: falcon.Request, resp: falcon.Response) -> None:
+    def on_get(self, req: Request, resp: Response) -> None:
         resp.media = {"pools": self.udp.pool_statuses()}
 
 
-def add_routes(app: falcon.App, prefix: str, vrrp: ka.Keepalived,
+def add_routes(app: wsgi.App, prefix: str, vrrp: ka.Keepalived,
                udp: udp_health.UdpHealth) -> None:
     app.add_route(f"{prefix}/vrrp/upload", VrrpUpload(vrrp))
     app.add_route(f"{prefix}/vrrp/check_script", VrrpCheckScript(vrrp))

@@ -105,7 +105,8 @@ class Supervisor:
         self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self.drains = runtime.Drains(unix_command, self.lock, self._record_server_state)
+        self.drains = runtime.Drains(unix_command, self.lock, self._record_server_state,
+                                     state_file=lambda lb_id: self.files(lb_id).drains)
         self.base.mkdir(parents=True, exist_ok=True, mode=0o755)
 
     # -- bookkeeping ---------------------------------------------------------------
@@ -127,12 +128,13 @@ class Supervisor:
                       if valid_id(entry.name) and (entry / "haproxy.cfg").is_file())
 
     def adopt(self) -> list[str]:
-        """After an agent restart: the load balancers whose HAProxy still runs; stale
-        pid files of dead ones are removed."""
+        """After an agent restart: the load balancers whose HAProxy still runs, with the
+        drains the previous agent left; stale pid files of dead ones are removed."""
         running = []
         for lb_id in self.load_balancers():
             if self.master_pid(lb_id) is not None:
                 running.append(lb_id)
+                self.drains.restore(lb_id)
             else:
                 self.files(lb_id).pid_file.unlink(missing_ok=True)
         if running:

@@ -11,9 +11,8 @@ import json
 import shutil
 import subprocess
 
-import falcon
-
-from amphorae.agent.responses import AgentError
+from amphorae.agent import wsgi
+from amphorae.agent.wsgi import AgentError, Request, Response
 
 IP = shutil.which("ip") or "/usr/sbin/ip"
 
@@ -31,17 +30,17 @@ def holding(address: str) -> str | None:
 
 
 class Interface:
-    def on_get(self, req: falcon.Request, resp: falcon.Response, address: str) -> None:
+    def on_get(self, req: Request, resp: Response, address: str) -> None:
         try:
             name = holding(address)
         except ValueError:
-            raise AgentError(falcon.HTTP_400, "Invalid IP address",
+            raise AgentError(400, "Invalid IP address",
                              f"{address!r} is not an IP address") from None
         if name is None:
-            raise AgentError(falcon.HTTP_404, "Error interface not found for IP address",
+            raise AgentError(404, "Error interface not found for IP address",
                              address)
         resp.media = {"message": "OK", "interface": name}
 
 
-def add_routes(app: falcon.App, prefix: str) -> None:
+def add_routes(app: wsgi.App, prefix: str) -> None:
     app.add_route(f"{prefix}/interface/{{address}}", Interface())

@@ -3,15 +3,18 @@ finishes the drains they start.
 
 A drain's end (maintenance, remaining sessions cut, server deleted) is due once the
 server carries no session or its timeout passed; a background thread checks the draining
-servers every ``poll`` seconds, under the load balancer's lock. The drains live in this
-process: an agent restarted mid-drain leaves the server draining (it gets no new
-connections) until the next reload, which drops it with the rest of the old worker.
+servers every ``poll`` seconds, under the load balancer's lock. Each load balancer's
+drains are also written to a small JSON file (``state_file``), their deadlines in wall
+clock time: an agent restarted mid-drain restores them (:meth:`Drains.restore`) and ends
+each when it would have, rather than leaving the server draining until the next reload.
 """
 
 from __future__ import annotations
 
 import csv
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -80,15 +83,18 @@ class Drains:
 
     ``lock_for(lb_id)`` is the load balancer's lock: :meth:`apply` and :meth:`forget` are
     called holding it, the thread takes it. ``changed(lb_id)`` runs (under it) after a
-    drain ended, to record the new server state.
+    drain ended, to record the new server state. ``state_file(lb_id)``, when given, is
+    where that load balancer's drains are kept for the next agent.
     """
 
     def __init__(self, send: Send, lock_for: Callable[[str], threading.Lock],
-                 changed: Callable[[str], None], poll: float = 0.2) -> None:
+                 changed: Callable[[str], None], poll: float = 0.2,
+                 state_file: Callable[[str], Path] | None = None) -> None:
         self.send = send
         self.lock_for = lock_for
         self.changed = changed
         self.poll = poll
+        self.state_file = state_file
         self._pending: dict[str, dict[tuple[str, str], _Drain]] = {}
         self._guard = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -97,6 +103,13 @@ class Drains:
         """Run ``actions`` (in their order); returns the number of commands sent. Raises
         RuntimeRefused at the first refusal (the caller reloads, so the drains of this
         load balancer are then forgotten)."""
+        try:
+            return self._apply(lb_id, socket, actions)
+        finally:
+            with self._guard:
+                self._save(lb_id)
+
+    def _apply(self, lb_id: str, socket: Path, actions: Iterable[rp.Action]) -> int:
         sent = 0
         for action in actions:
             with self._guard:
@@ -125,6 +138,57 @@ class Drains:
         their connections end or ``hard-stop-after``; the new one reads the config."""
         with self._guard:
             self._pending.pop(lb_id, None)
+            self._save(lb_id)
+
+    def restore(self, lb_id: str) -> int:
+        """After an agent restart: the drains of ``lb_id`` the previous agent left, each
+        with what remained of its timeout; how many."""
+        if self.state_file is None:
+            return 0
+        path = self.state_file(lb_id)
+        try:
+            saved = json.loads(path.read_text())["drains"]
+            now, wall = time.monotonic(), time.time()
+            restored = {}
+            for item in saved:
+                action = rp.Action(item["kind"], item["backend"], item["server"], (),
+                                   tuple(item["then"]), item["drain_timeout"])
+                left = None if item["deadline"] is None else max(0.0, item["deadline"] - wall)
+                restored[action.key] = _Drain(Path(item["socket"]), action,
+                                              None if left is None else now + left)
+        except FileNotFoundError:
+            return 0
+        except (OSError, ValueError, KeyError, TypeError) as exc:
+            LOG.warning("drains of %s not restored from %s: %s", lb_id, path, exc)
+            return 0
+        with self._guard:
+            self._pending.setdefault(lb_id, {}).update(restored)
+            if restored:
+                self._start()
+        LOG.info("restored %d drains of %s", len(restored), lb_id)
+        return len(restored)
+
+    def _save(self, lb_id: str) -> None:
+        """Write ``lb_id``'s drains to its state file (none: no file); holding _guard."""
+        if self.state_file is None:
+            return
+        path = self.state_file(lb_id)
+        pending = self._pending.get(lb_id)
+        try:
+            if not pending:
+                path.unlink(missing_ok=True)
+                return
+            now, wall = time.monotonic(), time.time()
+            items = [{"kind": d.action.kind, "backend": d.action.backend,
+                      "server": d.action.server, "then": list(d.action.then),
+                      "drain_timeout": d.action.drain_timeout, "socket": str(d.socket),
+                      "deadline": None if d.deadline is None else wall + d.deadline - now}
+                     for d in pending.values()]
+            temporary = path.with_name(f"{path.name}.new")
+            temporary.write_text(json.dumps({"version": 1, "drains": items}))
+            os.replace(temporary, path)
+        except OSError as exc:  # the load balancer's folder is gone: nothing to keep
+            LOG.warning("drains of %s not saved to %s: %s", lb_id, path, exc)
 
     def draining(self, lb_id: str) -> list[tuple[str, str]]:
         with self._guard:
@@ -198,5 +262,6 @@ class Drains:
                 del pending[key]
             if not pending:
                 self._pending.pop(lb_id, None)
+            self._save(lb_id)
         LOG.info("%s/%s of %s drained (%s)", *key, lb_id, drain.action.kind)
         return True

@@ -1,5 +1,6 @@
 """`amphorae agent`: the agent API over HTTPS with mutual TLS, on a threaded server from
-the standard library (one thread per connection; the controller makes few calls)."""
+the standard library (one thread per connection and one request per connection, as
+wsgiref; the controller makes few calls)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,8 @@ import ssl
 import sys
 import threading
 from typing import Any
-from wsgiref import simple_server
 
-from amphorae.agent import api, heartbeat, udp_health
+from amphorae.agent import api, heartbeat, httpd, udp_health
 from amphorae.agent import haproxy as hap
 from amphorae.agent import keepalived as ka
 from amphorae.agent import nftables as nft
@@ -23,26 +23,7 @@ LOG = logging.getLogger(__name__)
 HANDSHAKE_TIMEOUT = 10.0
 
 
-class _Handler(simple_server.WSGIRequestHandler):
-    def log_message(self, format: str, *args: Any) -> None:
-        LOG.debug("%s %s", self.address_string(), format % args)
-
-    def get_stderr(self) -> Any:
-        return _LogStream()
-
-
-class _LogStream:
-    """Where wsgiref writes application errors: the log, not the client."""
-
-    def write(self, text: str) -> None:
-        if text.strip():
-            LOG.error("%s", text.rstrip())
-
-    def flush(self) -> None:
-        pass
-
-
-class TLSWSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
+class TLSServer(socketserver.ThreadingMixIn, socketserver.TCPServer):
     """Accepts in the main thread; each connection's TLS handshake happens in its own
     thread, so a slow or hostile client cannot hold up the others."""
 
@@ -50,41 +31,35 @@ class TLSWSGIServer(socketserver.ThreadingMixIn, simple_server.WSGIServer):
     allow_reuse_address = True
     ssl_context: ssl.SSLContext
     read_timeout: float = 180.0
-
-    def server_bind(self) -> None:
-        # HTTPServer's own looks the address up in DNS (getfqdn): slow, and useless here.
-        socketserver.TCPServer.server_bind(self)
-        host, port = self.server_address[:2]
-        self.server_name, self.server_port = str(host), int(port)
-        self.setup_environ()
+    app: httpd.WsgiApp
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         request.settimeout(HANDSHAKE_TIMEOUT)
         try:
-            tls = self.ssl_context.wrap_socket(request, server_side=True)
+            conn = self.ssl_context.wrap_socket(request, server_side=True)
         except (ssl.SSLError, OSError) as exc:
             LOG.info("TLS handshake with %s refused: %s", client_address[0], exc)
             return
         try:
-            tls.settimeout(self.read_timeout)
-            self.RequestHandlerClass(tls, client_address, self)
+            conn.settimeout(self.read_timeout)
+            host, port = self.server_address[:2]
+            httpd.exchange(self.app, conn, client_address, (str(host), int(port)))
         finally:
-            tls.close()
+            conn.close()
 
     def handle_error(self, request: Any, client_address: Any) -> None:
         LOG.exception("connection from %s failed", client_address[0])
 
 
-class TLSWSGIServer6(TLSWSGIServer):
+class TLSServer6(TLSServer):
     address_family = socket.AF_INET6
 
 
-def make_server(host: str, port: int, app: Any, context: ssl.SSLContext,
-                read_timeout: float = 180.0) -> TLSWSGIServer:
-    server_class = TLSWSGIServer6 if ":" in host else TLSWSGIServer
-    server = simple_server.make_server(host, port, app, server_class=server_class,
-                                       handler_class=_Handler)
-    assert isinstance(server, TLSWSGIServer)
+def make_server(host: str, port: int, app: httpd.WsgiApp, context: ssl.SSLContext,
+                read_timeout: float = 180.0) -> TLSServer:
+    server_class = TLSServer6 if ":" in host else TLSServer
+    server = server_class((host, port), socketserver.BaseRequestHandler)
+    server.app = app
     server.ssl_context = context
     server.read_timeout = read_timeout
     return server

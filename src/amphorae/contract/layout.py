@@ -72,6 +72,11 @@ class LbFiles:
         return self.root / "servers-state"
 
     @property
+    def drains(self) -> Path:
+        """The agent's draining servers, for the next agent (agent.runtime.Drains)."""
+        return self.root / "drains.json"
+
+    @property
     def cert_dir(self) -> Path:
         return self.root / "certs"
 

@@ -3,15 +3,13 @@
 
 from __future__ import annotations
 
-import falcon
 import falcon.testing
 
-from amphorae.agent import api, interfaces
+from amphorae.agent import api, interfaces, wsgi
 
 
 def client() -> falcon.testing.TestClient:
-    app = falcon.App()
-    app.set_error_serializer(api._error_serializer)
+    app = wsgi.App(api.MAX_BODY)
     interfaces.add_routes(app, "/1.0")
     return falcon.testing.TestClient(app)
 

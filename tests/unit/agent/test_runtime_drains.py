@@ -188,3 +188,45 @@ def test_the_thread_ends_drains_by_itself() -> None:
         time.sleep(0.01)
     assert d.draining("lb") == []
     assert fake.sent[-1] == f"del server {B}/s1"
+
+
+def saving(fake: FakeHaproxy, folder: Path) -> runtime.Drains:
+    lock = threading.Lock()
+    return runtime.Drains(fake, lambda lb_id: lock, lambda lb_id: None, poll=3600,
+                          state_file=lambda lb_id: folder / f"{lb_id}.json")
+
+
+def test_a_restarted_agent_resumes_the_drains_with_their_deadlines(tmp_path: Path) -> None:
+    fake = FakeHaproxy()
+    fake.sessions.update({"s1": 1, "s2": 1})
+    first = saving(fake, tmp_path)
+    first.apply("lb", SOCKET, [disable("s1", timeout=0.3), remove("s2", timeout=None)])
+    assert (tmp_path / "lb.json").is_file()
+
+    time.sleep(0.35)  # the first agent is gone; s1's timeout passes meanwhile
+    second = saving(fake, tmp_path)
+    assert second.restore("lb") == 2
+    assert second.draining("lb") == [(B, "s1"), (B, "s2")]
+    second.step("lb")  # s1: cut at once (its deadline passed), not 0.3 s from now
+    assert second.draining("lb") == [(B, "s2")]
+    assert fake.sent[-1] == f"shutdown sessions server {B}/s1"
+    fake.sessions["s2"] = 0
+    second.step("lb")  # s2: no timeout, ends with its sessions
+    assert fake.sent[-1] == f"del server {B}/s2"
+    assert second.draining("lb") == [] and not (tmp_path / "lb.json").exists()
+
+
+def test_forgotten_drains_are_not_resumed(tmp_path: Path) -> None:
+    fake = FakeHaproxy()
+    fake.sessions["s1"] = 1
+    first = saving(fake, tmp_path)
+    first.apply("lb", SOCKET, [disable("s1")])
+    first.forget("lb")  # reloaded: the new worker reads the config
+    assert saving(fake, tmp_path).restore("lb") == 0
+
+
+def test_a_broken_state_file_restores_nothing(tmp_path: Path) -> None:
+    (tmp_path / "lb.json").write_text('{"drains": [{"kind": 1}]}')
+    assert saving(FakeHaproxy(), tmp_path).restore("lb") == 0
+    (tmp_path / "lb.json").write_text("not json")
+    assert saving(FakeHaproxy(), tmp_path).restore("lb") == 0

@@ -312,3 +312,28 @@ def _sessions(lb: Lb, server: str) -> int:
         if len(fields) > 4 and fields[1] == server:
             return int(fields[4] or 0)
     return 0
+
+
+def test_a_drain_survives_an_agent_restart(lb: Lb) -> None:
+    """The agent restarts while b drains a request with a 1 s timeout: the new agent
+    finds the drain and cuts it when the old one would have."""
+    b = lb.members["b"]
+    lb.apply(lb.member("a", enabled=False), lb.member("b"), drain_timeout=1)
+    results: list[str] = []
+    thread = in_flight(lb, results)
+    wait_for(lambda: _sessions(lb, b.id) > 0, "slow request")
+    started = time.monotonic()
+    lb.apply(lb.member("a"), lb.member("b", enabled=False), drain_timeout=1)
+    assert lb.servers()[b.id] == "DRAIN"
+    # The old agent is gone: its drains end with it (the file stays, as after a kill).
+    lb.sup.drains.state_file = None
+    lb.sup.drains.forget(lb.id)
+    assert lb.files.drains.is_file()
+    restarted = hap.Supervisor(lb.sup.base, HAPROXY, start_timeout=10, stop_timeout=2)
+    assert restarted.adopt() == [lb.id]
+    assert restarted.drains.draining(lb.id) == [(f"{lb.pool}:{lb.listener}", b.id)]
+    thread.join(10)
+    assert time.monotonic() - started < SLOW  # cut at the timeout, not at the answer
+    assert len(results) == 1 and "502 Bad Gateway" in results[0]
+    wait_for(lambda: lb.servers()[b.id] == "MAINT", "b in maintenance")
+    assert restarted.drains.draining(lb.id) == [] and not lb.files.drains.exists()
