@@ -109,7 +109,7 @@ def test_heartbeats_report_the_running_load_balancer(agent: Agent,
         arrivals.append(arrival)
         assert message["id"] == AMPHORA_ID and message["ver"] == 3
         assert message["boot"] == first["boot"] and isinstance(message["t0"], float)
-        assert "busy" not in message  # no HAProxy runs yet
+        assert "load" not in message  # no HAProxy runs yet
     gaps = [b - a for a, b in itertools.pairwise(arrivals)]
     assert all(0.5 < gap < 1.7 for gap in gaps), gaps
     # Another key does not open them.
@@ -135,7 +135,7 @@ def test_heartbeats_report_the_running_load_balancer(agent: Agent,
 
             seen = receiver.until(member_up, timeout=8)
             assert seen[-1]["listeners"][listener_id]["status"] == "OPEN"
-            assert 0 <= seen[-1]["busy"] <= 1  # HAProxy's busy share, for scaling
+            assert 0 <= seen[-1]["load"] <= 1  # HAProxy's busy share, for scaling
             assert seen[-1]["pools"][pool_key]["status"] == "UP"
             for _ in range(requests):
                 assert http_get(port) == BODY

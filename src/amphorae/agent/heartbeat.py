@@ -96,7 +96,7 @@ def parse_show_stat(text: str) -> tuple[dict[str, dict[str, Any]], dict[str, dic
     return listeners, pools
 
 
-def busy_share(show_info: str) -> float | None:
+def load_share(show_info: str) -> float | None:
     """1 - HAProxy's ``Idle_pct`` / 100 from ``show info``: how much of its time HAProxy's
     loop spends working rather than waiting for events (None if not given)."""
     for line in show_info.splitlines():
@@ -205,12 +205,12 @@ class HeartbeatSender:
             pools.update(self.udp_pools())
         return listeners, pools
 
-    def busy(self) -> float | None:
-        """The busiest HAProxy's busy share (what an ACTIVE_ACTIVE scaler watches)."""
+    def load(self) -> float | None:
+        """The busiest HAProxy's busy share: what an ACTIVE_ACTIVE scaler watches."""
         shares = []
         for path in self.stats_sockets():
             try:
-                share = busy_share(hap.unix_command(path, "show info"))
+                share = load_share(hap.unix_command(path, "show info"))
             except OSError as exc:
                 LOG.debug("no info from %s: %s", path, exc)
                 continue
@@ -228,7 +228,7 @@ class HeartbeatSender:
         reported, new_last = apply_deltas(listeners, last)
         message = codec.build_message(self.amphora_id, self.seq, reported, pools,
                                       boot_id=self.boot_id, started_at=self.started_at,
-                                      busy=self.busy())
+                                      load=self.load())
         try:
             datagram = codec.encode(message, self.key)
         except ValueError as exc:

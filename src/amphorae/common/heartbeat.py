@@ -75,14 +75,15 @@ def _mac(key: bytes, payload: bytes) -> hmac.HMAC:
 
 def build_message(amphora_id: str, seq: int, listeners: dict[str, Any],
                   pools: dict[str, Any], *, boot_id: str | None = None,
-                  started_at: float | None = None, busy: float | None = None,
+                  started_at: float | None = None, load: float | None = None,
                   ver: int = VERSION) -> dict[str, Any]:
     """A heartbeat message in Octavia's version 3 layout (reference §5.2).
 
     ``boot_id`` (any string unique per agent start, e.g. a uuid4) and ``started_at`` (the
     agent's start time, Unix seconds) let :class:`ReplayGuard` tell a restarted agent,
-    whose ``seq`` starts again from 0, from a replay. ``busy`` (0 to 1) is how busy the
-    amphora's HAProxy is, for scaling. Octavia's receiver ignores all three.
+    whose ``seq`` starts again from 0, from a replay. ``load`` (0 to 1) is how busy the
+    amphora's HAProxy is, for scaling (not Octavia's amphora_health.busy). Octavia's
+    receiver ignores all three.
     """
     message: dict[str, Any] = {"id": amphora_id, "seq": seq, "ver": ver,
                                "listeners": listeners, "pools": pools}
@@ -90,8 +91,8 @@ def build_message(amphora_id: str, seq: int, listeners: dict[str, Any],
         message["boot"] = boot_id
     if started_at is not None:
         message["t0"] = started_at
-    if busy is not None:
-        message["busy"] = busy
+    if load is not None:
+        message["load"] = load
     return message
 
 

@@ -105,8 +105,8 @@ def test_counter_store_round_trip_and_bad_file(tmp_path: Path) -> None:
 @pytest.mark.parametrize(("text", "share"), [
     ("Name: HAProxy\nIdle_pct: 100\nRun_queue: 0\n", 0.0), ("Idle_pct: 0", 1.0),
     ("Idle_pct: 73\n", 0.27), ("Idle_pct: 250", 0.0), ("Idle_pct: x", None), ("", None)])
-def test_busy_share_from_show_info(text: str, share: float | None) -> None:
-    assert hb.busy_share(text) == share
+def test_load_share_from_show_info(text: str, share: float | None) -> None:
+    assert hb.load_share(text) == share
 
 
 def test_parse_controllers() -> None:
@@ -203,7 +203,7 @@ def test_beats_round_robin_with_deltas_persisted(workdir: Path) -> None:
         {"tx": 0, "rx": 0, "conns": 0, "totconns": 0, "ereq": 0}]
     assert got[0]["pools"][POOL]["status"] == "UP"
     # How busy HAProxy is, from its idle share; nothing when it does not say.
-    assert [m.get("busy") for m in got] == [0.0, 0.63, None]
+    assert [m.get("load") for m in got] == [0.0, 0.63, None]
     with pytest.raises(codec.InvalidHeartbeat):
         codec.decode(codec.encode(sent[0], "another key"), "k3y")
 
