@@ -39,6 +39,8 @@ from . import files, host
 LOG = logging.getLogger(__name__)
 CONF = nova_conf.CONF
 ENV_DIR = "AMPHORAE_NETNS_VIRT_DIR"
+VM_MOUNTS = ('base=$1; shift; mount -t tmpfs amph-nv /var/lib && mkdir /var/lib/octavia'
+             ' && mount --bind "$base" /var/lib/octavia && exec "$@"')
 DEFAULTS: dict[str, Any] = {"agent_command": None, "gateway_blocks": ["198.19.200.0/21"],
                             "boot_timeout": 60}
 
@@ -111,11 +113,18 @@ class NetnsDriver(fake.FakeDriverWithoutFakeNodes):
             self._plug(uuid, vif, settings)
         conf = files.write(folder / "root", wanted)
         assert conf is not None
+        base = files.under(folder / "root", files.BASE_PATH)
         with open(folder / "agent.log", "ab") as log:
-            # `ip netns exec` execs the agent: the pid is the agent's. A session of its
-            # own: a restarted nova-compute (SIGTERM to its group) leaves it running.
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, *command, "--config-file",
-                                     str(conf)], stdin=subprocess.DEVNULL, stdout=log,
+            # `ip netns exec` gives the agent a mount namespace of its own (slave to the
+            # host's: nothing mounted here shows outside), where /var/lib/octavia is the
+            # instance's directory, as in a VM: the controller names files there in
+            # HAProxy's configuration. The host's /var/lib has no octavia directory to
+            # mount on, so the agent's /var/lib is a tmpfs holding just that one.
+            # sh execs the agent: the pid is the agent's. A session of its own: a
+            # restarted nova-compute (SIGTERM to its group) leaves it running.
+            proc = subprocess.Popen(["ip", "netns", "exec", ns, "sh", "-c", VM_MOUNTS, "sh",
+                                     str(base), *command, "--config-file", str(conf)],
+                                    stdin=subprocess.DEVNULL, stdout=log,
                                     stderr=subprocess.STDOUT, cwd=folder,
                                     start_new_session=True)
         with self._lock:

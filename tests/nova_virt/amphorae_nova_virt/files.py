@@ -2,8 +2,10 @@
 cloud-init user data ``write_files``, written under the instance's root directory.
 
 ``/etc/octavia/amphora-agent.conf`` among them makes the instance an amphora: its
-absolute paths under ``/etc/octavia`` and ``/var/lib/octavia`` are moved under the root,
-so the same file a VM would get serves the agent in a namespace.
+absolute paths under ``/etc/octavia`` are moved under the root, so the same file a VM
+would get serves the agent in a namespace. ``/var/lib/octavia`` (the agent's base path,
+which the controller also writes into HAProxy's configuration) stays as it is: the
+driver mounts the instance's own directory there, in the agent's mount namespace.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from collections.abc import Iterable
 from pathlib import Path
 
 AGENT_CONF = "/etc/octavia/amphora-agent.conf"
-MAPPED = ("/etc/octavia", "/var/lib/octavia")  # what a VM's agent owns
+MAPPED = "/etc/octavia"  # moved under the root in the agent's configuration
+BASE_PATH = "/var/lib/octavia"  # mounted from <root>/var/lib/octavia
 _PATH_VALUE = re.compile(r"^(\s*\w+\s*=\s*)(/\S*)\s*$", re.MULTILINE)
 
 
@@ -84,8 +87,7 @@ def write(root: Path, files: dict[str, bytes]) -> Path | None:
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
     if conf is not None:
-        for base in MAPPED:
-            under(root, base).mkdir(parents=True, exist_ok=True)
+        under(root, BASE_PATH).mkdir(parents=True, exist_ok=True)
     return conf
 
 
