@@ -61,7 +61,7 @@ def nova_env(cloud: osdev.Cloud, mgmt_cidr: str) -> Iterator[Env]:
         made.append(lambda: admin.compute.delete_flavor(flavor, ignore_missing=True))
         net = service.network.create_network(name=f"amph-mgmt-{hexid}")
         leftovers.register(bridge(net.id))
-        made.append(lambda: service.network.delete_network(net, ignore_missing=True))
+        made.append(lambda: delete_network_when_free(service, net.id))
         subnet = service.network.create_subnet(name=f"amph-mgmt-{hexid}", network_id=net.id,
                                                ip_version=4, cidr=mgmt_cidr)
         wait("the image to be active", lambda: admin.image.get_image(image).status == "active",
@@ -70,6 +70,18 @@ def nova_env(cloud: osdev.Cloud, mgmt_cidr: str) -> Iterator[Env]:
     finally:
         for undo in reversed(made):
             undo()
+
+
+def delete_network_when_free(conn: openstack.connection.Connection, network_id: str,
+                             timeout: float = 90.0) -> None:
+    """Delete the network once Nova has deleted the servers' ports on it (a server being
+    deleted still holds its port for a few seconds)."""
+    wait(f"the ports on network {network_id} gone",
+         lambda: not [p for p in conn.network.ports(network_id=network_id)
+                      if p.device_owner.startswith("compute:")], timeout, 1.0)
+    for port in conn.network.ports(network_id=network_id):
+        conn.network.delete_port(port, ignore_missing=True)
+    conn.network.delete_network(network_id, ignore_missing=True)
 
 
 # -- the netns virt driver's names (tests/nova_virt/amphorae_nova_virt/host.py) -----------
