@@ -198,7 +198,7 @@ def plane(cloud: osdev.Cloud, tmp_path_factory: pytest.TempPathFactory) -> Itera
     netns.require_root()
     hexid = secrets.token_hex(3)
     state = tmp_path_factory.mktemp(f"amph-e2e-{hexid}")
-    leftovers.register(state)
+    leftovers.register(state, f"amph-{hexid}")  # and the member/client namespaces
     user = cloud.connect()  # project-a-member in project-a
     made: list[Callable[[], object]] = []
     store = Store(user)
