@@ -130,3 +130,19 @@ def _pids(ns: str) -> list[int]:
     out = subprocess.run(["ip", "netns", "pids", ns], capture_output=True, text=True,
                          timeout=30, check=False).stdout
     return [int(p) for p in out.split()]
+
+
+def test_a_server_without_the_agents_files_stays_a_fake_instance(env: Env) -> None:
+    """As with Nova's fake driver: ACTIVE at once, nothing made on the host."""
+    server = env.service.compute.create_server(
+        name=f"amph-nvplain-{secrets.token_hex(4)}", image_id=env.image_id,
+        flavor_id=env.flavor_id, networks=[{"uuid": env.network_id}])
+    nova_env.register_server(server.id)
+    try:
+        active = env.service.compute.wait_for_server(server, wait=ACTIVE_TIMEOUT)
+        assert active.status == "ACTIVE"
+        assert not nova_env.netns_exists(nova_env.namespace(server.id))
+        assert not nova_env.host_links(nova_env.veth_prefix(server.id))
+    finally:
+        env.service.compute.delete_server(server, ignore_missing=True)
+        env.service.compute.wait_for_delete(server, wait=GONE_TIMEOUT)
