@@ -14,6 +14,11 @@ namespaces recorded under the directories, the bridges marked with their deploym
 (drivers/network/ownership.py), namespaces and links with the prefixes, the databases,
 then the directories and the file. A live process's file is never read: the other
 workers of this run, and any other run going on, keep everything of theirs.
+
+The Nova netns virt driver's instances (tests/nova_virt) are made by nova-compute, not by
+the test: a test registers their names as soon as it knows the server id
+(tests/nova_env.py: namespace ``amph-nv-<8 hex>``, veths ``amph-nv<6 hex>``, bridge
+``amph-nvb<7 hex of the network>``), and they are swept like any prefix.
 """
 
 from __future__ import annotations

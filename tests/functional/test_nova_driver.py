@@ -1,12 +1,15 @@
 """The Nova compute driver against the real Nova, Glance and Neutron of tests/cloud.py
-(fake virt: a server goes ACTIVE after a few seconds on one of two fake hosts).
+(a server goes ACTIVE after a few seconds on one of two compute hosts).
 
 As admin, each run makes an image tagged ``amph-image-<hex>`` (a few bytes), a flavor
 ``amph-flavor-<hex>`` and, as the service user, a management network ``amph-mgmt-<hex>``
-with a subnet in 198.19.96.0/24 (no packet flows: fake virt plugs nothing). The driver
-runs as the service user with a deployment id of its own, so it sees only the servers
-these tests made; everything is deleted at the end, also when a test fails, and each test
-checks that the driver itself left no server behind.
+with a subnet in 198.19.96.0/24 (tests/nova_env.py). Nova runs the netns virt driver
+(tests/nova_virt): these servers carry the agent's files, so each boots as a namespace
+running the agent; the subnet lies outside the driver's gateway block, so its bridge has
+no address and no packet leaves the namespaces. The driver runs as the service user with
+a deployment id of its own, so it sees only the servers these tests made; everything is
+deleted at the end, also when a test fails, and each test checks that the driver itself
+left no server behind.
 """
 
 from __future__ import annotations
@@ -37,57 +40,22 @@ from amphorae.worker.queue import Claim
 from amphorae.worker.reconciler import NotYet, Reconciler
 from tests import cloud as osdev
 from tests import fake_drivers as fake
+from tests import nova_env
 from tests.functional.test_reconciler import amphorae, new_lb, statuses
+from tests.nova_env import Env
 
 MGMT_CIDR = "198.19.96.0/24"
 ACTIVE_TIMEOUT = 90.0  # fake virt: 4-6 s each, more while other helpers boot too
 GONE_TIMEOUT = 60.0
 
 
-@dataclasses.dataclass(frozen=True)
-class Env:
-    admin: openstack.connection.Connection
-    service: openstack.connection.Connection
-    image_id: str
-    tag: str
-    flavor_id: str
-    network_id: str
-
-
-def _wait(what: str, done: Callable[[], Any], timeout: float, interval: float = 0.5) -> Any:
-    deadline = time.monotonic() + timeout
-    while True:
-        result = done()
-        if result:
-            return result
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(interval)
+_wait = nova_env.wait
 
 
 @pytest.fixture(scope="module")
 def env(cloud: osdev.Cloud) -> Iterator[Env]:
-    admin, service = cloud.admin(), cloud.service()
-    hexid = secrets.token_hex(4)
-    made: list[Callable[[], object]] = []
-    try:
-        tag = f"amph-image-{hexid}"
-        image = admin.image.create_image(name=tag, data=b"not a disk", disk_format="raw",
-                                         container_format="bare", tags=[tag])
-        made.append(lambda: admin.image.delete_image(image, ignore_missing=True))
-        flavor = admin.compute.create_flavor(name=f"amph-flavor-{hexid}", ram=64, vcpus=1,
-                                             disk=1)
-        made.append(lambda: admin.compute.delete_flavor(flavor, ignore_missing=True))
-        net = service.network.create_network(name=f"amph-mgmt-{hexid}")
-        made.append(lambda: service.network.delete_network(net, ignore_missing=True))
-        service.network.create_subnet(name=f"amph-mgmt-{hexid}", network_id=net.id,
-                                      ip_version=4, cidr=MGMT_CIDR)
-        _wait("the image to be active",
-              lambda: admin.image.get_image(image).status == "active", 30)
-        yield Env(admin, service, image.id, tag, flavor.id, net.id)
-    finally:
-        for undo in reversed(made):
-            undo()
+    with nova_env.nova_env(cloud, MGMT_CIDR) as made:
+        yield made
 
 
 @pytest.fixture

@@ -203,6 +203,13 @@ class AgentClient:
         resp = self._get_found(f"interface/{address}", **retry)
         return None if resp is None else str(resp.json()["interface"])
 
+    def plug_vip(self, vip: str, subnet_cidr: str, vrrp_ip: str, **retry: Any) -> str:
+        """Put ``vip`` on the interface that holds ``vrrp_ip`` (Octavia's plug/vip);
+        the agent's account of it."""
+        body = json.dumps({"subnet_cidr": subnet_cidr, "vrrp_ip": vrrp_ip}).encode()
+        return str(self.request("POST", f"plug/vip/{vip}", body=body, **retry).json()
+                   .get("details", ""))
+
     def _get_found(self, path: str, **retry: Any) -> Response | None:
         """GET ``path``; None when the agent answers 404 (it holds nothing there)."""
         try:

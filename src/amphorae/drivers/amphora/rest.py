@@ -56,9 +56,12 @@ class RestAmphoraDriver(AmphoraDriver):
     directory (per amphora on a netns host, the same everywhere on VMs)."""
 
     def __init__(self, client_for: Callable[[AmphoraRef], agent_client.AgentClient],
-                 base_path: Callable[[AmphoraRef], Path]) -> None:
+                 base_path: Callable[[AmphoraRef], Path], plugs_vip: bool = False) -> None:
+        """``plugs_vip``: a SINGLE amphora's VIP is put on its VIP-network interface
+        through the agent (VMs; on a netns host the network driver does it)."""
         self.client_for = client_for
         self.base_path = base_path
+        self.plugs_vip = plugs_vip
         self.settings = HaproxySettings.from_config(config.CONF)
         # amphora id -> its agent's descriptor limit: fixed for an amphora's life, so
         # asked once rather than on every reconcile.
@@ -78,7 +81,7 @@ class RestAmphoraDriver(AmphoraDriver):
                                  max_retries=ha.active_connection_max_retries,
                                  retry_interval=ha.active_connection_retry_interval)
 
-            return cls(vm_client, lambda amp: vm_base)
+            return cls(vm_client, lambda amp: vm_base, plugs_vip=True)
         if not isinstance(compute, amphora_boot.AmphoraBooter):
             raise ValueError("[controller_worker] amphora_driver = amphora_haproxy_rest_driver "
                              "needs compute_driver = compute_netns_driver or "
@@ -99,6 +102,8 @@ class RestAmphoraDriver(AmphoraDriver):
         client = self.client_for(amp)
         paths = AmphoraPaths.for_lb(str(self.base_path(amp)), lb.id)
         self._certificates(client, lb.id, paths, tls)
+        if self.plugs_vip and vrrp is None:
+            _plug_vips(client, amp, lb, vip_subnet)
         plan = self._plan(client, amp, lb, vrrp, vip_subnet)
         self._haproxy(client, lb.id, plan.haproxy)
         self._nftables(client, plan.udp)
@@ -213,6 +218,18 @@ def _vrrp_config(amp: AmphoraRef, lb: model.LoadBalancer, base: Path, group: VRR
         check_rise=conf.vrrp_success_count, garp_refresh=conf.vrrp_garp_refresh_interval,
         garp_refresh_repeat=conf.vrrp_garp_refresh_count,
         down_timer_adverts=conf.vrrp_down_timer_adverts, router_id=amp.id)
+
+
+def _plug_vips(client: agent_client.AgentClient, amp: AmphoraRef, lb: model.LoadBalancer,
+               vip_subnet: VipSubnet) -> None:
+    """The VIPs of the amphora's subnet onto the interface holding its own address there
+    (Neutron gave it that one; keepalived would add the VIPs in a pair)."""
+    if amp.vrrp_ip is None:
+        raise ValueError(f"amphora {amp.id} has no address on the VIP network (vrrp_ip)")
+    subnet = ipaddress.ip_interface(f"{amp.vrrp_ip}/{vip_subnet.prefixlen}").network
+    for vip in lb.vips:
+        if ipaddress.ip_address(vip) in subnet:
+            client.plug_vip(vip, str(subnet), amp.vrrp_ip)
 
 
 def _upload(what: str, upload: Callable[[], object]) -> None:
