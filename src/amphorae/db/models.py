@@ -386,7 +386,18 @@ class AmphoraHealth(Base):
     __tablename__ = "amphora_health"
     amphora_id: Mapped[str] = mapped_column(String(36), primary_key=True)
     last_update: Mapped[dt.datetime] = mapped_column(DateTime)
-    busy: Mapped[bool] = mapped_column(Boolean, default=False)
+    busy: Mapped[bool] = mapped_column(Boolean, default=False)  # Octavia's: failover running
+    load: Mapped[float | None] = mapped_column(Float)  # HAProxy's busy share, 0 to 1
+
+
+class LoadBalancerScale(Base):
+    """How many amphorae an ACTIVE_ACTIVE load balancer should run, and why."""
+    __tablename__ = "load_balancer_scale"
+    load_balancer_id: Mapped[str] = mapped_column(
+        ForeignKey("load_balancer.id", ondelete="CASCADE"), primary_key=True)
+    desired: Mapped[int] = mapped_column(Integer)
+    reason: Mapped[str | None] = mapped_column(String(255))
+    updated_at: Mapped[dt.datetime | None] = mapped_column(DateTime)
 
 
 class VRRPGroup(Base):
