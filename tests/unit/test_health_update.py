@@ -255,3 +255,23 @@ def test_a_member_going_down_is_one_event_per_transition_and_none_when_unchanged
     assert back[0][3] == f"{down} of {lb} is ONLINE (was ERROR)"
     with engine.transaction(write=False, url=url) as session:
         assert {e.project_id for e in session.scalars(select(m.Event))} == {"p"}
+
+
+@pytest.mark.parametrize(("load", "stored"), [(0.42, 0.42), (0, 0.0), (1, 1.0), (1.5, None),
+                                              (-0.1, None), ("0.5", None), (True, None)])
+def test_the_heartbeats_load_is_stored_only_when_it_is_a_share(url: str, load: Any,
+                                                               stored: float | None) -> None:
+    t = tree(url)
+    amp = t["amphorae"][0]
+    message = codec.build_message(amp, 1, *report(t))
+    message["load"] = load
+    apply(url, update.Received(message, 100.0))
+    assert row(url, m.AmphoraHealth, amp).load == stored
+
+
+def test_a_later_heartbeat_replaces_the_load(url: str) -> None:
+    t = tree(url)
+    amp = t["amphorae"][0]
+    apply(url, update.Received(codec.build_message(amp, 1, *report(t), load=0.9), 100.0))
+    apply(url, update.Received(codec.build_message(amp, 2, *report(t), load=0.1), 100.0))
+    assert row(url, m.AmphoraHealth, amp).load == 0.1

@@ -386,6 +386,27 @@ metrics_opts = [
                      "service on one host its own port."),
 ]
 
+autoscaling_opts = [
+    cfg.BoolOpt("enabled", default=True,
+                help="The health manager adds an amphora to an ACTIVE_ACTIVE load balancer "
+                     "that runs hot and removes one from a set that runs cold, within its "
+                     "flavor's amphora_count_min and amphora_count_max."),
+    cfg.FloatOpt("interval", default=1.0, min=0.1,
+                 help="Seconds between two looks at the load balancers' load."),
+    cfg.FloatOpt("hot_load", default=0.7, min=0, max=1,
+                 help="Mean busy share of a set's amphorae (HAProxy's, from their "
+                      "heartbeats) above which the set runs hot."),
+    cfg.FloatOpt("cold_load", default=0.3, min=0, max=1,
+                 help="... and below which it runs cold (less than hot_load)."),
+    cfg.FloatOpt("scale_out_after", default=3.0, min=0,
+                 help="Seconds a set runs hot before an amphora is added."),
+    cfg.FloatOpt("scale_in_after", default=30.0, min=0,
+                 help="Seconds a set runs cold before an amphora is removed (only when "
+                      "the rest would carry its load below hot_load)."),
+    cfg.FloatOpt("cooldown", default=10.0, min=0,
+                 help="Seconds after a change of the count before the next one."),
+]
+
 GROUPS: dict[str | None, list[cfg.Opt]] = {
     None: default_opts,
     "api_settings": api_opts,
@@ -400,6 +421,7 @@ GROUPS: dict[str | None, list[cfg.Opt]] = {
     "quotas": quota_opts,
     "certificates": certificates_opts,
     "metrics": metrics_opts,
+    "autoscaling": autoscaling_opts,
 }
 
 

@@ -83,6 +83,10 @@ class Instruments:
         self.failovers = Counter(
             "amphorae_failovers", "Amphora failovers the health manager started, by reason.",
             ["reason"], registry=r)
+        self.scaling_decisions = Counter(
+            "amphorae_scaling_decisions",
+            "Amphora counts the autoscaler changed, by direction (out, in).",
+            ["direction"], registry=r)
 
 
 _made = threading.Lock()

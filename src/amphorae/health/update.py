@@ -13,6 +13,7 @@ written, health rows and statistics are upserted with executemany. Per amphora:
   event (health/transitions.py). None while the load balancer is PENDING_*: the worker
   is changing its amphorae (a failover's new amphora reports nothing until it is
   configured), and the next heartbeat after it settles tells the truth;
+- its load (the heartbeat's ``load``, HAProxy's busy share) goes with the health row;
 - statistics: version 3 deltas added to the (listener, amphora) row, current connections
   replaced.
 """
@@ -75,7 +76,8 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
         reported = len(item.message.get("listeners") or {})
         fresh = processed_at - item.received_at < interval
         if fresh and (expected is None or reported == expected):
-            health.append({"amphora_id": amp_id, "last_update": now, "busy": False})
+            health.append({"amphora_id": amp_id, "last_update": now, "busy": False,
+                           "load": _load(item.message)})
             if status == c.FAILOVER_STOPPED:
                 back.append(amp_id)
         else:
@@ -192,8 +194,18 @@ def _upsert_health(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     stmt = _insert(session, m.AmphoraHealth.__table__)
     session.execute(stmt.on_conflict_do_update(
-        index_elements=["amphora_id"], set_={"last_update": stmt.excluded.last_update}),
+        index_elements=["amphora_id"], set_={"last_update": stmt.excluded.last_update,
+                                             "load": stmt.excluded.load}),
         rows)
+
+
+def _load(message: dict[str, Any]) -> float | None:
+    """The heartbeat's busy share (what the autoscaler reads); None when absent or not a
+    number in 0..1 (an older agent, or a bad one: it must not steer scaling)."""
+    value = message.get("load")
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if 0 <= value <= 1 else None
 
 
 def _stats(message: dict[str, Any]) -> Iterable[dict[str, Any]]:
