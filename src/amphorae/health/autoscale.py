@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import time
 from collections.abc import Callable
 from typing import Any
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from amphorae.common import config, metrics
 from amphorae.common import constants as c
+from amphorae.common.timeutil import utcnow
 from amphorae.db import engine
 from amphorae.db import models as m
 from amphorae.health import scaler as scaler_mod
@@ -89,3 +91,14 @@ def write_decision(url: str, request: Request, target: scaler_mod.Target,
 @metrics.safe
 def _count(out: bool) -> None:
     metrics.instruments().scaling_decisions.labels("out" if out else "in").inc()
+
+
+def scaler(url: str, request: Request, conf: Any = config.CONF) -> scaler_mod.Scaler:
+    """The health manager's autoscaler: reads targets and writes decisions in ``url``."""
+    def targets() -> list[scaler_mod.Target]:
+        with engine.transaction(write=False, url=url) as session:
+            return read_targets(session, utcnow(), time.monotonic())
+
+    return scaler_mod.Scaler(policy(conf), targets,
+                             lambda target, decision: write_decision(url, request, target,
+                                                                     decision))
