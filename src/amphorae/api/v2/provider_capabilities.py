@@ -15,6 +15,7 @@ from typing import Any
 
 from amphorae.common import config, errors
 from amphorae.common import constants as c
+from amphorae.db.scale import count_bounds
 
 # JSON type name -> Python types accepted (bool is not a number in JSON schema).
 JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -143,13 +144,6 @@ def validate_counts(data: dict[str, Any]) -> None:
         raise errors.ValidationError(
             detail=f"amphora_count_max {high} must be between amphora_count_min ({low}) "
                    f"and {c.AMPHORA_COUNT_LIMIT}.")
-
-
-def count_bounds(data: dict[str, Any]) -> tuple[int, int]:
-    """(min, max) amphorae of an ACTIVE_ACTIVE flavor document, defaults filled in."""
-    return (int(data.get("amphora_count_min", c.AMPHORA_COUNT_MIN_DEFAULT)),
-            int(data.get("amphora_count_max", max(c.AMPHORA_COUNT_MAX_DEFAULT,
-                                                  data.get("amphora_count_min", 0)))))
 
 
 def parse_document(text: str, option: str) -> Any:
