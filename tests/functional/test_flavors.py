@@ -86,12 +86,37 @@ def test_profile_pagination(api):
     ('{"sriov_vip": "yes"}', "sriov_vip \"yes\" is not of type 'boolean'"),
     ('{"allow_member_sriov": 1}', "allow_member_sriov 1 is not of type 'boolean'"),
     ('{"compute_flavor": null}', "compute_flavor null is not of type 'string'"),
+    ('{"loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_min": "2"}',
+     "amphora_count_min \"2\" is not of type 'integer'"),
+    ('{"loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_max": true}',
+     "amphora_count_max true is not of type 'integer'"),
+    ('{"loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_min": 0}',
+     "amphora_count_min 0 must be between 1 and 16"),
+    ('{"loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_min": 3, '
+     '"amphora_count_max": 2}', "amphora_count_max 2 must be between amphora_count_min (3)"),
+    ('{"loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_max": 17}',
+     "amphora_count_max 17 must be between amphora_count_min (2) and 16"),
+    ('{"loadbalancer_topology": "ACTIVE_STANDBY", "amphora_count_min": 2}',
+     "amphora_count_min is only valid with loadbalancer_topology ACTIVE_ACTIVE"),
+    ('{"amphora_count_max": 2}',
+     "amphora_count_max is only valid with loadbalancer_topology ACTIVE_ACTIVE"),
 ])
 def test_profile_bad_flavor_data(api, data, needle):
     status, body = api.post(FP, {"flavorprofile": {
         "name": "bad", "provider_name": "amphora", "flavor_data": data}})
     assert status == (501 if "unexpected" in needle else 400), body
     assert needle in body["faultstring"]
+
+
+def test_profile_active_active_counts(api):
+    data = {"loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_min": 1,
+            "amphora_count_max": 16}
+    assert json.loads(make_profile(api, data)["flavor_data"]) == data
+    profile = make_profile(api, {"loadbalancer_topology": "SINGLE"})
+    status, body = api.put(f"{FP}/{profile['id']}", {"flavorprofile": {
+        "flavor_data": '{"loadbalancer_topology": "SINGLE", "amphora_count_max": 3}'}})
+    assert status == 400
+    assert "amphora_count_max is only valid with" in body["faultstring"]
 
 
 @pytest.mark.parametrize(("fields", "needle"), [

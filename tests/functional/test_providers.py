@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 FLAVOR_CAPS = ["loadbalancer_topology", "compute_flavor", "amp_image_tag", "sriov_vip",
-               "allow_member_sriov"]
+               "allow_member_sriov", "amphora_count_min", "amphora_count_max"]
 AZ_CAPS = ["compute_zone", "volume_zone", "management_network", "valid_vip_networks"]
 
 

@@ -24,7 +24,7 @@ LBAAS_MODULES = (
     "l7rules", "quotas", "providers", "flavors", "flavorprofiles", "availabilityzones",
     "availabilityzoneprofiles",
 )
-OCTAVIA_MODULES = ("amphorae", "events")
+OCTAVIA_MODULES = ("amphorae", "events", "scale")
 PUBLIC_PATHS = {"/", "/v2", "/v2.0", *dashboard.PUBLIC_PATHS}
 RETRY_AFTER = 5  # seconds a client is told to wait while the database is unavailable
 

@@ -90,6 +90,8 @@ API_RULES: dict[str, dict[str, str]] = {
               "get_defaults": "rule:load-balancer:read-quota"},
     "amphora": {"get_all": _ADMIN, "get_one": _ADMIN, "delete": _ADMIN, "put_config": _ADMIN,
                 "put_failover": _ADMIN, "get_stats": _ADMIN},
+    # Our extension: an ACTIVE_ACTIVE load balancer's amphora count.
+    "loadbalancer-scale": {"get_one": _ADMIN, "put": _ADMIN},
     "provider": {"get_all": _READ},
     "provider-flavor": {"get_all": _ADMIN},
     "provider-availability-zone": {"get_all": _ADMIN},

@@ -30,7 +30,7 @@ from amphorae.api.v2 import common, graph, stats
 from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
-from amphorae.db import events
+from amphorae.db import events, scale
 from amphorae.db import models as m
 from amphorae.db import tree as subtree
 from amphorae.drivers import registry
@@ -345,6 +345,8 @@ def create(session: Session, req: falcon.Request, data: Create,
                               dict.fromkeys(data.vip_sg_ids or [])]
     session.add(lb)
     build_vip(session, lb, data)
+    if lb.topology == c.TOPOLOGY_ACTIVE_ACTIVE:
+        scale.start(session, lb)
     common.enqueue(session, lb.id)
     counts = {"load_balancer": 1}
     if data.listeners or data.pools:

@@ -15,6 +15,7 @@ from typing import Any
 
 from amphorae.common import config, errors
 from amphorae.common import constants as c
+from amphorae.db.scale import count_bounds
 
 # JSON type name -> Python types accepted (bool is not a number in JSON schema).
 JSON_TYPES: dict[str, tuple[type, ...]] = {
@@ -22,6 +23,7 @@ JSON_TYPES: dict[str, tuple[type, ...]] = {
     "boolean": (bool,),
     "array": (list,),
     "object": (dict,),
+    "integer": (int,),
 }
 
 
@@ -53,6 +55,15 @@ AMPHORA_FLAVOR = (
     Capability("allow_member_sriov", "boolean",
                "When true, users can request a member port be SR-IOV enabled at member "
                "creation time."),
+    # Ours (issue 12): Octavia never shipped ACTIVE_ACTIVE.
+    Capability("amphora_count_min", "integer",
+               "ACTIVE_ACTIVE only: the fewest amphorae a load balancer runs (1 to "
+               f"{c.AMPHORA_COUNT_LIMIT}, default {c.AMPHORA_COUNT_MIN_DEFAULT}); it "
+               "starts with this many."),
+    Capability("amphora_count_max", "integer",
+               "ACTIVE_ACTIVE only: the most amphorae a load balancer may scale to "
+               f"(amphora_count_min to {c.AMPHORA_COUNT_LIMIT}, default "
+               f"{c.AMPHORA_COUNT_MAX_DEFAULT})."),
 )
 
 AMPHORA_AVAILABILITY_ZONE = (
@@ -105,12 +116,34 @@ def validate(provider: str, capabilities: tuple[Capability, ...], data: Any) -> 
                                       f"{'was' if len(unknown) == 1 else 'were'} unexpected)")
     for key, value in data.items():
         cap = known[key]
-        if not isinstance(value, JSON_TYPES[cap.json_type]):
+        # JSON schema's booleans are not numbers, though Python's bool is an int.
+        if (not isinstance(value, JSON_TYPES[cap.json_type])
+                or (cap.json_type != "boolean" and isinstance(value, bool))):
             raise _unsupported(provider,
                                f"{key} {_show(value)} is not of type '{cap.json_type}'")
         if cap.choices and value not in cap.choices:
             raise _unsupported(provider, f"{key} {_show(value)} is not one of "
                                          f"{', '.join(cap.choices)}")
+
+
+def validate_counts(data: dict[str, Any]) -> None:
+    """An ACTIVE_ACTIVE flavor's amphora count bounds: only with that topology, and
+    1 <= min <= max <= AMPHORA_COUNT_LIMIT. The 400 names the field."""
+    given = [key for key in ("amphora_count_min", "amphora_count_max") if key in data]
+    if not given:
+        return
+    if data.get("loadbalancer_topology") != c.TOPOLOGY_ACTIVE_ACTIVE:
+        raise errors.ValidationError(
+            detail=f"{given[0]} is only valid with loadbalancer_topology "
+                   f"{c.TOPOLOGY_ACTIVE_ACTIVE}.")
+    low, high = count_bounds(data)
+    if not 1 <= low <= c.AMPHORA_COUNT_LIMIT:
+        raise errors.ValidationError(
+            detail=f"amphora_count_min {low} must be between 1 and {c.AMPHORA_COUNT_LIMIT}.")
+    if not low <= high <= c.AMPHORA_COUNT_LIMIT:
+        raise errors.ValidationError(
+            detail=f"amphora_count_max {high} must be between amphora_count_min ({low}) "
+                   f"and {c.AMPHORA_COUNT_LIMIT}.")
 
 
 def parse_document(text: str, option: str) -> Any:
@@ -124,6 +157,7 @@ def parse_document(text: str, option: str) -> Any:
 def validate_flavor_data(provider: str, text: str) -> Any:
     data = parse_document(text, "flavor_data")
     validate(provider, get_driver(provider).flavor, data)
+    validate_counts(data)
     return data
 
 
