@@ -6,12 +6,13 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import types
 import uuid
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from sqlalchemy.orm import Session
+from sqlalchemy import select
 
 from amphorae.db import engine, migrate
 from amphorae.db import models as m
@@ -90,15 +91,34 @@ def test_the_config_makes_the_policy() -> None:
         cooldown=conf.autoscaling.cooldown)
 
 
-def test_a_decision_is_written_with_the_count_it_was_made_from(url: str) -> None:
+def scale_row(url: str, lb_id: str) -> tuple[int, str | None, str]:
+    with engine.transaction(write=False, url=url) as session:
+        row = session.get_one(m.LoadBalancerScale, lb_id)
+        return row.desired, row.reason, session.get_one(m.LoadBalancer, lb_id
+                                                        ).provisioning_status
+
+
+def test_a_decision_is_written_with_its_reason_and_a_reconcile(url: str) -> None:
     lb = balancer(url, [0.9, 0.9])
-    asked: list[tuple[str, int, str, int]] = []
+    assert autoscale.write_decision(url, targets(url)[lb], scaling.Decision(3, "hot"))
+    assert scale_row(url, lb) == (3, "autoscaler: hot", "PENDING_UPDATE")
+    with engine.transaction(write=False, url=url) as session:
+        assert session.scalars(select(m.Job.load_balancer_id)).all() == [lb]
+        assert session.scalars(select(m.Event.kind)).all() == ["SCALED"]
 
-    def request(session: Session, lb_id: str, desired: int, reason: str,
-                expected: int) -> bool:
-        asked.append((lb_id, desired, reason, expected))
-        return True
 
-    target = targets(url)[lb]
-    assert autoscale.write_decision(url, request, target, scaling.Decision(3, "hot"))
-    assert asked == [(lb, 3, "autoscaler: hot", 2)]
+def test_a_decision_on_a_count_that_moved_meanwhile_writes_nothing(url: str) -> None:
+    lb = balancer(url, [0.9, 0.9])
+    stale = targets(url)[lb]
+    with engine.transaction(url=url) as session:
+        session.get_one(m.LoadBalancerScale, lb).desired = 4  # the admin API, say
+    assert not autoscale.write_decision(url, stale, scaling.Decision(3, "hot"))
+    assert scale_row(url, lb) == (4, "created", "ACTIVE")
+
+
+def test_cold_load_must_be_below_hot_load() -> None:
+    from amphorae.common import config
+    conf = types.SimpleNamespace(autoscaling=types.SimpleNamespace(
+        hot_load=0.5, cold_load=0.5, scale_out_after=3, scale_in_after=30, cooldown=10))
+    with pytest.raises(config.ConfigError, match="cold_load"):
+        autoscale.policy(conf)

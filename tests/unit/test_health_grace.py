@@ -73,7 +73,8 @@ def manager(path: str, clock: Clock) -> service.HealthManager:
             bind_ip="127.0.0.1", bind_port=0, controller_ip_port_list=[], heartbeat_key=KEY,
             heartbeat_interval=1, heartbeat_timeout=TIMEOUT, health_check_interval=1,
             failover_threshold=None),
-        controller_worker=types.SimpleNamespace(compute_driver="compute_noop_driver"))
+        controller_worker=types.SimpleNamespace(compute_driver="compute_noop_driver"),
+        autoscaling=types.SimpleNamespace(enabled=False, interval=1.0))
     manager = service.HealthManager(url=f"sqlite:///{path}", conf=conf)
     manager.grace = grace.Grace(TIMEOUT, clock=clock.monotonic)
     return manager

@@ -12,7 +12,6 @@ import datetime as dt
 import json
 import logging
 import time
-from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy import select
@@ -21,7 +20,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import config, metrics
 from amphorae.common import constants as c
 from amphorae.common.timeutil import utcnow
-from amphorae.db import engine
+from amphorae.db import engine, scale
 from amphorae.db import models as m
 from amphorae.health import scaler as scaler_mod
 from amphorae.health import scaling
@@ -32,14 +31,11 @@ ACTIVE_ACTIVE = "ACTIVE_ACTIVE"
 
 def policy(conf: Any = config.CONF) -> scaling.Policy:
     a = conf.autoscaling
+    if a.cold_load >= a.hot_load:
+        raise config.ConfigError(f"[autoscaling] cold_load ({a.cold_load}) must be below "
+                                 f"hot_load ({a.hot_load})")
     return scaling.Policy(hot=a.hot_load, cold=a.cold_load, out_after=a.scale_out_after,
                           in_after=a.scale_in_after, cooldown=a.cooldown)
-
-
-def _bounds(flavor_data: str | None, desired: int) -> tuple[int, int]:
-    data = json.loads(flavor_data or "{}")
-    low = int(data.get("amphora_count_min", desired))
-    return low, int(data.get("amphora_count_max", low))
 
 
 def read_targets(session: Session, now: dt.datetime, clock: float
@@ -47,10 +43,10 @@ def read_targets(session: Session, now: dt.datetime, clock: float
     """Every ACTIVE ACTIVE_ACTIVE load balancer with its wanted count, bounds and mean
     load. ``clock`` is the loop's monotonic time at ``now``: the last change's database
     time is put on that clock."""
-    lb, scale = m.LoadBalancer, m.LoadBalancerScale
+    lb, row = m.LoadBalancer, m.LoadBalancerScale
     rows = session.execute(
-        select(lb.id, scale.desired, scale.updated_at, m.FlavorProfile.flavor_data)
-        .join(scale, scale.load_balancer_id == lb.id)
+        select(lb.id, row.desired, row.updated_at, m.FlavorProfile.flavor_data)
+        .join(row, row.load_balancer_id == lb.id)
         .outerjoin(m.Flavor, m.Flavor.id == lb.flavor_id)
         .outerjoin(m.FlavorProfile, m.FlavorProfile.id == m.Flavor.flavor_profile_id)
         .where(lb.topology == ACTIVE_ACTIVE, lb.provisioning_status == c.ACTIVE)).all()
@@ -64,7 +60,7 @@ def read_targets(session: Session, now: dt.datetime, clock: float
         loads.setdefault(lb_id, []).append(load)
     targets = []
     for lb_id, desired, updated_at, flavor_data in rows:
-        low, high = _bounds(flavor_data, desired)
+        low, high = scale.count_bounds(json.loads(flavor_data or "{}"))
         age = (now - updated_at).total_seconds() if updated_at else float("inf")
         share = loads.get(lb_id)
         targets.append(scaler_mod.Target(
@@ -73,16 +69,14 @@ def read_targets(session: Session, now: dt.datetime, clock: float
     return targets
 
 
-Request = Callable[[Session, str, int, str, int], bool]
-
-
-def write_decision(url: str, request: Request, target: scaler_mod.Target,
-                   decision: scaling.Decision) -> bool:
+def write_decision(url: str, target: scaler_mod.Target, decision: scaling.Decision
+                   ) -> bool:
     """Ask for ``decision.count`` amphorae if the count is still ``target.count`` (the
     admin API or another health manager may have changed it since it was read)."""
     with engine.transaction(url=url) as session:
-        done = request(session, target.lb_id, decision.count,
-                       f"autoscaler: {decision.reason}", target.count)
+        lb = session.get(m.LoadBalancer, target.lb_id)
+        done = lb is not None and scale.request_scale(
+            session, lb, decision.count, f"autoscaler: {decision.reason}", target.count)
     if done:
         _count(decision.count > target.count)
     return done
@@ -93,12 +87,11 @@ def _count(out: bool) -> None:
     metrics.instruments().scaling_decisions.labels("out" if out else "in").inc()
 
 
-def scaler(url: str, request: Request, conf: Any = config.CONF) -> scaler_mod.Scaler:
+def scaler(url: str, conf: Any = config.CONF) -> scaler_mod.Scaler:
     """The health manager's autoscaler: reads targets and writes decisions in ``url``."""
     def targets() -> list[scaler_mod.Target]:
         with engine.transaction(write=False, url=url) as session:
             return read_targets(session, utcnow(), time.monotonic())
 
     return scaler_mod.Scaler(policy(conf), targets,
-                             lambda target, decision: write_decision(url, request, target,
-                                                                     decision))
+                             lambda target, decision: write_decision(url, target, decision))

@@ -36,7 +36,7 @@ from amphorae.common.timeutil import utcnow
 from amphorae.db import engine, outage
 from amphorae.drivers import registry
 from amphorae.drivers.compute import base as compute_base
-from amphorae.health import grace, stale, update
+from amphorae.health import autoscale, grace, stale, update
 from amphorae.health.metrics import HeartbeatMirror, failovers
 
 LOG = logging.getLogger(__name__)
@@ -144,6 +144,9 @@ class HealthManager:
         self.batches = BatchTimes()
         self._logged: tuple[dict[str, int], float] = ({}, time.monotonic())
         self.mirror = HeartbeatMirror()  # the counters, into Prometheus
+        a = conf.autoscaling
+        self.autoscale_interval = float(a.interval)
+        self.autoscaler = autoscale.scaler(self.url, conf) if a.enabled else None
 
     def socket(self) -> socket.socket:
         family = socket.AF_INET6 if ":" in self.bind[0] else socket.AF_INET
@@ -157,6 +160,8 @@ class HealthManager:
     def run(self) -> None:
         threads = [threading.Thread(target=self._write_loop, name="health-writer"),
                    threading.Thread(target=self._stale_loop, name="health-stale")]
+        if self.autoscaler is not None:
+            threads.append(threading.Thread(target=self._autoscale_loop, name="autoscaler"))
         for thread in threads:
             thread.start()
         try:
@@ -266,6 +271,19 @@ class HealthManager:
         while not self.stopping.is_set():
             self.check_stale()
             self.stopping.wait(self.check_interval)
+
+    def _autoscale_loop(self) -> None:
+        while not self.stopping.wait(self.autoscale_interval):
+            self.autoscale()
+
+    def autoscale(self) -> None:
+        """One look at every ACTIVE_ACTIVE load balancer's load (decisions are logged,
+        counted and recorded as events where they are written)."""
+        assert self.autoscaler is not None
+        try:
+            self.autoscaler.tick(time.monotonic())
+        except Exception as exc:
+            outage.log_failure(LOG, "autoscaling failed", exc)
 
     def check_stale(self) -> stale.CheckResult | None:
         """One stale check (None when it failed)."""
