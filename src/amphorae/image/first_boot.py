@@ -73,14 +73,21 @@ def networkd_units(network: dict) -> dict[str, str]:
             continue
         if kind not in ("ipv4", "ipv6"):
             continue
-        iface = ipaddress.ip_interface(f"{net['ip_address']}/{net['netmask']}")
-        lines.append(f"Address={iface.with_prefixlen}")
+        address = ipaddress.ip_interface(f"{net['ip_address']}/{_prefixlen(net['netmask'])}")
+        lines.append(f"Address={address.with_prefixlen}")
         for route in net.get("routes", []):
-            dest = ipaddress.ip_network(f"{route['network']}/{route['netmask']}")
+            dest = ipaddress.ip_network(f"{route['network']}/{_prefixlen(route['netmask'])}")
             lines += ["", "[Route]", f"Destination={dest.with_prefixlen}",
                       f"Gateway={route['gateway']}"]
     return {f"10-amphora-{mac.replace(':', '')}.network": "\n".join(lines) + "\n"
             for mac, lines in units.items()}
+
+
+def _prefixlen(netmask: str) -> int:
+    """``255.255.252.0``, ``ffff:ffff::`` (IPv6 masks come in address form too) or ``22``."""
+    if str(netmask).isdigit():
+        return int(netmask)
+    return bin(int(ipaddress.ip_address(netmask))).count("1")
 
 
 def apply(drive: Path, root: Path = Path("/"), network_dir: Path = NETWORK_DIR) -> list[str]:
@@ -98,6 +105,7 @@ def apply(drive: Path, root: Path = Path("/"), network_dir: Path = NETWORK_DIR) 
         _write(target, data, 0o600)  # certificates and keys among them
         written.append(str(target))
     if hostname := meta.get("hostname"):
+        (root / "etc").mkdir(parents=True, exist_ok=True)
         _write(root / "etc/hostname", f"{hostname.split('.')[0]}\n".encode(), 0o644)
     network = latest / "network_data.json"
     if network.exists():
