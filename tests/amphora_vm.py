@@ -114,8 +114,11 @@ def booted(marker: str, cidr: str, image_path: Path, *, amphora_id: str,
     bridge, tap = f"amph-{marker}b", f"amph-{marker}t"
     leftovers.register(f"amph-{marker}")
     own_workdir = workdir is None
-    work = Path(tempfile.mkdtemp(prefix=f"amph-{marker}-vm-")) if workdir is None else workdir
-    leftovers.register(work)
+    if workdir is None:  # else the caller's, kept (the bench keeps the console log)
+        work = Path(tempfile.mkdtemp(prefix=f"amph-{marker}-vm-"))
+        leftovers.register(work)
+    else:
+        work = workdir
     plumbing = plumbing_mod.Plumbing()
     proc: subprocess.Popen[bytes] | None = None
     try:
