@@ -28,6 +28,8 @@ ALLOWED: dict[str, frozenset[str]] = {
     "contract": frozenset({"common"}),
     "render": frozenset({"contract", "common"}),
     "agent": frozenset({"contract", "common"}),
+    # The image's first boot runs before the agent, with the standard library alone.
+    "image": frozenset(),
     "db": frozenset({"common"}),
     "drivers": frozenset({"db", "render", "contract", "common"}),
     "worker": frozenset({"drivers", "db", "render", "contract", "common"}),
