@@ -63,7 +63,7 @@ def test_old_objects_of_missing_or_deleted_owners_are_orphans(url: str) -> None:
 
 def test_owners_come_from_octavias_names() -> None:
     def port(name: str) -> OwnedResource | None:
-        return neutron_orphans._port(types.SimpleNamespace(
+        return neutron_orphans.port_owner(types.SimpleNamespace(
             id="x", name=name, created_at="2026-12-05T11:00:00Z"))
 
     assert port("octavia-lb-L").load_balancer_id == "L"  # type: ignore[union-attr]

@@ -35,7 +35,7 @@ def created(raw: Any) -> dt.datetime:
     return stamp.astimezone(dt.UTC).replace(tzinfo=None) if stamp.tzinfo else stamp
 
 
-def _port(raw: Any) -> OwnedResource | None:
+def port_owner(raw: Any) -> OwnedResource | None:
     name = raw.name or ""
     for prefix, owner in PORT_OWNERS:
         if name.startswith(prefix):
@@ -50,7 +50,7 @@ def owned(conn: Connection, deployment: str) -> list[OwnedResource]:
     an admin), each with the load balancer or amphora it belongs to. The mark is
     checked again here: a Neutron that ignored the filter would list everything."""
     wanted = mark(deployment)
-    ports = [_port(p) for p in conn.network.ports(description=wanted)
+    ports = [port_owner(p) for p in conn.network.ports(description=wanted)
              if p.description == wanted]
     groups = [OwnedResource("security_group", g.id, g.name, created(g),
                             load_balancer_id=g.name[len(GROUP_PREFIX):])
