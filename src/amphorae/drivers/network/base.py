@@ -151,6 +151,12 @@ class NetworkDriver(abc.ABC):
     def list_networks(self) -> list[Network]:
         return []
 
+    def visible_to(self, token: str, kind: str, resource_id: str) -> bool:
+        """Whether the user of Keystone ``token`` can see the ``kind`` ("network",
+        "subnet", "port") ``resource_id``; a driver whose objects have no owners shows
+        everything to everyone."""
+        return True
+
     def list_ports(self) -> list[Port]:
         """The ports the driver keeps (served at Neutron's paths with the networks);
         a driver that stores none has none to list."""

@@ -27,6 +27,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import openstack.exceptions as os_exc
+from keystoneauth1 import session, token_endpoint
 from openstack.connection import Connection
 from oslo_config import cfg
 
@@ -150,6 +151,21 @@ class NeutronNetworkDriver(NetworkDriver):
     def get_port(self, port_id: str) -> Port | None:
         raw = self._get(self.net.get_port, port_id)
         return None if raw is None else _port(raw)
+
+    def visible_to(self, token: str, kind: str, resource_id: str) -> bool:
+        """Asks Neutron with the user's own token (as Octavia does without
+        ``allow_invisible_resource_usage``): what the user may not see is a 404."""
+        endpoint = self.conn.network.get_endpoint().rstrip("/")
+        if not endpoint.endswith("/v2.0"):
+            endpoint += "/v2.0"
+        user = session.Session(auth=token_endpoint.Token(endpoint, token))
+        response = user.get(f"{endpoint}/{kind}s/{resource_id}", raise_exc=False)
+        if response.status_code in (400, 404):  # 400: not an id Neutron accepts
+            return False
+        if response.status_code >= 300:
+            raise os_exc.HttpException(
+                f"Neutron answered {response.status_code} to GET {kind} {resource_id}")
+        return True
 
     @staticmethod
     def _get(call: Any, resource_id: str) -> Any | None:
