@@ -1,7 +1,7 @@
 """Provisioning figures of `amphorae up` with netns amphorae, next to their targets (root).
 
     .venv/bin/python -m bench.provision [--quick] [--backend sqlite|postgresql] [--log FILE]
-    .venv/bin/python -m bench.provision --cloud [--rounds 5]   (bench/provision_cloud.py)
+    .venv/bin/python -m bench.provision --cloud [--rounds 5] [--log FILE]   (provision_cloud.py)
 
 Runs `amphorae up` (API, worker, health manager, housekeeping) through
 tests/deployment.py and measures over plain HTTP, polling every 20 ms:
@@ -711,7 +711,7 @@ def main() -> int:
     if args.cloud:
         from bench import provision_cloud
 
-        return provision_cloud.main(args.rounds)
+        return provision_cloud.main(args.rounds, args.log)
     counts = QUICK if args.quick else FULL
     started = time.perf_counter()
     print(f"amphorae provisioning, `amphorae up` on {args.backend}, netns amphorae, "

@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import secrets
+import shutil
 import statistics
 import tempfile
 import time
@@ -112,7 +113,7 @@ def post_to_active(plane: Plane, name: str, flavor: dict[str, str]) -> float:
         cloud_plane.wait_gone(plane, lb.id)
 
 
-def main(rounds: int) -> int:
+def main(rounds: int, log: Path | None = None) -> int:
     cloud = osdev.ensure_running()
     print(f"amphorae in cloud mode: POST -> ACTIVE next to Nova's own boot, {rounds} "
           f"rounds per topology, polled every {POLL} s")
@@ -135,10 +136,14 @@ def main(rounds: int) -> int:
                   f"(max {max(nova):.2f}); control plane's share {share:.2f} s   "
                   f"target < {target:g} s: {'met' if share < target else 'NOT met'}   "
                   f"before: {before[0]:.2f} / {before[1]:.1f} / {before[2]:.2f} s")
+        if log:  # the state directory goes with the plane
+            shutil.copy(plane.log, log)
     return 0
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=5)
-    raise SystemExit(main(parser.parse_args().rounds))
+    parser.add_argument("--log", type=Path, help="copy the control plane's log here")
+    parsed = parser.parse_args()
+    raise SystemExit(main(parsed.rounds, parsed.log))
