@@ -1,6 +1,7 @@
 """Provisioning figures of `amphorae up` with netns amphorae, next to their targets (root).
 
     .venv/bin/python -m bench.provision [--quick] [--backend sqlite|postgresql] [--log FILE]
+    .venv/bin/python -m bench.provision --cloud [--rounds 5] [--log FILE]   (provision_cloud.py)
 
 Runs `amphorae up` (API, worker, health manager, housekeeping) through
 tests/deployment.py and measures over plain HTTP, polling every 20 ms:
@@ -699,10 +700,18 @@ def main() -> int:
                              f"{QUICK.fleet}")
     parser.add_argument("--backend", default="sqlite", choices=["sqlite", "postgresql"])
     parser.add_argument("--log", type=Path, help="copy the control plane's log here")
+    parser.add_argument("--cloud", action="store_true",
+                        help="cloud mode instead: POST -> ACTIVE with Octavia's cloud drivers "
+                             "next to Nova's own boot (bench/provision_cloud.py)")
+    parser.add_argument("--rounds", type=int, default=5, help="with --cloud: per topology")
     args = parser.parse_args()
     if os.geteuid() != 0:
         print("bench.provision needs root (network namespaces)", file=sys.stderr)
         return 1
+    if args.cloud:
+        from bench import provision_cloud
+
+        return provision_cloud.main(args.rounds, args.log)
     counts = QUICK if args.quick else FULL
     started = time.perf_counter()
     print(f"amphorae provisioning, `amphorae up` on {args.backend}, netns amphorae, "

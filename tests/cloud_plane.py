@@ -16,7 +16,9 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import json
+import os
 import secrets
+import signal
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -68,10 +70,30 @@ class Plane:
     tls_ref: str
     server_cert: pki.CertKey
     ca: pki.CertKey
+    config: Path
+    processes: dict[str, subprocess.Popen[bytes]]  # `amphorae <command>` by command
 
     def logs(self, lines: int = 80) -> str:
         text = self.log.read_text(errors="replace") if self.log.exists() else ""
         return "\n".join(text.splitlines()[-lines:])
+
+    def start(self, command: str) -> subprocess.Popen[bytes]:
+        """Run ``amphorae <command>`` on this plane's configuration, logging into the
+        plane's log (each line says which process wrote it)."""
+        proc = _spawn(command, self.config, self.log)
+        self.processes[command] = proc
+        return proc
+
+    def kill(self, command: str) -> None:
+        """SIGKILL the process group of ``amphorae <command>`` (a crash), and reap it."""
+        proc = self.processes.pop(command)
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(30)
+
+    @property
+    def deployment_id(self) -> str:
+        return (self.state / "deployment-id").read_text().strip()
 
 
 def _on_our_api(cloud: osdev.Cloud, url: str, user: str, project: str,
@@ -83,7 +105,7 @@ def _on_our_api(cloud: osdev.Cloud, url: str, user: str, project: str,
 
 
 def _config(cloud: osdev.Cloud, env: Env, blocks: Blocks, state: Path, port: int,
-            hm_port: int) -> Path:
+            hm_port: int, extra: str) -> Path:
     login = cloud.service_login()
     path = state / "amphorae.conf"
     path.write_text(f"""[DEFAULT]
@@ -143,19 +165,30 @@ heartbeat_timeout = 30
 
 [house_keeping]
 cleanup_interval = 5
-""")
+{extra}""")
     return path
 
 
-@contextlib.contextmanager
-def _running_up(config: Path, url: str, log: Path) -> Iterator[subprocess.Popen[bytes]]:
+def _spawn(command: str, config: Path, log: Path) -> subprocess.Popen[bytes]:
     with open(log, "ab") as out:
-        proc = subprocess.Popen([str(servers.VENV_BIN / "amphorae"), "up", "--config-file",
-                                 str(config)], stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        return subprocess.Popen([str(servers.VENV_BIN / "amphorae"), command,
+                                 "--config-file", str(config)], stdout=out,
+                                stderr=subprocess.STDOUT, start_new_session=True)
+
+
+@contextlib.contextmanager
+def _running(commands: tuple[str, ...], config: Path, url: str, log: Path
+             ) -> Iterator[dict[str, subprocess.Popen[bytes]]]:
+    """``amphorae <command>`` for each (``up``, or ``api``, ``worker``, ...), until the
+    API answers; every one still running is stopped at the end."""
+    processes: dict[str, subprocess.Popen[bytes]] = {}
     try:
+        for command in commands:
+            processes[command] = _spawn(command, config, log)
+
         def up() -> bool:
-            assert proc.poll() is None, log.read_text()[-3000:]
+            for proc in processes.values():
+                assert proc.poll() is None, log.read_text()[-3000:]
             try:
                 requests.get(url + "/", timeout=1)
             except OSError:
@@ -163,9 +196,10 @@ def _running_up(config: Path, url: str, log: Path) -> Iterator[subprocess.Popen[
             return True
 
         dp.wait_for(up, "the API answering", timeout=90)
-        yield proc
+        yield processes
     finally:
-        servers.stop_group(proc, 20)
+        for proc in processes.values():
+            servers.stop_group(proc, 20)
 
 
 def _user_networks(conn: openstack.connection.Connection, hexid: str, blocks: Blocks,
@@ -191,9 +225,13 @@ def _delete_network(conn: openstack.connection.Connection, net: Any) -> None:
 
 
 @contextlib.contextmanager
-def running_plane(cloud: osdev.Cloud, blocks: Blocks, state: Path) -> Iterator[Plane]:
+def running_plane(cloud: osdev.Cloud, blocks: Blocks, state: Path,
+                  commands: tuple[str, ...] = ("up",), extra_config: str = "",
+                  ) -> Iterator[Plane]:
     """The control plane and everything around it (see the module's docstring), in
-    ``state`` (a directory the caller made, named ``amph…`` under the temporary one)."""
+    ``state`` (a directory the caller made, named ``amph…`` under the temporary one):
+    ``amphorae up``, or each of ``commands`` as a process of its own (a test that kills
+    one); ``extra_config`` is appended to the configuration file."""
     hexid = secrets.token_hex(3)
     leftovers.register(state, f"amph-{hexid}")  # and the member/client namespaces
     user = cloud.connect()  # project-a-member in project-a
@@ -223,14 +261,14 @@ def running_plane(cloud: osdev.Cloud, blocks: Blocks, state: Path) -> Iterator[P
                                       private_key=server_cert.key_pem())
             port, hm_port = servers.free_port(), servers.free_port()
             url = f"http://127.0.0.1:{port}"
-            config = _config(cloud, env, blocks, state, port, hm_port)
+            config = _config(cloud, env, blocks, state, port, hm_port, extra_config)
             log = state / "up.log"
-            with _running_up(config, url, log):
+            with _running(commands, config, url, log) as processes:
                 yield Plane(env, url, state, log, _on_our_api(cloud, url, "project-a-member",
                                                               "project-a"),
                             _on_our_api(cloud, url, "admin", "admin", osdev.ADMIN_PASSWORD),
                             vip_net, vip_subnet, member_subnet, client_farm.namespace("client"),
-                            members, tls_ref, server_cert, ca)
+                            members, tls_ref, server_cert, ca, config, processes)
             for undo in reversed(made):
                 undo()
             made.clear()

@@ -74,7 +74,8 @@ def driver(cloud: osdev.Cloud, tmp_path_factory: pytest.TempPathFactory
     cloud_conf.register(conf)
     conf(["--config-file", str(path)], project="amphorae-test", default_config_files=[])
     return NeutronNetworkDriver(cloud_conf.connection(conf), max_retries=5,
-                                retry_interval=1, port_detach_timeout=30)
+                                retry_interval=1, port_detach_timeout=30,
+                                deployment=f"amph-nd-{_hex()}")
 
 
 @pytest.fixture(scope="module")

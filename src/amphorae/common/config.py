@@ -306,6 +306,11 @@ networking_opts = [
                 help="Accept vip_subnet_id when creating a load balancer; false: refused."),
     cfg.BoolOpt("allow_vip_port_id", default=True,
                 help="Accept vip_port_id when creating a load balancer; false: refused."),
+    cfg.BoolOpt("allow_invisible_resource_usage", default=False,
+                help="False: the VIP's network, subnet and port are looked up with the "
+                     "requesting user's token, so a user can only use what Neutron shows "
+                     "them (400 naming the field otherwise); True: looked up as the "
+                     "service user, who sees every project's. Neutron driver only."),
     cfg.ListOpt("valid_vip_networks",
                 help="Ids of the networks a VIP may be on; unset: any."),
     cfg.ListOpt("denylist_vip_networks", default=[],

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import logging
 import threading
 
@@ -33,6 +34,7 @@ class Housekeeper:
         with engine.transaction(url=self.url) as session:
             sweeps.requeue_stuck(session)
         self.remove_orphans()
+        self.remove_network_orphans()
         with engine.transaction(url=self.url) as session:
             lbs, amps = sweeps.purge(session, utcnow())
             purged_events = sweeps.purge_events(session, utcnow())
@@ -62,6 +64,32 @@ class Housekeeper:
             self.network.unplug(instance.amphora_id, instance.compute_id)
             self.compute.delete(instance.amphora_id)
             removed.append(instance.amphora_id)
+        return removed
+
+    def remove_network_orphans(self, now: dt.datetime | None = None) -> list[str]:
+        """The network driver's objects of this deployment whose load balancer or
+        amphora has no live row (sweeps.network_orphans); ``now``: the clock their age
+        is measured against (naive UTC; a test moves it)."""
+        if self.network is None:
+            return []
+        found = self.network.owned_resources()
+        if not found:
+            return []
+        with engine.transaction(write=False, url=self.url) as session:
+            orphans = sweeps.network_orphans(session, found, now or utcnow())
+        # Ports before groups: Neutron refuses to delete a group a port still uses.
+        orphans.sort(key=lambda r: r.kind == "security_group")
+        removed = []
+        for resource in orphans:
+            LOG.warning("%s %s (%s) has no live load balancer or amphora: removing it",
+                        resource.kind, resource.id, resource.name)
+            try:
+                self.network.remove_resource(resource)
+            except Exception:  # one refusal (a group still in use) stops no other
+                LOG.exception("removing %s %s failed; the next sweep tries again",
+                              resource.kind, resource.id)
+                continue
+            removed.append(resource.id)
         return removed
 
     def run(self, interval: float | None = None) -> None:

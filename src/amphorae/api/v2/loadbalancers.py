@@ -26,7 +26,7 @@ from sqlalchemy.orm import Session
 
 from amphorae.api import body, listing, policy
 from amphorae.api import types as t
-from amphorae.api.v2 import common, graph, stats
+from amphorae.api.v2 import common, graph, stats, visibility
 from amphorae.common import config, errors
 from amphorae.common import constants as c
 from amphorae.db import engine as db
@@ -330,6 +330,7 @@ def create(session: Session, req: falcon.Request, data: Create,
     if data.vip_sg_ids is not None:
         policy.authorize(ctx, RESOURCE, "post:vip_sg_ids", project)
     _check_vip_options(data)
+    visibility.check_vip(ctx, data)
     provider, flavor = _provider_and_flavor(session, data)
     _availability_zone(session, data.availability_zone)
     lb = m.LoadBalancer(

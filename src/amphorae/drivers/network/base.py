@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import abc
 import dataclasses
+import datetime as dt
 import ipaddress
 from collections.abc import Sequence
 
@@ -107,6 +108,21 @@ class AmphoraPorts:
     member_ports: dict[str, Port]  # subnet id -> port
 
 
+@dataclasses.dataclass(frozen=True)
+class OwnedResource:
+    """Something a driver made outside our database (a Neutron port or security group),
+    for the orphan sweep: whose it is (a load balancer's or an amphora's) and since when
+    (the service's own clock, naive UTC, so an object being made is never taken for an
+    orphan)."""
+
+    kind: str  # "port" or "security_group"
+    id: str
+    name: str
+    created_at: dt.datetime
+    load_balancer_id: str | None = None
+    amphora_id: str | None = None
+
+
 class NetworkDriver(abc.ABC):
     @classmethod
     def from_config(cls, conf: cfg.ConfigOpts) -> NetworkDriver:
@@ -134,6 +150,12 @@ class NetworkDriver(abc.ABC):
 
     def list_networks(self) -> list[Network]:
         return []
+
+    def visible_to(self, token: str, kind: str, resource_id: str) -> bool:
+        """Whether the user of Keystone ``token`` can see the ``kind`` ("network",
+        "subnet", "port") ``resource_id``; a driver whose objects have no owners shows
+        everything to everyone."""
+        return True
 
     def list_ports(self) -> list[Port]:
         """The ports the driver keeps (served at Neutron's paths with the networks);
@@ -181,6 +203,17 @@ class NetworkDriver(abc.ABC):
         """Make the amphora hold exactly the VIP port and the member subnets' ports
         (ports no longer wanted are removed). Idempotent: a plug killed half-way is
         finished by the next one, with the same addresses."""
+
+    # -- orphans (housekeeping) ---------------------------------------------------------
+
+    def owned_resources(self) -> list[OwnedResource]:
+        """What this deployment made outside our database; a driver whose state is in
+        the database (or nowhere) has none."""
+        return []
+
+    def remove_resource(self, resource: OwnedResource) -> None:
+        """Delete one of :meth:`owned_resources` (detached first); fine when gone."""
+        return None
 
     @abc.abstractmethod
     def unplug(self, amphora_id: str, compute_id: str | None) -> None:

@@ -19,6 +19,7 @@ project's) or device id, so a call killed half-way is finished by the next one.
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import logging
 import time
@@ -26,17 +27,20 @@ from collections.abc import Sequence
 from typing import Any
 
 import openstack.exceptions as os_exc
+from keystoneauth1 import session, token_endpoint
 from openstack.connection import Connection
 from oslo_config import cfg
 
 from amphorae.common import config, errors
 from amphorae.drivers import cloud
+from amphorae.drivers.network import neutron_orphans, ownership
 from amphorae.drivers.network import neutron_security as security_group
 from amphorae.drivers.network.base import (
     Amphora,
     AmphoraPorts,
     Network,
     NetworkDriver,
+    OwnedResource,
     Port,
     Subnet,
     VipPlug,
@@ -100,17 +104,32 @@ class NeutronNetworkDriver(NetworkDriver):
     serves_networks = False  # the clients ask Neutron itself
 
     def __init__(self, conn: Connection, max_retries: int = 15, retry_interval: float = 1,
-                 port_detach_timeout: float = 300) -> None:
+                 port_detach_timeout: float = 300, *, deployment: str | None = None,
+                 conf: cfg.ConfigOpts = config.CONF) -> None:
+        """``deployment``: whose objects these are (default: the state path's of
+        ``conf``); it marks every port and group made (neutron_orphans.py)."""
         self.conn = conn
         self.max_retries = max_retries
         self.retry_interval = retry_interval
         self.port_detach_timeout = port_detach_timeout
+        self._deployment = deployment
+        self._conf = conf
 
     @classmethod
     def from_config(cls, conf: cfg.ConfigOpts) -> NeutronNetworkDriver:
         opts = conf.networking
         conn = cloud.shared_connection() if conf is config.CONF else cloud.connection(conf)
-        return cls(conn, opts.max_retries, opts.retry_interval, opts.port_detach_timeout)
+        return cls(conn, opts.max_retries, opts.retry_interval, opts.port_detach_timeout,
+                   conf=conf)
+
+    @functools.cached_property
+    def deployment(self) -> str:
+        return self._deployment or ownership.local_deployment(self._conf)
+
+    @property
+    def mark(self) -> str:
+        """The description of what this driver makes (the orphan sweep's key)."""
+        return neutron_orphans.mark(self.deployment)
 
     @property
     def net(self) -> Any:
@@ -132,6 +151,21 @@ class NeutronNetworkDriver(NetworkDriver):
     def get_port(self, port_id: str) -> Port | None:
         raw = self._get(self.net.get_port, port_id)
         return None if raw is None else _port(raw)
+
+    def visible_to(self, token: str, kind: str, resource_id: str) -> bool:
+        """Asks Neutron with the user's own token (as Octavia does without
+        ``allow_invisible_resource_usage``): what the user may not see is a 404."""
+        endpoint = self.conn.network.get_endpoint().rstrip("/")
+        if not endpoint.endswith("/v2.0"):
+            endpoint += "/v2.0"
+        user = session.Session(auth=token_endpoint.Token(endpoint, token))
+        response = user.get(f"{endpoint}/{kind}s/{resource_id}", raise_exc=False)
+        if response.status_code in (400, 404):  # 400: not an id Neutron accepts
+            return False
+        if response.status_code >= 300:
+            raise os_exc.HttpException(
+                f"Neutron answered {response.status_code} to GET {kind} {resource_id}")
+        return True
 
     @staticmethod
     def _get(call: Any, resource_id: str) -> Any | None:
@@ -165,7 +199,7 @@ class NeutronNetworkDriver(NetworkDriver):
                 raw = self.net.create_port(
                     name=vip_port_name(load_balancer_id), network_id=subnet.network_id,
                     admin_state_up=False, device_id=vip_device(load_balancer_id),
-                    device_owner=OWNER, fixed_ips=[wanted], **args)
+                    device_owner=OWNER, fixed_ips=[wanted], description=self.mark, **args)
                 return _port(raw, subnet.id)
             held = _fixed_ip(existing, subnet.id)
             if held is not None and ip_address in (None, held["ip_address"]):
@@ -217,7 +251,7 @@ class NeutronNetworkDriver(NetworkDriver):
                               self.retry_interval)
 
     def secure_vip(self, security: VipSecurity) -> None:
-        group_id = security_group.ensure(self.conn, security)
+        group_id = security_group.ensure(self.conn, security, self.mark)
         for raw in self.net.ports(device_id=vip_device(security.load_balancer_id)):
             ours = raw.name == vip_port_name(security.load_balancer_id)
             kept = () if ours else tuple(raw.security_group_ids or ())
@@ -281,7 +315,8 @@ class NeutronNetworkDriver(NetworkDriver):
                 args["allowed_address_pairs"] = pair_list
             raw = self.net.create_port(name=name, network_id=subnet.network_id,
                                        fixed_ips=[{"subnet_id": subnet.id}],
-                                       admin_state_up=True, device_owner=OWNER, **args)
+                                       admin_state_up=True, device_owner=OWNER,
+                                       description=self.mark, **args)
         if amphora.compute_id and raw.device_id != amphora.compute_id:
             self._attach(amphora.compute_id, raw)
             raw = self.net.get_port(raw.id)
@@ -298,6 +333,22 @@ class NeutronNetworkDriver(NetworkDriver):
             if current.device_id != compute_id:
                 raise
             LOG.info("port %s is attached to %s already", raw.id, compute_id)
+
+    # -- orphans -------------------------------------------------------------------------
+
+    def owned_resources(self) -> list[OwnedResource]:
+        return neutron_orphans.owned(self.conn, self.deployment)
+
+    def remove_resource(self, resource: OwnedResource) -> None:
+        if resource.kind == "security_group":
+            security_group.ignore_missing(self.net.delete_security_group, resource.id)
+            return
+        raw = self._get(self.net.get_port, resource.id)
+        if raw is None:
+            return
+        # An amphora port may still be on its (orphaned) server: detached through Nova.
+        attached = (raw.device_owner or "").startswith("compute:")
+        self._remove_port(raw, raw.device_id if attached else None)
 
     def unplug(self, amphora_id: str, compute_id: str | None) -> None:
         for name in (vrrp_port_name(amphora_id), member_port_name(amphora_id)):

@@ -80,13 +80,13 @@ def find_group(conn: Connection, load_balancer_id: str) -> Any | None:
     return groups[0] if groups else None
 
 
-def ensure(conn: Connection, security: VipSecurity) -> str:
-    """The group with exactly the wanted ingress rules; returns its id."""
+def ensure(conn: Connection, security: VipSecurity, mark: str) -> str:
+    """The group with exactly the wanted ingress rules; returns its id. ``mark``: its
+    description, naming the deployment that made it (neutron_orphans.py)."""
     group = find_group(conn, security.load_balancer_id)
     if group is None:
         group = conn.network.create_security_group(
-            name=group_name(security.load_balancer_id),
-            description=f"Octavia VIP security group of {security.load_balancer_id}")
+            name=group_name(security.load_balancer_id), description=mark)
     wanted = wanted_rules(security)
     have: set[Rule] = set()
     for rule in conn.network.security_group_rules(security_group_id=group.id):
