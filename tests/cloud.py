@@ -51,7 +51,9 @@ def ensure_running(services: tuple[str, ...] = SERVICES) -> Cloud:
     """Start ``services`` (and Keystone) unless they run; a failure shows the tool's
     output."""
     if not _keystone_answers():
-        started_marker().touch()
+        marker = started_marker()
+        marker.parent.mkdir(parents=True, exist_ok=True)  # nothing installed yet
+        marker.touch()
     done = subprocess.run([str(SCRIPT), "start", *services], capture_output=True, text=True,
                           timeout=1200)
     if done.returncode:

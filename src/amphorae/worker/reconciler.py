@@ -14,7 +14,8 @@ killed half-way is simply run again. Steps, in order:
    thread meanwhile, up to ``amp_active_retries`` times;
 2. ports: the network driver plugs every amphora into the VIP subnet (the VIP itself on
    a SINGLE amphora, each amphora's own VRRP address in a pair) and its member subnets;
-3. configuration: the render model from the database, pushed to every amphora. A change
+3. configuration: the render model from the database, pushed to every amphora (to a new
+   pair's MASTER first, and to its BACKUP once the MASTER holds the VIP). A change
    the amphora refuses (HAProxy's check fails) is retried without the objects the change
    brought, which then go to ERROR while the rest keeps serving;
 4. statuses: PENDING_* to ACTIVE (completion.complete), replaced amphorae removed.
@@ -385,9 +386,29 @@ class _Run:
         lb, vrrp, vip_subnet = self.desired(lb_id, topology, exclude | self.replacing)
         self.fence.check()
         refs = [amphora_ref(amp) for amp in amps]
-        each(lambda ref: self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet), refs)
-        if vrrp is not None and lb.listeners:
-            self._await_vip_holder(lb, refs)
+
+        def apply(ref: AmphoraRef) -> None:
+            self.d.amphora.apply(ref, lb, tls, vrrp, vip_subnet)
+
+        if vrrp is None or not lb.listeners:
+            each(apply, refs)
+            return
+        first = self._first_configured(lb, refs)
+        each(apply, first)
+        self._await_vip_holder(lb, first)
+        each(apply, [ref for ref in refs if ref not in first])
+
+    def _first_configured(self, lb: model.LoadBalancer, refs: list[AmphoraRef]
+                          ) -> list[AmphoraRef]:
+        """Which amphorae of a pair get their configuration before the others. While
+        none holds the VIP (a new pair), the MASTER alone: with ``nopreempt`` the first
+        keepalived whose check passes keeps the VIP, so configuring both at once would
+        make the role a coin toss. Otherwise all of them at once."""
+        masters = [ref for ref in refs if ref.role == c.ROLE_MASTER]
+        if len(masters) in (0, len(refs)) or any(
+                self.d.amphora.holds(ref, lb.vips[0]) for ref in refs):
+            return refs
+        return masters
 
     def _await_vip_holder(self, lb: model.LoadBalancer, refs: list[AmphoraRef]) -> None:
         """A pair is reported ACTIVE once one of its amphorae holds the VIP (keepalived's
