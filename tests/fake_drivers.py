@@ -89,7 +89,17 @@ def vrrp_port_id(amphora_id: str) -> str:
 
 
 class FakeNetwork(net.NetworkDriver):
+    """``distributors``: each ACTIVE_ACTIVE load balancer's distributor as last ensured
+    (``distributed`` every call in order); ``idle``: what ``distributor_idle`` answers
+    per amphora (default: infinite)."""
+
+    distributes = True
+
     def __init__(self) -> None:
+        self.distributors: dict[str, net.Distribution] = {}
+        self.distributed: list[net.Distribution] = []
+        self.removed_distributors: list[str] = []
+        self.idle: dict[str, float] = {}
         self.subnets = {s.id: s for s in (VIP_SUBNET, MEMBER_SUBNET)}
         self.plugged: dict[str, tuple[net.VipPlug, tuple[str, ...]]] = {}
         self.unplugged: list[str] = []
@@ -127,16 +137,39 @@ class FakeNetwork(net.NetworkDriver):
              member_subnets: Sequence[net.Subnet]) -> net.AmphoraPorts:
         with self.lock:
             self.plugged[amphora.id] = (vip, tuple(s.id for s in member_subnets))
-            if vip.vrrp and amphora.id not in self.vrrp_ips:
+            own = vip.vrrp or vip.distributed
+            if own and amphora.id not in self.vrrp_ips:
                 self.vrrp_ips[amphora.id] = f"198.18.200.{10 + len(self.vrrp_ips)}"
         vrrp = (net.Port(vrrp_port_id(amphora.id), VIP_SUBNET.network_id, vip.subnet_id,
-                         self.vrrp_ips[amphora.id]) if vip.vrrp else None)
+                         self.vrrp_ips[amphora.id]) if own else None)
         return net.AmphoraPorts(vrrp_port=vrrp, member_ports={})
 
     def unplug(self, amphora_id: str, compute_id: str | None) -> None:
         with self.lock:
             self.unplugged.append(amphora_id)
             self.plugged.pop(amphora_id, None)
+
+    def ensure_distributor(self, distribution: net.Distribution) -> None:
+        unplugged = [a for a in distribution.serving if a not in self.plugged]
+        if unplugged:
+            raise ValueError(f"{unplugged} have no distribution port")
+        with self.lock:
+            self.distributors[distribution.load_balancer_id] = distribution
+            self.distributed.append(distribution)
+
+    def remove_distributor(self, load_balancer_id: str) -> None:
+        with self.lock:
+            self.distributors.pop(load_balancer_id, None)
+            self.removed_distributors.append(load_balancer_id)
+
+    def distributor_idle(self, load_balancer_id: str, amphora_id: str) -> float:
+        return self.idle.get(amphora_id, float("inf"))
+
+    def distributor_drift(self, distribution: net.Distribution) -> list[str]:
+        found = self.distributors.get(distribution.load_balancer_id)
+        if found is None or set(found.serving) != set(distribution.serving):
+            return ["distributor: nexthops differ"]
+        return []
 
 
 @dataclasses.dataclass(frozen=True)

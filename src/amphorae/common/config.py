@@ -331,6 +331,10 @@ local_network_opts = [
     cfg.ListOpt("subnets", default=["public=198.18.0.0/20"],
                 help="Networks of the local network driver, one subnet each, as "
                      "name=CIDR; ids are derived from the name, so they stay stable."),
+    cfg.StrOpt("distribution_cidr", default="198.19.32.0/19",
+               help="The network between ACTIVE_ACTIVE load balancers' distributors and "
+                    "their amphorae (one bridge on this host): each distributor and each "
+                    "amphora of such a load balancer gets an address from it."),
 ]
 
 quota_opts = [
@@ -410,6 +414,10 @@ autoscaling_opts = [
                       "the rest would carry its load below hot_load)."),
     cfg.FloatOpt("cooldown", default=10.0, min=0,
                  help="Seconds after a change of the count before the next one."),
+    cfg.FloatOpt("drain_timeout", default=60.0, min=0,
+                 help="Seconds an amphora being removed from an ACTIVE_ACTIVE set may "
+                      "keep its running connections; it goes once the distributor has "
+                      "sent it nothing for 2 s and it reports none, or after this."),
 ]
 
 GROUPS: dict[str | None, list[cfg.Opt]] = {

@@ -4,7 +4,8 @@ A reconcile brings the data plane to the database's state, but nothing watches i
 afterwards: someone restarts HAProxy with an old file, an agent loses its UDP document. Every
 ``[controller_worker] drift_check_interval`` seconds the worker asks each ACTIVE load
 balancer's amphorae (read-only: what their running configs' ETags say against what a
-reconcile would render) and enqueues a reconcile for any that drifted. Objects in ERROR are
+reconcile would render; an ACTIVE_ACTIVE one's distributor too: its nexthops and VIPs
+against the serving amphorae) and enqueues a reconcile for any that drifted. Objects in ERROR are
 left out of the comparison, as a reconcile left them out of the configuration.
 """
 
@@ -19,6 +20,7 @@ from sqlalchemy.orm import Session
 from amphorae.common import constants as c
 from amphorae.db import engine, jobs, tree
 from amphorae.db import models as m
+from amphorae.drivers.network import base as net
 from amphorae.drivers.registry import Drivers
 from amphorae.worker import certificates, desired, reconciler
 
@@ -65,13 +67,16 @@ def _check(drivers: Drivers, url: str | None, lb_id: str) -> list[str]:
         vip = session.get(m.Vip, lb_id)
     if model is None or vip is None or not amps:
         return []
+    spread = [] if lb.topology != c.TOPOLOGY_ACTIVE_ACTIVE else drivers.network.distributor_drift(
+        net.Distribution(load_balancer_id=lb_id, subnet_id=vip.subnet_id or "",
+                         vips=model.vips, serving=tuple(amp.id for amp in amps)))
     if pair and group is None:
         return ["the pair has no VRRP group"]
     vrrp = reconciler.vrrp_group(group) if pair and group is not None else None
     vip_subnet = reconciler.vip_subnet(drivers.network, vip.subnet_id)
     if vip_subnet is None:
         return []
-    return [f"{amp.id}: {kind}" for amp in amps for kind in drivers.amphora.drifted(
+    return spread + [f"{amp.id}: {kind}" for amp in amps for kind in drivers.amphora.drifted(
         reconciler.amphora_ref(amp), model, tls, vrrp, vip_subnet)]
 
 

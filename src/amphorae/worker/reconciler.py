@@ -38,7 +38,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor, wait
 from typing import TypeVar
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
@@ -46,7 +46,7 @@ from amphorae.common import config
 from amphorae.common import constants as c
 from amphorae.common.timeutil import utcnow
 from amphorae.contract import model
-from amphorae.db import engine, events
+from amphorae.db import engine, events, scale
 from amphorae.db import models as m
 from amphorae.drivers.amphora.base import (
     AmphoraRef,
@@ -59,7 +59,14 @@ from amphorae.drivers.compute import base as compute_base
 from amphorae.drivers.network import base as net
 from amphorae.drivers.registry import Drivers
 from amphorae.render.keepalived import priority_for
-from amphorae.worker import certificates, changes, completion, desired, vip_security
+from amphorae.worker import (
+    active_active,
+    certificates,
+    changes,
+    completion,
+    desired,
+    vip_security,
+)
 from amphorae.worker.queue import Claim, LeaseLost
 
 LOG = logging.getLogger(__name__)
@@ -71,6 +78,7 @@ ROLES = {c.TOPOLOGY_SINGLE: (c.ROLE_STANDALONE,),
 REPLACING_JOBS = (c.JOB_FAILOVER_AMPHORA, c.JOB_DELETE_AMPHORA)
 VIP_HOLDER_WAIT = 10.0  # seconds a new pair may take to elect its MASTER
 VIP_HOLDER_POLL = 0.05
+DRAIN_POLL = 1.0  # seconds between two looks at a draining amphora
 
 
 class BuildError(Exception):
@@ -147,8 +155,12 @@ class _Run:
         if status in (c.PENDING_DELETE, c.DELETED):
             self._tear_down(lb_id)
             return
+        draining: list[str] = []
         try:
-            amps, doomed = self._ensure_amphorae(lb_id, topology)
+            if topology == c.TOPOLOGY_ACTIVE_ACTIVE:
+                amps, doomed, draining = self._ensure_active_active(lb_id)
+            else:
+                amps, doomed = self._ensure_amphorae(lb_id, topology)
             self.replacing = set(doomed)
             if topology == c.TOPOLOGY_SINGLE:
                 # The replacement takes the same VIP (and MAC): the old one must go first.
@@ -162,6 +174,8 @@ class _Run:
                           reason)
             failed |= set(tls.failed)
             failed |= self._configure(lb_id, topology, amps, failed, tls)
+            if topology == c.TOPOLOGY_ACTIVE_ACTIVE:
+                doomed = self._distribute_and_drain(lb_id, amps, draining, doomed)
         except (OperationalError, LeaseLost, NotYet):
             raise  # the database is away, the jobs are another worker's now, or a boot
             # goes on: the worker gives the jobs back
@@ -222,6 +236,104 @@ class _Run:
                                f"still booting; checked again in {wait} s")
         keep.update(zip(missing, booted, strict=True))  # type: ignore[arg-type]
         return [keep[role] for role in wanted], doomed
+
+    def _ensure_active_active(self, lb_id: str
+                              ) -> tuple[list[m.Amphora], list[str], list[str]]:
+        """ACTIVE_ACTIVE's amphorae: the serving ones (booted as needed, up to
+        scale.desired), those to remove, and those draining (active_active.plan). A dead
+        one leaves the distributor before anything else is done."""
+        if not self.d.network.distributes:
+            raise BuildError(f"ACTIVE_ACTIVE needs a network driver with a distributor; "
+                             f"{type(self.d.network).__name__} has none")
+        replace = set().union(*(self.claim.amphorae_for(j) for j in REPLACING_JOBS))
+        with self._read() as session:
+            lb = session.get_one(m.LoadBalancer, lb_id)
+            wanted = scale.desired(session, lb)
+            rows = {row.id: row for row in session.scalars(select(m.Amphora).where(
+                m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED))}
+        if self.claim.has(c.JOB_FAILOVER_LB):
+            replace |= {i for i, row in rows.items() if row.status != c.AMPHORA_BOOTING}
+        seats = [active_active.Seat(
+            row.id, row.status, row.created_at or utcnow(),
+            row.status == c.AMPHORA_BOOTING
+            or self.d.compute.status(row.id) == compute_base.ACTIVE) for row in rows.values()]
+        plan = active_active.plan(seats, wanted, replace)
+        self._set_status(plan.drain, active_active.DRAINING)
+        self._set_status(plan.revive, c.AMPHORA_ALLOCATED)
+        draining = [*plan.draining, *plan.drain]
+        if plan.doomed and plan.keep:  # only the dead ones' flows may suffer
+            try:
+                self._distribute(lb_id, [*plan.keep, *plan.revive], draining)
+            except Exception as exc:  # the full ensure below tries again
+                LOG.warning("load balancer %s: distributor not updated before the "
+                            "replacement: %s", lb_id, exc)
+        starts: list[m.Amphora | None] = [rows[i] for i in plan.resume]
+        booted = each(lambda row: self._boot(lb_id, c.ROLE_ACTIVE, row),
+                      [*starts, *[None] * plan.boot])
+        if any(row is None for row in booted):
+            each(self._destroy, list(plan.doomed))
+            wait = config.CONF.controller_worker.amp_active_wait_sec
+            raise NotYet(wait, f"load balancer {lb_id}: amphorae still booting; "
+                               f"checked again in {wait} s")
+        amps = [rows[i] for i in (*plan.keep, *plan.revive)] + booted  # type: ignore[operator]
+        return amps, list(plan.doomed), draining
+
+    def _set_status(self, amp_ids: Sequence[str], status: str) -> None:
+        if not amp_ids:
+            return
+        with self._write() as session:
+            for amp_id in amp_ids:
+                row = session.get_one(m.Amphora, amp_id)
+                row.status, row.updated_at = status, utcnow()
+            LOG.info("amphorae %s now %s", ", ".join(amp_ids), status)
+
+    def _distribute(self, lb_id: str, serving: Sequence[str], draining: Sequence[str]
+                    ) -> None:
+        with self._read() as session:
+            vip = session.get_one(m.Vip, lb_id)
+            vips = (vip.ip_address, *_extra_vips(session, lb_id, vip.subnet_id or ""))
+        self.fence.check()
+        self.d.network.ensure_distributor(net.Distribution(
+            load_balancer_id=lb_id, subnet_id=vip.subnet_id or "",
+            vips=tuple(v for v in vips if v), serving=(*serving, *draining),
+            draining=tuple(draining)))
+
+    def _distribute_and_drain(self, lb_id: str, amps: list[m.Amphora],
+                              draining: list[str], doomed: list[str]) -> list[str]:
+        """The configured amphorae into the distributor; the draining ones out of it
+        and removed once drained (until then the run is due again in DRAIN_POLL s, the
+        dead ones removed first). Returns the amphorae still to remove."""
+        serving = [amp.id for amp in amps]
+        self._distribute(lb_id, serving, draining)
+        if not draining:
+            return doomed
+        gone = [amp_id for amp_id in draining if self._drained(lb_id, amp_id)]
+        left = [amp_id for amp_id in draining if amp_id not in gone]
+        if gone:
+            self._distribute(lb_id, serving, left)
+        each(self._destroy, [*doomed, *gone])
+        if left:
+            raise NotYet(DRAIN_POLL, f"load balancer {lb_id}: amphorae {', '.join(left)} "
+                                     "draining")
+        return []
+
+    def _drained(self, lb_id: str, amp_id: str) -> bool:
+        idle = self.d.network.distributor_idle(lb_id, amp_id)
+        with self._read() as session:
+            row = session.get_one(m.Amphora, amp_id)
+            started = row.updated_at or row.created_at or utcnow()
+            health = session.get(m.AmphoraHealth, amp_id)
+            reported = health is not None and health.last_update > started
+            connections = session.scalar(
+                select(func.coalesce(func.sum(m.ListenerStatistics.active_connections), 0))
+                .where(m.ListenerStatistics.amphora_id == amp_id)) if reported else None
+        done = active_active.drained(idle, connections, started, utcnow(),
+                                     config.CONF.autoscaling.drain_timeout)
+        if done:
+            LOG.info("load balancer %s: amphora %s drained after %.1f s (idle %.1f s, "
+                     "%s connections)", lb_id, amp_id, (utcnow() - started).total_seconds(),
+                     idle, connections)
+        return done
 
     def _boot(self, lb_id: str, role: str, row: m.Amphora | None = None,
               server_group_id: str | None = None) -> m.Amphora | None:
@@ -286,6 +398,8 @@ class _Run:
         with self._read() as session:
             amp_ids = list(session.scalars(select(m.Amphora.id).where(
                 m.Amphora.load_balancer_id == lb_id, m.Amphora.status != c.DELETED)))
+        self.fence.check()
+        self.d.network.remove_distributor(lb_id)  # first: it sends to the amphorae
         each(self._destroy, amp_ids)
         self.fence.check()
         self.d.compute.delete_server_group(lb_id)
@@ -322,8 +436,10 @@ class _Run:
                     failed.add(member_id)
                 else:
                     member_subnets[found.id] = found
+        distributed = topology == c.TOPOLOGY_ACTIVE_ACTIVE
         plug = net.VipPlug(load_balancer_id=lb_id, subnet_id=subnet.id, addresses=addresses,
-                           vrrp=pair, security_groups=security.security_groups)
+                           vrrp=pair, distributed=distributed,
+                           security_groups=security.security_groups)
         self.fence.check()
         self.d.network.secure_vip(security)  # before the ports that carry it
         plugged = each(lambda amp: self.d.network.plug(
@@ -331,7 +447,7 @@ class _Run:
             amps)
         # A driver that gives a single amphora a port of its own on the VIP network too
         # (the no-op one, Neutron's) has it recorded, as Octavia does.
-        if pair or all(ports.vrrp_port for ports in plugged):
+        if pair or distributed or all(ports.vrrp_port for ports in plugged):
             self._record_vrrp_ports(amps, plugged, vip)
         return failed
 

@@ -70,6 +70,10 @@ class VipPlug:
     subnet_id: str
     addresses: tuple[str, ...]
     vrrp: bool
+    # An ACTIVE_ACTIVE amphora behind the load balancer's distributor: an address of its
+    # own on the VIP subnet (it replies to clients through it), the VIPs held without
+    # answering ARP for them, and a port on the distribution network.
+    distributed: bool = False
     # The user's own security groups for the VIP (vip_sg_ids), which a driver with
     # security groups puts on the amphora's VIP-network port next to its own.
     security_groups: tuple[str, ...] = ()
@@ -106,6 +110,20 @@ class AmphoraPorts:
 
     vrrp_port: Port | None
     member_ports: dict[str, Port]  # subnet id -> port
+
+
+@dataclasses.dataclass(frozen=True)
+class Distribution:
+    """What an ACTIVE_ACTIVE load balancer's distributor should be: its ``vips`` (on the
+    VIP subnet ``subnet_id``) spread over the amphorae ``serving`` (ids, plugged with
+    ``VipPlug.distributed``); those also in ``draining`` get no new share, only the
+    flows they already carry."""
+
+    load_balancer_id: str
+    subnet_id: str
+    vips: tuple[str, ...]
+    serving: tuple[str, ...]
+    draining: tuple[str, ...] = ()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -203,6 +221,30 @@ class NetworkDriver(abc.ABC):
         """Make the amphora hold exactly the VIP port and the member subnets' ports
         (ports no longer wanted are removed). Idempotent: a plug killed half-way is
         finished by the next one, with the same addresses."""
+
+    # -- ACTIVE_ACTIVE distributors (the worker) ------------------------------------------
+
+    # Whether the driver can put a distributor in front of ACTIVE_ACTIVE amphorae; the
+    # worker puts such a load balancer on a driver that cannot into ERROR.
+    distributes = False
+
+    def ensure_distributor(self, distribution: Distribution) -> None:
+        """Make the load balancer's distributor match ``distribution``; idempotent."""
+        raise NotImplementedError(f"{type(self).__name__} has no distributor")
+
+    def remove_distributor(self, load_balancer_id: str) -> None:
+        """The load balancer's distributor and its addresses are gone; fine when there
+        is none."""
+        return None
+
+    def distributor_idle(self, load_balancer_id: str, amphora_id: str) -> float:
+        """Seconds since the distributor last sent a packet to the amphora (infinite
+        when it sends it nothing, or has no distributor)."""
+        return float("inf")
+
+    def distributor_drift(self, distribution: Distribution) -> list[str]:
+        """How the running distributor differs from ``distribution`` (read-only)."""
+        return []
 
     # -- orphans (housekeeping) ---------------------------------------------------------
 

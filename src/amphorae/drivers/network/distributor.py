@@ -38,6 +38,8 @@ BACK = "back0"
 GROUP_ID = 1  # the resilient group's id in the distributor's namespace
 BUCKETS = 512  # enough that 2 to 32 amphorae each get a share within ~6% of the others
 IDLE_TIMER = 10  # seconds a bucket must be idle before it may move to an added amphora
+WEIGHT = 255  # a serving amphora's weight in the group
+DRAINING_WEIGHT = 1  # a draining one's: its idle buckets go to the others, busy ones stay
 
 _SETTINGS = {
     "net.ipv4.ip_forward": "1",
@@ -78,6 +80,9 @@ class Distribution:
     back: Leg
     vips: tuple[str, ...]
     amphorae: tuple[str, ...]  # the serving amphorae's addresses on the back network
+    # Addresses of amphorae being drained (also in ``amphorae``): the group keeps their
+    # busy buckets, and moves each once it has been idle for the idle timer.
+    draining: tuple[str, ...] = ()
 
 
 def nexthop_id(address: str) -> int:
@@ -115,7 +120,9 @@ class Distributor:
         for nh_id, address in wanted.items():
             p.ip("nexthop", "replace", "id", str(nh_id), "via", address, "dev", BACK, ns=ns)
         if wanted:
-            group = "/".join(str(i) for i in sorted(wanted))
+            group = "/".join(
+                f"{i},{DRAINING_WEIGHT if wanted[i] in d.draining else WEIGHT}"
+                for i in sorted(wanted))
             p.ip("nexthop", "replace", "id", str(GROUP_ID), "group", group, "type",
                  "resilient", "buckets", str(BUCKETS), "idle_timer", str(IDLE_TIMER),
                  ns=ns)
@@ -136,6 +143,16 @@ class Distributor:
         """The amphorae the distributor sends flows to now."""
         return sorted(a for i, a in self.nexthops(namespace).items()
                       if a is not None and i != GROUP_ID)
+
+    def idle_seconds(self, namespace: str, address: str) -> float:
+        """How long the distributor has sent nothing to ``address``: the shortest idle
+        time of the buckets it holds (infinite when it holds none)."""
+        nh_id = nexthop_id(address)
+        found = self.plumbing.ip_json("nexthop", "bucket", "show", "id", str(GROUP_ID),
+                                      ns=namespace)
+        idle = [float(b["bucket"].get("idle_time", 0.0)) for b in found
+                if b.get("bucket", {}).get("nhid") == nh_id]
+        return min(idle, default=float("inf"))
 
     def proxied(self, namespace: str) -> list[str]:
         found = self.plumbing.ip_json("neigh", "show", "proxy", "dev", FRONT, ns=namespace)

@@ -22,10 +22,11 @@ from sqlalchemy.orm import Session
 from amphorae.common import config, errors
 from amphorae.db import engine
 from amphorae.db.models import IPAllocation
-from amphorae.drivers.network import ownership, plumbing, ports
+from amphorae.drivers.network import distributor, ownership, plumbing, ports
 from amphorae.drivers.network.base import (
     Amphora,
     AmphoraPorts,
+    Distribution,
     Network,
     NetworkDriver,
     Port,
@@ -40,6 +41,9 @@ _NS = uuid.UUID("5b0a7c1e-0d2f-4a57-9c1b-6f1f8e2a9d01")
 VIP_OWNER = "Octavia"  # device_owner of the VIP ports this driver made
 USER_PORT = "user"  # device_owner of a user's port serving as a VIP (kept on release)
 AMPHORA_OWNER = "compute:amphora"
+DISTRIBUTOR_OWNER = "network:distributor"
+DISTRIBUTION = "distribution"  # the distribution network's name (not a user's network)
+DISTRIBUTOR_NS_PREFIX = plumbing.PREFIX + "d"
 
 
 def stable_id(kind: str, name: str) -> str:
@@ -64,6 +68,25 @@ def networks() -> dict[str, Network]:
 
 def subnets() -> dict[str, Subnet]:
     return {s.id: s for n in networks().values() for s in n.subnets}
+
+
+def distribution_subnet() -> Subnet:
+    """The network between distributors and ACTIVE_ACTIVE amphorae (no gateway: the host
+    holds no address on it)."""
+    return Subnet(id=stable_id("subnet", DISTRIBUTION), name=DISTRIBUTION,
+                  network_id=stable_id("network", DISTRIBUTION),
+                  cidr=ipaddress.ip_network(config.CONF.local_network.distribution_cidr),
+                  gateway_ip=None)
+
+
+def distributor_namespace(deployment: str, load_balancer_id: str) -> str:
+    """The distributor's namespace: this deployment's (so a cleanup finds its own) and
+    the load balancer's."""
+    return f"{DISTRIBUTOR_NS_PREFIX}{deployment}-{load_balancer_id}"
+
+
+def distributor_device(load_balancer_id: str) -> str:
+    return f"distributor-{load_balancer_id}"
 
 
 def bridge_name(subnet: Subnet) -> str:
@@ -135,6 +158,7 @@ class LocalNetworkDriver(NetworkDriver):
         for network in networks().values():
             for subnet in network.subnets:
                 self.plugger.plumbing.delete_bridge(bridge_name(subnet), owner=owner)
+        self.plugger.plumbing.delete_bridge(bridge_name(distribution_subnet()), owner=owner)
 
     # -- VIPs --------------------------------------------------------------------------
 
@@ -209,19 +233,26 @@ class LocalNetworkDriver(NetworkDriver):
         vip_subnet = self.get_subnet(vip.subnet_id)
         if vip_subnet is None:
             raise errors.ValidationError(detail=f"subnet {vip.subnet_id} is unknown")
+        own_vip_port = vip.vrrp or vip.distributed
+        extra = [distribution_subnet()] if vip.distributed else []
         device = amphora_device(amphora.id)
         with engine.transaction(url=self.url) as session:
             own = {row.subnet_id: _port(row) for row in session.scalars(
                 select(IPAllocation).where(IPAllocation.device_id == device))}
-            for subnet in (*([vip_subnet] if vip.vrrp else []), *member_subnets):
+            for subnet in (*([vip_subnet] if own_vip_port else []), *member_subnets,
+                           *extra):
                 if subnet.id not in own:
                     own[subnet.id] = self._allocate(session, subnet, device, AMPHORA_OWNER)
-        vrrp_port = own.get(vip_subnet.id) if vip.vrrp else None
+        vrrp_port = own.get(vip_subnet.id) if own_vip_port else None
         vip_addresses = [vrrp_port.ip_address] if vrrp_port else list(vip.addresses)
         plan = [_plan(ports.VIP_IFNAME, vip_subnet, vip_addresses, gateway=True,
-                      mac_seed=None if vip.vrrp else f"lb-{vip.load_balancer_id}")]
+                      mac_seed=None if own_vip_port else f"lb-{vip.load_balancer_id}")]
         plan += [_plan(ports.member_ifname(s.id), s, [own[s.id].ip_address])
                  for s in sorted(member_subnets, key=lambda s: s.id)]
+        plan += [_plan(ports.DIST_IFNAME, s, [own[s.id].ip_address]) for s in extra]
+        if vip.distributed:  # before any port: no interface may answer ARP for a VIP
+            distributor.serve_without_arp(self.plugger.plumbing, amphora.compute_id,
+                                          vip.addresses)
         self.plugger.plug(amphora.compute_id, plan, mac_seed=amphora.id)
         return AmphoraPorts(vrrp_port=vrrp_port,
                             member_ports={s.id: own[s.id] for s in member_subnets})
@@ -233,14 +264,91 @@ class LocalNetworkDriver(NetworkDriver):
                 IPAllocation.device_id == device)))
         if compute_id:  # the interfaces first: a crash leaves addresses for the next run
             self.plugger.unplug_all(compute_id, [
-                ports.VIP_IFNAME, *(ports.member_ifname(s) for s in subnet_ids)])
+                ports.VIP_IFNAME, ports.DIST_IFNAME,
+                *(ports.member_ifname(s) for s in subnet_ids)])
         with engine.transaction(url=self.url) as session:
             session.execute(delete(IPAllocation).where(IPAllocation.device_id == device))
+
+    # -- ACTIVE_ACTIVE distributors -----------------------------------------------------
+
+    distributes = True
+
+    @property
+    def _distributor(self) -> distributor.Distributor:
+        return distributor.Distributor(self.plugger.plumbing)
+
+    def _namespace(self, load_balancer_id: str) -> str:
+        return distributor_namespace(self.plugger.owner or ownership.local_deployment(),
+                                     load_balancer_id)
+
+    def _distribution(self, d: Distribution) -> distributor.Distribution:
+        """Our Distribution as the namespace's: the distributor's two addresses (made on
+        first use) and the amphorae's addresses on the distribution network."""
+        vip_subnet = self.get_subnet(d.subnet_id)
+        if vip_subnet is None:
+            raise errors.ValidationError(detail=f"subnet {d.subnet_id} is unknown")
+        back = distribution_subnet()
+        device = distributor_device(d.load_balancer_id)
+        with engine.transaction(url=self.url) as session:
+            own = {row.subnet_id: row.ip_address for row in session.scalars(
+                select(IPAllocation).where(IPAllocation.device_id == device))}
+            for subnet in (vip_subnet, back):
+                if subnet.id not in own:
+                    own[subnet.id] = self._allocate(session, subnet, device,
+                                                    DISTRIBUTOR_OWNER).ip_address
+            found = dict(session.execute(
+                select(IPAllocation.device_id, IPAllocation.ip_address).where(
+                    IPAllocation.subnet_id == back.id,
+                    IPAllocation.device_id.in_([amphora_device(a) for a in d.serving]))
+            ).tuples())
+        missing = [a for a in d.serving if amphora_device(a) not in found]
+        if missing:
+            raise errors.ValidationError(
+                detail=f"amphorae {', '.join(missing)} have no distribution port")
+        address = {a: found[amphora_device(a)] for a in d.serving}
+        owner = self.plugger.owner or ownership.local_deployment()
+        for subnet in (vip_subnet, back):
+            self.plugger.plumbing.ensure_bridge(bridge_name(subnet), owner=owner)
+        return distributor.Distribution(
+            namespace=self._namespace(d.load_balancer_id),
+            front=distributor.Leg(bridge_name(vip_subnet),
+                                  f"{own[vip_subnet.id]}/{vip_subnet.cidr.prefixlen}"),
+            back=distributor.Leg(bridge_name(back), f"{own[back.id]}/{back.cidr.prefixlen}"),
+            vips=d.vips, amphorae=tuple(sorted(address.values())),
+            draining=tuple(sorted(address[a] for a in d.draining if a in address)))
+
+    def ensure_distributor(self, distribution: Distribution) -> None:
+        self._distributor.ensure(self._distribution(distribution))
+
+    def remove_distributor(self, load_balancer_id: str) -> None:
+        self._distributor.remove(self._namespace(load_balancer_id))
+        with engine.transaction(url=self.url) as session:
+            session.execute(delete(IPAllocation).where(
+                IPAllocation.device_id == distributor_device(load_balancer_id)))
+
+    def distributor_idle(self, load_balancer_id: str, amphora_id: str) -> float:
+        with engine.transaction(write=False, url=self.url) as session:
+            address = session.scalar(select(IPAllocation.ip_address).where(
+                IPAllocation.device_id == amphora_device(amphora_id),
+                IPAllocation.subnet_id == distribution_subnet().id))
+        if address is None:
+            return float("inf")
+        return self._distributor.idle_seconds(self._namespace(load_balancer_id), address)
+
+    def distributor_drift(self, distribution: Distribution) -> list[str]:
+        want = self._distribution(distribution)
+        found: list[str] = []
+        if self._distributor.serving(want.namespace) != sorted(want.amphorae):
+            found.append("distributor: nexthops differ")
+        if sorted(self._distributor.proxied(want.namespace)) != sorted(want.vips):
+            found.append("distributor: VIPs differ")
+        return found
+
 
 def _plan(ifname: str, subnet: Subnet, addresses: list[str], gateway: bool = False,
           mac_seed: str | None = None) -> ports.Port:
     prefix = subnet.cidr.prefixlen
     return ports.Port(ifname=ifname, bridge=bridge_name(subnet),
-                      host_cidr=f"{subnet.gateway_ip}/{prefix}",
+                      host_cidr=f"{subnet.gateway_ip}/{prefix}" if subnet.gateway_ip else None,
                       addresses=tuple(f"{a}/{prefix}" for a in addresses),
                       gateway=subnet.gateway_ip if gateway else None, mac_seed=mac_seed)

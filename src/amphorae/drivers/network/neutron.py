@@ -102,6 +102,9 @@ def _user_error(exc: os_exc.HttpException, subnet: Subnet, ip_address: str | Non
 
 class NeutronNetworkDriver(NetworkDriver):
     serves_networks = False  # the clients ask Neutron itself
+    # No distributor yet: ACTIVE_ACTIVE would need ECMP routes on the tenant router, or a
+    # distributor instance with the VIP as an allowed address pair (docs/active-active.md).
+    distributes = False
 
     def __init__(self, conn: Connection, max_retries: int = 15, retry_interval: float = 1,
                  port_detach_timeout: float = 300, *, deployment: str | None = None,

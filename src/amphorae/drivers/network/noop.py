@@ -14,6 +14,7 @@ from amphorae.drivers.network import local
 from amphorae.drivers.network.base import (
     Amphora,
     AmphoraPorts,
+    Distribution,
     Network,
     NetworkDriver,
     Port,
@@ -42,6 +43,10 @@ def _port_id(seed: str) -> str:
 
 class NoopNetworkDriver(NetworkDriver):
     serves_networks = True  # the local networks, so conformance runs can name them
+    distributes = True  # a distributor that is not there, as every port here
+
+    def ensure_distributor(self, distribution: Distribution) -> None:
+        LOG.debug("noop network: distributor of %s", distribution.load_balancer_id)
 
     def get_subnet(self, subnet_id: str, network_id: str | None = None) -> Subnet | None:
         return local.subnets().get(subnet_id) or _made_up_subnet(subnet_id, network_id)

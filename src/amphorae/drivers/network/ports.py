@@ -56,6 +56,7 @@ def unplug_port(plumbing: plumbing_mod.Plumbing, namespace: str, ifname: str) ->
 
 
 VIP_IFNAME = c.AMPHORA_VIP_INTERFACE
+DIST_IFNAME = "dist0"  # an ACTIVE_ACTIVE amphora's port on the distribution network
 MEMBER_IFNAME_PREFIX = "mn"  # + 8 hex digits of the subnet id; "mgmt0" is not ours
 
 
@@ -64,7 +65,7 @@ def member_ifname(subnet_id: str) -> str:
 
 
 def _is_port(ifname: str) -> bool:
-    return ifname == VIP_IFNAME or (ifname.startswith(MEMBER_IFNAME_PREFIX)
+    return ifname in (VIP_IFNAME, DIST_IFNAME) or (ifname.startswith(MEMBER_IFNAME_PREFIX)
                                     and len(ifname) == len(MEMBER_IFNAME_PREFIX) + 8)
 
 
@@ -75,7 +76,9 @@ class Port:
 
     ifname: str
     bridge: str
-    host_cidr: str  # the host's address on the bridge (the subnet's gateway)
+    # The host's address on the bridge (the subnet's gateway); None: the host has none
+    # there (the distribution network, which only distributors and amphorae use).
+    host_cidr: str | None
     addresses: tuple[str, ...]
     gateway: str | None = None
     # Whose MAC the port gets; None: the amphora's. A SINGLE amphora's VIP port takes
@@ -103,7 +106,8 @@ class PortPlugger:
         owner = self.owner or ownership.local_deployment()
         for port in ports:
             self.plumbing.ensure_bridge(port.bridge, owner=owner)
-            self.plumbing.ensure_host_address(port.bridge, port.host_cidr)
+            if port.host_cidr is not None:
+                self.plumbing.ensure_host_address(port.bridge, port.host_cidr)
             plug_port(self.plumbing, namespace, port.bridge, port.ifname,
                       plumbing_mod.mac_address(f"{port.mac_seed or mac_seed}/{port.ifname}"),
                       port.addresses[0], gateway=port.gateway,
