@@ -4,7 +4,8 @@
 
 Starting is idempotent and serialised (a lock in the state directory), so both xdist
 workers may ask. Whatever a test run started, the run stops at its end (conftest's
-pytest_sessionfinish); services someone started by hand are left running. The venvs and
+pytest_sessionfinish); services someone started by hand, or another test run running at
+the same time, are left running (the marker names the run that started them). The venvs and
 the data are kept in ~/.cache/amphorae/openstack-dev, so the first start installs for
 about 5 minutes, later ones take about 40 s (and a few seconds when they run already).
 """
@@ -12,6 +13,7 @@ about 5 minutes, later ones take about 40 s (and a few seconds when they run alr
 from __future__ import annotations
 
 import dataclasses
+import os
 import pathlib
 import subprocess
 from typing import Any
@@ -27,6 +29,7 @@ REGION = "RegionOne"
 PASSWORD = "password"  # keystone-dev's seeded users
 ADMIN_PASSWORD = "admin"
 SERVICE_USER = ("octavia", "service")  # admin + service roles in project `service`
+RUN_ID_VARIABLE = "AMPHORAE_TEST_RUN"
 
 
 def _state_dir() -> pathlib.Path:
@@ -43,8 +46,15 @@ def _keystone_answers() -> bool:
 
 
 def started_marker() -> pathlib.Path:
-    """Present while services run that a test run started (and so must stop)."""
+    """Present while services run that a test run started (and so must stop); it holds
+    that run's id."""
     return _state_dir() / "started-by-tests"
+
+
+def run_id() -> str:
+    """This test run's id: conftest sets it on the xdist controller, whose workers
+    inherit it; a run without it owns nothing it did not start itself."""
+    return os.environ.get(RUN_ID_VARIABLE) or f"pid-{os.getpid()}"
 
 
 def ensure_running(services: tuple[str, ...] = SERVICES) -> Cloud:
@@ -53,7 +63,7 @@ def ensure_running(services: tuple[str, ...] = SERVICES) -> Cloud:
     if not _keystone_answers():
         marker = started_marker()
         marker.parent.mkdir(parents=True, exist_ok=True)  # nothing installed yet
-        marker.touch()
+        marker.write_text(run_id())
     done = subprocess.run([str(SCRIPT), "start", *services], capture_output=True, text=True,
                           timeout=1200)
     if done.returncode:
@@ -63,9 +73,9 @@ def ensure_running(services: tuple[str, ...] = SERVICES) -> Cloud:
 
 
 def stop_if_started() -> None:
-    """Stop the services if a test run started them."""
+    """Stop the services if this test run started them."""
     marker = started_marker()
-    if marker.exists():
+    if marker.exists() and marker.read_text() == run_id():
         subprocess.run([str(SCRIPT), "stop"], capture_output=True, timeout=300)
         marker.unlink(missing_ok=True)
 

@@ -6,6 +6,7 @@ import os
 import pathlib
 import shutil
 import tempfile
+import uuid
 from collections.abc import Iterator
 
 import pytest
@@ -105,6 +106,15 @@ def cloud():
     from tests import cloud as osdev
 
     return osdev.ensure_running()
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """Name this run (before xdist starts its workers, which inherit it), so that the
+    services it starts are told from another run's (tests/cloud.py)."""
+    from tests import cloud as osdev
+
+    if not hasattr(config, "workerinput"):
+        os.environ[osdev.RUN_ID_VARIABLE] = uuid.uuid4().hex
 
 
 def pytest_sessionfinish(session: pytest.Session) -> None:
