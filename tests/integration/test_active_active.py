@@ -5,9 +5,10 @@ scales them when the admin scale API says so; traffic from the host through the 
 One deployment and one load balancer for the module, the tests in order: 3 amphorae
 spread 3,000 connections within +-15%; a 4th (PUT scale) moves no running request; a
 killed amphora breaks only its own requests and is replaced; scale-in 4 -> 3 fails no
-fresh connection; a cascade delete leaves nothing. The member servers' ``/whoami``
-names the member and who connected to it: the amphora's own port on the member
-network, so the amphora.
+fresh connection; SOURCE_IP persistence holds across amphorae (HAProxy peers: the stick
+entry one amphora made is on every other one); a cascade delete leaves nothing. The
+member servers' ``/whoami`` names the member and who connected to it: the amphora's own
+port on the member network, so the amphora.
 
 Deployment: tests/deployment.py on 198.18.176.0/24 (VIPs) + 198.18.177.0/24 (members),
 or the next pairs on other xdist workers; the distribution network is the default
@@ -20,6 +21,7 @@ import collections
 import concurrent.futures
 import ipaddress
 import json
+import re
 import secrets
 import time
 from collections.abc import Iterator
@@ -28,6 +30,7 @@ from typing import Any
 import pytest
 import requests
 
+from amphorae.agent.haproxy import unix_command
 from amphorae.drivers.network import distributor as dist
 from tests import dataplane as dp
 from tests import netns
@@ -254,6 +257,38 @@ def test_scale_in_drains_the_newest_without_failing_a_connection(up: Deployment,
     assert newest.id not in amphorae(d, lb.id)
     assert probe.failures() == 0
     assert len(distributor_nexthops(d)) == 3
+
+
+def stick_keys(d: Deployment, amp: Any) -> set[str]:
+    """The keys in every stick table of the amphora's HAProxy (its stats socket), IPv4
+    ones as such (the tables are ipv6: ``::ffff:a.b.c.d``)."""
+    (sock,) = (d.state / "amphorae" / amp.compute_id.removeprefix("amphora-")).rglob(
+        "haproxy.sock")
+    names = re.findall(r"# table: ([^,]+),", unix_command(sock, "show table"))
+    return {key.removeprefix("::ffff:") for name in names
+            for key in re.findall(r"key=(\S+)", unix_command(sock, f"show table {name}"))}
+
+
+def test_source_ip_persistence_holds_across_amphorae(up: Deployment, lb: Any) -> None:
+    d = up
+    pool_id = d.lb.get_load_balancer(lb.id).pools[0]["id"]
+    d.settle(lb.id, d.lb.update_pool, pool_id, session_persistence={"type": "SOURCE_IP"})
+    client = str(next(ipaddress.ip_network(d.vip_cidr).hosts()))  # the host, on the bridge
+    amps = amphorae(d, lb.id).values()
+    assert not any(client in stick_keys(d, amp) for amp in amps)
+    first, _ = whoami(lb.vip_address)
+    # One amphora served it; the peers gave every other one the entry (a few ms).
+    eventually(lambda: _equal({a.id: client in stick_keys(d, a) for a in amps},
+                              {a.id: True for a in amps}),
+               "the client's stick entry on every amphora", timeout=5)
+    names = by_member_port(d, lb.id)
+    got = [whoami(lb.vip_address) for _ in range(60)]
+    assert len({names.get(p) for _, p in got}) == 3, got  # the flows went everywhere
+    assert {member for member, _ in got} == {first}, got
+
+
+def _equal(got: object, want: object) -> None:
+    assert got == want, got
 
 
 def test_cascade_delete_leaves_nothing(up: Deployment, lb: Any) -> None:
