@@ -7,7 +7,8 @@ spread 3,000 connections within +-15%; a 4th (PUT scale) moves no running reques
 killed amphora breaks only its own requests and is replaced; scale-in 4 -> 3 fails no
 fresh connection; the status tree and an amphora failover through the API work as for
 the other topologies; SOURCE_IP persistence holds across amphorae (HAProxy peers: the stick
-entry one amphora made is on every other one); a cascade delete leaves nothing. The
+entry one amphora made is on every other one); drift detection puts back a nexthop
+deleted from the distributor; a cascade delete leaves nothing. The
 member servers' ``/whoami`` names the member and who connected to it: the amphora's own
 port on the member network, so the amphora.
 
@@ -51,7 +52,8 @@ COUNT_MIN, COUNT_MAX = 3, 4
 def up() -> Iterator[Deployment]:
     with deployment(MARKER, *per_worker("198.18.176.0/24", "198.18.177.0/24"),
                     extra_config=f"[autoscaling]\nenabled = false\n"
-                                 f"drain_timeout = {DRAIN_TIMEOUT}\n") as d:
+                                 f"drain_timeout = {DRAIN_TIMEOUT}\n"
+                                 f"[controller_worker]\ndrift_check_interval = 2\n") as d:
         d.members.add("m1", 21)
         d.members.add("m2", 22)
         d.start("up")
@@ -306,6 +308,18 @@ def test_source_ip_persistence_holds_across_amphorae(up: Deployment, lb: Any) ->
 
 def _equal(got: object, want: object) -> None:
     assert got == want, got
+
+
+def test_a_distributor_that_lost_an_amphora_is_repaired(up: Deployment, lb: Any) -> None:
+    d = up
+    (namespace,) = d.distributor_namespaces()
+    lost = distributor_nexthops(d)[0]
+    netns.run("ip", "nexthop", "del", "id", str(dist.nexthop_id(lost)), ns=namespace)
+    assert lost not in distributor_nexthops(d)
+    took = dp.wait_for(lambda: lost in distributor_nexthops(d), "drift repaired",
+                       timeout=15)
+    print(f"\ndistributor drift (a nexthop deleted) repaired after {took:.1f} s")
+    assert len(distributor_nexthops(d)) == 3
 
 
 def test_cascade_delete_leaves_nothing(up: Deployment, lb: Any) -> None:
