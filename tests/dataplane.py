@@ -136,7 +136,9 @@ class Http(http.server.BaseHTTPRequestHandler):
         url = urllib.parse.urlsplit(self.path)
         extra = [("Set-Cookie", f"{cookie}={name}-{next(sessions)}")
                  for cookie in urllib.parse.parse_qs(url.query).get("set-cookie", [])]
-        if url.path == "/headers":
+        if url.path == "/whoami":  # the member, and who connected (an amphora's port)
+            self.reply(f"{name}|{self.client_address[0]}".encode(), extra)
+        elif url.path == "/headers":
             headers = {key.lower(): value for key, value in self.headers.items()}
             self.reply(json.dumps({"member": name, "headers": headers}).encode(), extra)
         else:

@@ -34,7 +34,7 @@ from sqlalchemy import func, select
 from amphorae.db import engine
 from amphorae.db import models as m
 from amphorae.drivers.compute import netns as compute
-from amphorae.drivers.network import local, ownership, ports
+from amphorae.drivers.network import distributor, local, ownership, ports
 from amphorae.drivers.network import plumbing as plumbing_mod
 from tests import dataplane as dp
 from tests import leftovers, netns, servers
@@ -213,6 +213,14 @@ cleanup_interval = 2
         """The bridge the local network driver makes for the network named so."""
         return plumbing_mod.bridge_name(self.deployment_id, local.stable_id("network", network))
 
+    @property
+    def distribution_bridge(self) -> str:
+        return self.bridge(local.DISTRIBUTION)
+
+    def distributor_namespaces(self) -> list[str]:
+        prefix = local.distributor_namespace(self.deployment_id, "")
+        return sorted(n for n in netns_names() if n.startswith(prefix))
+
     def amphora_dirs(self) -> list[str]:
         root = self.state / "amphorae"
         return sorted(p.name for p in root.iterdir() if len(p.name) == 8) \
@@ -250,6 +258,8 @@ cleanup_interval = 2
             left["amphora_dirs"] = self.amphora_dirs()
         if amphora_ns:
             left["namespaces"] = sorted(amphora_ns)
+        if self.distributor_namespaces():
+            left["distributors"] = self.distributor_namespaces()
         port_links = {n for n in link_names() if n.startswith("amph-p")}
         mine = {n for n in port_links if self._is_amphora_port(n)}
         if mine:
@@ -266,7 +276,8 @@ cleanup_interval = 2
             return False
         info = self.plumbing.link(link)
         return bool(info) and info.get("master") in (
-            self.bridge(self.vip_network), self.bridge(self.member_network))
+            self.bridge(self.vip_network), self.bridge(self.member_network),
+            self.distribution_bridge)
 
     # -- teardown -----------------------------------------------------------------------
 
@@ -283,12 +294,14 @@ cleanup_interval = 2
             if amp.amphora_id is not None:
                 for link in self.plumbing.links(ns=amp.namespace) \
                         if self.plumbing.netns_exists(amp.namespace) else []:
-                    if link.get("ifname", "").startswith(("eth1", "mn")):
+                    if link.get("ifname", "").startswith(("eth1", "mn", ports.DIST_IFNAME)):
                         ports.unplug_port(self.plumbing, amp.namespace, link["ifname"])
                 driver.delete(amp.short_id)
+        for namespace in self.distributor_namespaces():
+            distributor.Distributor(self.plumbing).remove(namespace)
         self.members.close()
         for bridge in (self.bridge(self.vip_network), self.bridge(self.member_network),
-                       self.mgmt_bridge):
+                       self.distribution_bridge, self.mgmt_bridge):
             self.plumbing.delete_bridge(bridge)
         left = ({n for n in netns_names() if n.startswith(f"amph-{self.marker}")}
                 | {n for n in link_names() if self.marker in n}

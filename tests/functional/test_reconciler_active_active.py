@@ -84,6 +84,22 @@ def test_active_active_runs_desired_amphorae_behind_the_distributor(
     assert set(statuses(database_url, ids).values()) == {c.ACTIVE}
 
 
+def test_every_serving_amphora_is_a_peer_of_the_others(
+        database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
+    ids = aa_lb(database_url, 3)
+    reconcile(ids["lb"])
+    addresses = {cloud.network.vrrp_ips[a.id] for a in amphorae(database_url, ids["lb"])}
+    assert {frozenset(a.peers) for a in cloud.amphora.applied} == {frozenset(addresses)}
+    # A draining one leaves the others' peers (it keeps its own table until it goes).
+    newest = by_age(database_url, ids["lb"])[-1]
+    cloud.network.idle[newest.id] = 0.0
+    scaled(database_url, ids["lb"], 2)
+    with pytest.raises(NotYet):
+        reconcile(ids["lb"])
+    assert set(cloud.amphora.applied[-1].peers) == addresses - {
+        cloud.network.vrrp_ips[newest.id]}
+
+
 def test_a_load_balancer_without_a_scale_row_runs_the_flavor_minimum(
         database_url: str, cloud: fake.FakeCloud, reconcile) -> None:
     ids = new_lb(database_url, c.TOPOLOGY_ACTIVE_ACTIVE)

@@ -87,7 +87,7 @@ def render(lb: model.LoadBalancer, settings: HaproxySettings, paths: AmphoraPath
     ] if lb.enabled else []
     pools = {listener.id: _listener_pools(lb, listener) for listener in listeners}
     used_pools = [pool for listener_pools in pools.values() for pool in listener_pools]
-    peers = peers_name(lb) if lb.topology == "ACTIVE_STANDBY" and lb.peers else None
+    peers = peers_name(lb) if lb.topology in PEER_TOPOLOGIES and lb.peers else None
 
     sections = [
         [f"# haproxy.cfg of load balancer {syn.name(lb.id, 'load balancer id')}"],
@@ -111,6 +111,11 @@ def backend_name(pool_id: str, listener_id: str) -> str:
     if ":" in pool_id or ":" in listener_id:
         raise ValueError(f"ids in a backend name cannot hold ':': {pool_id!r}, {listener_id!r}")
     return f"{syn.name(pool_id, 'pool id')}:{syn.name(listener_id, 'listener id')}"
+
+
+# Whose amphorae sync their stick tables: a pair's, and an ACTIVE_ACTIVE set's (the
+# distributor may send a client's next connection to another amphora).
+PEER_TOPOLOGIES = ("ACTIVE_STANDBY", "ACTIVE_ACTIVE")
 
 
 def peers_name(lb: model.LoadBalancer) -> str:

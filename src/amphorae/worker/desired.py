@@ -35,7 +35,8 @@ LOG = logging.getLogger(__name__)
 
 # Objects in these states are on their way out of the configuration.
 GONE = (c.PENDING_DELETE, c.DELETED)
-PEER_ROLES = (c.ROLE_MASTER, c.ROLE_BACKUP)
+# Whose stick tables sync: a pair's, and every amphora of an ACTIVE_ACTIVE set.
+PEER_ROLES = (c.ROLE_MASTER, c.ROLE_BACKUP, c.ROLE_ACTIVE)
 
 _T = TypeVar("_T")
 
@@ -276,9 +277,11 @@ def _rule(row: m.L7Rule) -> model.L7Rule:
 
 
 def _peers(session: Session, lb_id: str, skip: frozenset[str]) -> tuple[model.Peer, ...]:
-    """The serving MASTER and BACKUP amphorae (not those in ``skip``: being replaced),
-    named as their agents name the local peer (-L). Until every one has its VRRP address
-    there is no complete peers section to write."""
+    """The serving MASTER and BACKUP amphorae, or the ACTIVE ones of an ACTIVE_ACTIVE set
+    (not those in ``skip``: being replaced; a draining one is not serving), named as
+    their agents name the local peer (-L). Until every one has its VRRP address (an
+    ACTIVE one: its own address on the VIP network) there is no complete peers section
+    to write."""
     amphorae = [amp for amp in session.scalars(select(m.Amphora).where(
         m.Amphora.load_balancer_id == lb_id, m.Amphora.role.in_(PEER_ROLES),
         m.Amphora.status.in_(c.AMPHORA_SERVING)).order_by(m.Amphora.id))

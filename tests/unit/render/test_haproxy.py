@@ -628,11 +628,12 @@ def test_l7_policies_keep_position_order(root: pathlib.Path) -> None:
     assert all(guard in a for a in actions[2:7])
 
 
-def test_peers_only_for_active_standby(root: pathlib.Path) -> None:
-    text = render_checked(root, _active_standby())
+def test_peers_only_for_active_standby_and_active_active(root: pathlib.Path) -> None:
     name = LB_ID.replace("-", "") + "_peers"
-    assert f"peers {name}\n    peer kX3Zc2Y1bVh0dGVzdA 198.18.0.5:1025\n" in text
-    assert f"stick-table type ipv6 size 10k peers {name}" in text
+    for topology in ("ACTIVE_STANDBY", "ACTIVE_ACTIVE"):
+        text = render_checked(root, dataclasses.replace(_active_standby(), topology=topology))
+        assert f"peers {name}\n    peer kX3Zc2Y1bVh0dGVzdA 198.18.0.5:1025\n" in text
+        assert f"stick-table type ipv6 size 10k peers {name}" in text
     single = dataclasses.replace(_active_standby(), topology="SINGLE")
     assert "peers" not in render_checked(root, single)
 

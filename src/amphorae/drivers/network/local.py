@@ -300,7 +300,7 @@ class LocalNetworkDriver(NetworkDriver):
                 select(IPAllocation.device_id, IPAllocation.ip_address).where(
                     IPAllocation.subnet_id == back.id,
                     IPAllocation.device_id.in_([amphora_device(a) for a in d.serving]))
-            ).tuples())
+            ).tuples().all())
         missing = [a for a in d.serving if amphora_device(a) not in found]
         if missing:
             raise errors.ValidationError(
