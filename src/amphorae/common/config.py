@@ -135,9 +135,11 @@ health_manager_opts = [
                help="Seconds between heartbeats (Octavia: 10; 1 suits namespaces on one host)."),
     cfg.IntOpt("heartbeat_timeout", default=5,
                help="Seconds without a heartbeat before failover (Octavia: 60)."),
-    cfg.IntOpt("health_check_interval", default=1,
-               help="Seconds between two checks for amphorae whose heartbeat is older than "
-                    "heartbeat_timeout."),
+    cfg.FloatOpt("health_check_interval", default=1.0, min=0.1,
+                 help="Seconds between two checks for amphorae whose heartbeat is older "
+                      "than heartbeat_timeout, or whose instance the compute driver sees "
+                      "broken (how soon a dead ACTIVE_ACTIVE amphora leaves the "
+                      "distributor). Octavia's is an integer (default 3)."),
     cfg.IntOpt("failover_threshold", help="Stale amphorae at once that stop all failovers."),
     cfg.IntOpt("failover_threads", default=10,
                help=_unused("failovers are reconcile jobs, run by the controller workers.")),
