@@ -128,12 +128,13 @@ class Distribution:
 
 @dataclasses.dataclass(frozen=True)
 class OwnedResource:
-    """Something a driver made outside our database (a Neutron port or security group),
+    """Something a driver made outside our database (a Neutron port or security group,
+    a local distributor namespace),
     for the orphan sweep: whose it is (a load balancer's or an amphora's) and since when
     (the service's own clock, naive UTC, so an object being made is never taken for an
     orphan)."""
 
-    kind: str  # "port" or "security_group"
+    kind: str  # "port", "security_group" (Neutron) or "distributor" (local)
     id: str
     name: str
     created_at: dt.datetime

@@ -29,6 +29,7 @@ from amphorae.drivers.network.base import (
     Distribution,
     Network,
     NetworkDriver,
+    OwnedResource,
     Port,
     Subnet,
     VipPlug,
@@ -44,6 +45,7 @@ AMPHORA_OWNER = "compute:amphora"
 DISTRIBUTOR_OWNER = "network:distributor"
 DISTRIBUTION = "distribution"  # the distribution network's name (not a user's network)
 DISTRIBUTOR_NS_PREFIX = plumbing.PREFIX + "d"
+DISTRIBUTOR_KIND = "distributor"  # an OwnedResource of this driver
 
 
 def stable_id(kind: str, name: str) -> str:
@@ -325,6 +327,20 @@ class LocalNetworkDriver(NetworkDriver):
         with engine.transaction(url=self.url) as session:
             session.execute(delete(IPAllocation).where(
                 IPAllocation.device_id == distributor_device(load_balancer_id)))
+
+    def owned_resources(self) -> list[OwnedResource]:
+        """This deployment's distributors: one whose load balancer has no live row (a
+        worker stopped between deleting the rows and the namespace) is an orphan."""
+        prefix = self._namespace("")
+        p = self.plugger.plumbing
+        return [OwnedResource(kind=DISTRIBUTOR_KIND, id=ns, name=ns,
+                              created_at=p.netns_created(ns),
+                              load_balancer_id=ns[len(prefix):])
+                for ns in p.netns_list() if ns.startswith(prefix)]
+
+    def remove_resource(self, resource: OwnedResource) -> None:
+        if resource.kind == DISTRIBUTOR_KIND and resource.load_balancer_id:
+            self.remove_distributor(resource.load_balancer_id)
 
     def distributor_idle(self, load_balancer_id: str, amphora_id: str) -> float:
         with engine.transaction(write=False, url=self.url) as session:

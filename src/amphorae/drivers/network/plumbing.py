@@ -12,6 +12,7 @@ never takes over, nor deletes, another's.
 
 from __future__ import annotations
 
+import datetime as dt
 import hashlib
 import ipaddress
 import json
@@ -109,6 +110,11 @@ class Plumbing:
         read what `ip` would read, without starting a process; a given runner (a test's
         fake, a wrapper) still sees every question."""
         return self._run is run
+
+    def netns_created(self, name: str) -> dt.datetime:
+        """When the namespace was named (its iproute2 entry's time), naive UTC."""
+        seconds = os.stat(os.path.join(NETNS_RUN_DIR, name)).st_mtime
+        return dt.datetime.fromtimestamp(seconds, dt.UTC).replace(tzinfo=None)
 
     def netns_list(self) -> list[str]:
         """The named namespaces: the entries of iproute2's directory (`ip netns list`)."""
