@@ -178,6 +178,8 @@ class TcpServer(Quiet, socketserver.ThreadingTCPServer):
 class Datagram(socketserver.BaseRequestHandler):
     def handle(self):
         data, sock = self.request
+        if data == b"whoami":  # the member, and who sent it (an amphora's port)
+            data = self.client_address[0].encode()
         sock.sendto(name.encode() + b"|" + data, self.client_address)
 
 

@@ -25,6 +25,7 @@ import ipaddress
 import json
 import re
 import secrets
+import socket
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -44,6 +45,8 @@ PORT = dp.HTTP.port  # the listener's port, as LongFlow's
 CONNECTIONS = 3000
 HEALTH_CHECK_INTERVAL = 0.25  # s; the default 1 s finds a dead amphora up to 1 s late
 SPREAD = 0.15
+UDP_PORT = 53
+UDP_FLOWS = 300
 LONG_FLOWS = 12
 DRAIN_TIMEOUT = 40  # [autoscaling] drain_timeout here: a bound on the scale-in test
 COUNT_MIN, COUNT_MAX = 3, 4
@@ -59,6 +62,7 @@ def up() -> Iterator[Deployment]:
                                  f"{HEALTH_CHECK_INTERVAL}\n") as d:
         d.members.add("m1", 21)
         d.members.add("m2", 22)
+        d.members.add("u1", 23, services=(dp.UDP,))
         d.start("up")
         yield d
 
@@ -325,6 +329,34 @@ def test_a_distributor_that_lost_an_amphora_is_repaired(up: Deployment, lb: Any)
                        timeout=15)
     print(f"\ndistributor drift (a nexthop deleted) repaired after {took:.1f} s")
     assert len(distributor_nexthops(d)) == 3
+
+
+def udp_whoami(vip: str) -> str:
+    """The address the UDP member saw one new flow (a fresh source port) come from."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
+        udp.settimeout(5)
+        udp.connect((vip, UDP_PORT))
+        udp.send(b"whoami")
+        member, _, peer = udp.recv(4096).decode().partition("|")
+    assert member == "u1", member
+    return peer
+
+
+def test_udp_flows_are_spread_over_the_amphorae(up: Deployment, lb: Any) -> None:
+    d = up
+    listener = d.settle(lb.id, d.lb.create_listener, loadbalancer_id=lb.id,
+                        protocol="UDP", protocol_port=UDP_PORT)
+    pool = d.settle(lb.id, d.lb.create_pool, listener_id=listener.id, protocol="UDP",
+                    lb_algorithm="ROUND_ROBIN")
+    d.settle(lb.id, d.lb.create_member, pool.id, address=d.members.addresses["u1"],
+             protocol_port=dp.UDP.port, subnet_id=d.member_subnet_id)
+    names = by_member_port(d, lb.id)
+    homes = collections.Counter(names.get(peer, peer)
+                                for peer in (udp_whoami(lb.vip_address)
+                                             for _ in range(UDP_FLOWS)))
+    print(f"\nUDP: {UDP_FLOWS} flows over {len(names)} amphorae: {sorted(homes.values())}")
+    assert set(homes) == set(amphorae(d, lb.id)), homes  # each one, and nobody else
+    assert min(homes.values()) > UDP_FLOWS / len(homes) * (1 - 2 * SPREAD), homes
 
 
 def test_cascade_delete_leaves_nothing(up: Deployment, lb: Any) -> None:
