@@ -283,9 +283,23 @@ class LocalNetworkDriver(NetworkDriver):
         return distributor_namespace(self.plugger.owner or ownership.local_deployment(),
                                      load_balancer_id)
 
+    def _amphora_addresses(self, d: Distribution) -> dict[str, str]:
+        """The serving amphorae's addresses on the distribution network, by id."""
+        with engine.transaction(write=False, url=self.url) as session:
+            found = dict(session.execute(
+                select(IPAllocation.device_id, IPAllocation.ip_address).where(
+                    IPAllocation.subnet_id == distribution_subnet().id,
+                    IPAllocation.device_id.in_([amphora_device(a) for a in d.serving]))
+            ).tuples().all())
+        missing = [a for a in d.serving if amphora_device(a) not in found]
+        if missing:
+            raise errors.ValidationError(
+                detail=f"amphorae {', '.join(missing)} have no distribution port")
+        return {a: found[amphora_device(a)] for a in d.serving}
+
     def _distribution(self, d: Distribution) -> distributor.Distribution:
         """Our Distribution as the namespace's: the distributor's two addresses (made on
-        first use) and the amphorae's addresses on the distribution network."""
+        first use, with the bridges) and the amphorae's on the distribution network."""
         vip_subnet = self.get_subnet(d.subnet_id)
         if vip_subnet is None:
             raise errors.ValidationError(detail=f"subnet {d.subnet_id} is unknown")
@@ -298,16 +312,7 @@ class LocalNetworkDriver(NetworkDriver):
                 if subnet.id not in own:
                     own[subnet.id] = self._allocate(session, subnet, device,
                                                     DISTRIBUTOR_OWNER).ip_address
-            found = dict(session.execute(
-                select(IPAllocation.device_id, IPAllocation.ip_address).where(
-                    IPAllocation.subnet_id == back.id,
-                    IPAllocation.device_id.in_([amphora_device(a) for a in d.serving]))
-            ).tuples().all())
-        missing = [a for a in d.serving if amphora_device(a) not in found]
-        if missing:
-            raise errors.ValidationError(
-                detail=f"amphorae {', '.join(missing)} have no distribution port")
-        address = {a: found[amphora_device(a)] for a in d.serving}
+        address = self._amphora_addresses(d)
         owner = self.plugger.owner or ownership.local_deployment()
         for subnet in (vip_subnet, back):
             self.plugger.plumbing.ensure_bridge(bridge_name(subnet), owner=owner)
@@ -352,11 +357,13 @@ class LocalNetworkDriver(NetworkDriver):
         return self._distributor.idle_seconds(self._namespace(load_balancer_id), address)
 
     def distributor_drift(self, distribution: Distribution) -> list[str]:
-        want = self._distribution(distribution)
+        # Read-only: what ensure_distributor would make is only looked up, not made.
+        namespace = self._namespace(distribution.load_balancer_id)
         found: list[str] = []
-        if self._distributor.serving(want.namespace) != sorted(want.amphorae):
+        if self._distributor.serving(namespace) != sorted(
+                self._amphora_addresses(distribution).values()):
             found.append("distributor: nexthops differ")
-        if sorted(self._distributor.proxied(want.namespace)) != sorted(want.vips):
+        if sorted(self._distributor.proxied(namespace)) != sorted(distribution.vips):
             found.append("distributor: VIPs differ")
         return found
 
