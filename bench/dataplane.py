@@ -60,7 +60,7 @@ import sys
 import tempfile
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 
 from tests import vrrp_pair as pairs
@@ -112,10 +112,12 @@ def _find(pattern: str, text: str) -> str:
     return match.group(1)
 
 
-def wrk(url: str, seconds: int, cpus: frozenset[int] | None = None) -> WrkResult:
-    """wrk on ``url`` for ``seconds``, pinned to ``cpus`` if given."""
+def wrk(url: str, seconds: int, cpus: frozenset[int] | None = None,
+        command: Sequence[str] = WRK) -> WrkResult:
+    """``command`` (wrk and its options) on ``url`` for ``seconds``, pinned to ``cpus``
+    if given."""
     pinning = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
-    out = subprocess.run([*pinning, *WRK, f"-d{seconds}s", url], capture_output=True,
+    out = subprocess.run([*pinning, *command, f"-d{seconds}s", url], capture_output=True,
                          text=True, check=True, timeout=seconds + 30).stdout
     return parse_wrk(out)
 

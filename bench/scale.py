@@ -36,14 +36,12 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
-import json
 import os
 import secrets
 import signal
 import statistics
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -57,7 +55,7 @@ from amphorae.contract.layout import LbFiles
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import distributor, local
-from bench.dataplane import parse_wrk, pin
+from bench.dataplane import pin, wrk
 
 VIP_CIDR, MEMBER_CIDR = "198.18.184.0/24", "198.18.185.0/24"
 AUTOSCALING = """
@@ -90,11 +88,7 @@ def flavor(d: Deployment, topology: str, low: int = 1, high: int = 1) -> str:
     data: dict[str, Any] = {"loadbalancer_topology": topology}
     if topology == "ACTIVE_ACTIVE":
         data.update(amphora_count_min=low, amphora_count_max=high)
-    name = f"{topology.lower()}-{low}-{high}-{d.marker}"
-    profile = d.lb.create_flavor_profile(name=name, provider_name="amphora",
-                                         flavor_data=json.dumps(data))
-    return str(d.lb.create_flavor(name=name, flavor_profile_id=profile.id,
-                                  is_enabled=True).id)
+    return d.flavor(f"{topology.lower()}-{low}-{high}-{d.marker}", data)
 
 
 @contextlib.contextmanager
@@ -120,12 +114,6 @@ def _redirects(vip: str) -> None:
     assert dp.http_request(vip, 80, timeout=2).status == 302
 
 
-def serving(d: Deployment, lb_id: str) -> list[str]:
-    amps = requests.get(f"{d.url}/v2/octavia/amphorae", params={"loadbalancer_id": lb_id},
-                        timeout=10).json()["amphorae"]
-    return sorted(a["id"] for a in amps if a["status"] == "ALLOCATED")
-
-
 def lb_files(d: Deployment, amp_id: str, lb_id: str) -> LbFiles:
     return LbFiles(d.state / "amphorae" / compute.short_id(amp_id) / boot.AGENT_BASE / lb_id)
 
@@ -137,7 +125,7 @@ def lb_files(d: Deployment, amp_id: str, lb_id: str) -> LbFiles:
 def pinned(d: Deployment, lb_id: str, cpus: list[frozenset[int]]) -> Iterator[None]:
     """The i-th serving amphora's processes on ``cpus[i]``, each HAProxy reloaded so
     that it sizes its threads to them; every CPU again afterwards."""
-    amps = serving(d, lb_id)
+    amps = d.allocated_amphorae(lb_id)
     assert len(amps) == len(cpus), (amps, cpus)
     every = frozenset(os.sched_getaffinity(0))
     try:
@@ -156,14 +144,6 @@ def _place(d: Deployment, amp_id: str, lb_id: str, cpus: frozenset[int]) -> None
     time.sleep(1.5)  # the old worker hands over and leaves
 
 
-def wrk(url: str, seconds: int, cpus: frozenset[int] | None) -> tuple[float, int]:
-    pinning = ["taskset", "-c", ",".join(map(str, sorted(cpus)))] if cpus else []
-    out = subprocess.run([*pinning, *WRK, f"-d{seconds}s", url], capture_output=True,
-                         text=True, check=True, timeout=seconds + 30).stdout
-    result = parse_wrk(out)
-    return result.rps, result.errors
-
-
 def throughput(d: Deployment, seconds: int, rounds: int) -> list[Run]:
     one, zero = frozenset({1}), frozenset({0})
     layouts = [
@@ -177,35 +157,14 @@ def throughput(d: Deployment, seconds: int, rounds: int) -> list[Run]:
     for label, flavor_id, amphora_cpus, wrk_cpus in layouts:
         with answering_lb(d, flavor_id) as lb, pinned(d, lb.id, amphora_cpus):
             url = f"http://{lb.vip_address}/"
-            best = max((wrk(url, seconds, wrk_cpus) for _ in range(rounds)),
-                       key=lambda r: r[0])
-        runs.append(Run(label, *best))
-        print(f"  {label}: {best[0]:,.0f} requests/s ({best[1]} errors)", flush=True)
+            best = max((wrk(url, seconds, wrk_cpus, WRK) for _ in range(rounds)),
+                       key=lambda r: r.rps)
+        runs.append(Run(label, best.rps, best.errors))
+        print(f"  {label}: {best.rps:,.0f} requests/s ({best.errors} errors)", flush=True)
     return runs
 
 
 # --- hot to carrying -------------------------------------------------------------------
-
-
-class Probe(threading.Thread):
-    """A fresh connection every 10 ms (each from a new source port) until stopped."""
-
-    def __init__(self, address: str) -> None:
-        super().__init__(daemon=True)
-        self.address = address
-        self.done = threading.Event()
-        self.failures = 0
-
-    def run(self) -> None:
-        while not self.done.wait(0.01):
-            try:
-                dp.http_request(self.address, 80, timeout=2)
-            except OSError:
-                self.failures += 1
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join(10)
 
 
 def sessions(files: LbFiles) -> int:
@@ -229,38 +188,35 @@ def new_flow_share(new: LbFiles, old: LbFiles, seconds: float) -> float:
     return gained / max(1, gained + sessions(old) - before[1])
 
 
-def wait(check: Any, what: str, timeout: float) -> float:
-    """Poll ``check`` every POLL s; the monotonic time it first held."""
-    deadline = time.monotonic() + timeout
-    while not check():
-        if time.monotonic() > deadline:
-            raise RuntimeError(f"{what}: not within {timeout} s")
-        time.sleep(POLL)
+def when(check: Any, what: str, timeout: float) -> float:
+    """The monotonic time ``check`` first held, polled every POLL s."""
+    dp.wait_for(check, what, timeout, poll=POLL)
     return time.monotonic()
 
 
 def hot_to_carrying(d: Deployment, flavor_id: str) -> tuple[float, float]:
     """(load start to decision, decision to the new amphora carrying) of one scale-out."""
     with answering_lb(d, flavor_id) as lb:
-        (first,) = serving(d, lb.id)
+        (first,) = d.allocated_amphorae(lb.id)
         scale_url = f"{d.url}/v2/octavia/loadbalancers/{lb.id}/scale"
         namespace = local.distributor_namespace(d.deployment_id, lb.id)
         nexthops = distributor.Distributor(d.plumbing)
-        probe = Probe(lb.vip_address)
+        vip = lb.vip_address
+        probe = dp.Probe(lambda: dp.http_request(vip, 80, timeout=2), interval=0.01)
         probe.start()
         # The clients are elsewhere in real life: here they yield to the control plane.
         load = subprocess.Popen(["nice", "-n", "19", "wrk", "-t2", "-c64", "-d60s", f"http://{lb.vip_address}/"],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         began = time.monotonic()
         try:
-            decided = wait(lambda: requests.get(scale_url, timeout=5).json()["scale"]
+            decided = when(lambda: requests.get(scale_url, timeout=5).json()["scale"]
                            ["desired"] == 2, "the autoscaler deciding", 45)
-            joined = wait(lambda: len(serving(d, lb.id)) == 2, "a second amphora", 30)
-            spread = wait(lambda: len(nexthops.serving(namespace)) == 2,
+            joined = when(lambda: len(d.allocated_amphorae(lb.id)) == 2, "a second amphora", 30)
+            spread = when(lambda: len(nexthops.serving(namespace)) == 2,
                           "the distributor sending to two", 30)
-            (added,) = set(serving(d, lb.id)) - {first}
+            (added,) = set(d.allocated_amphorae(lb.id)) - {first}
             files = lb_files(d, added, lb.id)
-            carrying = wait(lambda: sessions(files) > 0, "the new amphora carrying", 30)
+            carrying = when(lambda: sessions(files) > 0, "the new amphora carrying", 30)
             share = new_flow_share(files, lb_files(d, first, lb.id), SHARE_WINDOW)
         finally:
             load.send_signal(signal.SIGINT)
@@ -270,7 +226,8 @@ def hot_to_carrying(d: Deployment, flavor_id: str) -> tuple[float, float]:
               f"serving (ALLOCATED) {joined - decided:.2f} s, in the distributor "
               f"{spread - decided:.2f} s, carrying "
               f"{carrying - decided:.2f} s; its share of new connections in the next "
-              f"{SHARE_WINDOW:g} s {share:.0%}", flush=True)
+              f"{SHARE_WINDOW:g} s {share:.0%} (probe: {probe.failures()} of "
+              f"{len(probe.results)} failed)", flush=True)
         return decided - began, carrying - decided
 
 

@@ -220,12 +220,13 @@ def new_id() -> str:
 
 
 def wait_for(predicate: Callable[[], object], what: str,
-             timeout: float = SETTLE_TIMEOUT) -> float:
-    """Poll ``predicate`` until it is true; the seconds it took. Fails after ``timeout``."""
+             timeout: float = SETTLE_TIMEOUT, poll: float = 0.1) -> float:
+    """Poll ``predicate`` every ``poll`` s until it is true; the seconds it took. Fails
+    after ``timeout``."""
     started = time.monotonic()
     while not predicate():
         assert time.monotonic() - started < timeout, f"{what}: not within {timeout} s"
-        time.sleep(0.1)
+        time.sleep(poll)
     return time.monotonic() - started
 
 

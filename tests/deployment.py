@@ -23,7 +23,7 @@ import signal
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -156,16 +156,40 @@ cleanup_interval = 2
                 load_balancer_endpoint_override=self.url)
         return self._conn.load_balancer
 
+    def flavor(self, name: str, data: dict[str, Any]) -> str:
+        """The id of a new enabled amphora flavor ``name`` with flavor ``data``."""
+        profile = self.lb.create_flavor_profile(name=name, provider_name="amphora",
+                                                flavor_data=json.dumps(data))
+        return str(self.lb.create_flavor(name=name, flavor_profile_id=profile.id,
+                                         is_enabled=True).id)
+
     def pair_flavor(self) -> str:
         """The id of an enabled flavor whose load balancers are ACTIVE_STANDBY pairs
         (made on first use)."""
         if self._pair_flavor is None:
-            profile = self.lb.create_flavor_profile(
-                name=f"pair-{self.marker}", provider_name="amphora",
-                flavor_data=json.dumps({"loadbalancer_topology": "ACTIVE_STANDBY"}))
-            self._pair_flavor = str(self.lb.create_flavor(
-                name=f"pair-{self.marker}", flavor_profile_id=profile.id, is_enabled=True).id)
+            self._pair_flavor = self.flavor(f"pair-{self.marker}",
+                                            {"loadbalancer_topology": "ACTIVE_STANDBY"})
         return self._pair_flavor
+
+    def http_tree(self, lb_id: str, members: Sequence[str] = ("m1",), port: int = 80
+                  ) -> tuple[Any, Any]:
+        """An HTTP listener on ``port`` with a ROUND_ROBIN pool of ``members`` (by name,
+        on the member subnet), each change settled: (listener, pool)."""
+        listener = self.settle(lb_id, self.lb.create_listener, loadbalancer_id=lb_id,
+                               protocol="HTTP", protocol_port=port)
+        pool = self.settle(lb_id, self.lb.create_pool, listener_id=listener.id,
+                           protocol="HTTP", lb_algorithm="ROUND_ROBIN")
+        for name in members:
+            self.settle(lb_id, self.lb.create_member, pool.id, name=name,
+                        address=self.members.addresses[name], protocol_port=dp.HTTP.port,
+                        subnet_id=self.member_subnet_id)
+        return listener, pool
+
+    def allocated_amphorae(self, lb_id: str) -> list[str]:
+        """Ids of the load balancer's serving (ALLOCATED) amphorae, over plain HTTP."""
+        amps = requests.get(f"{self.url}/v2/octavia/amphorae",
+                            params={"loadbalancer_id": lb_id}, timeout=10).json()["amphorae"]
+        return sorted(a["id"] for a in amps if a["status"] == "ALLOCATED")
 
     def wait_lb(self, lb_id: str, status: str = "ACTIVE", timeout: float = WAIT) -> Any:
         """Wait for the load balancer's provisioning status; fails on ERROR (unless it

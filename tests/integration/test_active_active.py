@@ -70,15 +70,12 @@ def up() -> Iterator[Deployment]:
 @pytest.fixture(scope="module")
 def lb(up: Deployment) -> Iterator[Any]:
     d = up
-    profile = d.lb.create_flavor_profile(
-        name=f"aa-{MARKER}", provider_name="amphora", flavor_data=json.dumps({
-            "loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_min": COUNT_MIN,
-            "amphora_count_max": COUNT_MAX}))
-    flavor = d.lb.create_flavor(name=f"aa-{MARKER}", flavor_profile_id=profile.id,
-                                is_enabled=True)
+    flavor_id = d.flavor(f"aa-{MARKER}", {
+        "loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_min": COUNT_MIN,
+        "amphora_count_max": COUNT_MAX})
     started = time.monotonic()
     made = d.lb.create_load_balancer(
-        vip_subnet_id=d.vip_subnet_id, flavor_id=flavor.id, name="e2e-aa",
+        vip_subnet_id=d.vip_subnet_id, flavor_id=flavor_id, name="e2e-aa",
         listeners=[{"protocol": "HTTP", "protocol_port": PORT, "default_pool": {
             "name": "pool", "protocol": "HTTP", "lb_algorithm": "ROUND_ROBIN",
             "members": [{"address": d.members.addresses[n], "protocol_port": dp.HTTP.port,

@@ -14,11 +14,9 @@ One deployment per xdist worker (tests/deployment.py) on 198.18.188.0/24 (VIPs) 
 
 from __future__ import annotations
 
-import json
 import re
 import secrets
 import subprocess
-import threading
 import time
 from collections.abc import Iterator
 from typing import Any
@@ -53,25 +51,10 @@ def up() -> Iterator[Deployment]:
         yield d
 
 
-def active_active_flavor(d: Deployment, low: int, high: int) -> str:
-    profile = d.lb.create_flavor_profile(
-        name=f"aa-{d.marker}", provider_name="amphora", flavor_data=json.dumps(
-            {"loadbalancer_topology": "ACTIVE_ACTIVE", "amphora_count_min": low,
-             "amphora_count_max": high}))
-    return str(d.lb.create_flavor(name=f"aa-{d.marker}", flavor_profile_id=profile.id,
-                                  is_enabled=True).id)
-
-
 def scale(d: Deployment, lb_id: str) -> dict[str, Any]:
     got = requests.get(f"{d.url}/v2/octavia/loadbalancers/{lb_id}/scale", timeout=10)
     got.raise_for_status()
     return dict(got.json()["scale"])
-
-
-def serving(d: Deployment, lb_id: str) -> list[str]:
-    amps = requests.get(f"{d.url}/v2/octavia/amphorae", params={"loadbalancer_id": lb_id},
-                        timeout=10).json()["amphorae"]
-    return sorted(a["id"] for a in amps if a["status"] == "ALLOCATED")
 
 
 def wait_for_count(d: Deployment, lb_id: str, count: int, timeout: float) -> dict[str, Any]:
@@ -79,51 +62,21 @@ def wait_for_count(d: Deployment, lb_id: str, count: int, timeout: float) -> dic
     def reached() -> None:
         now = scale(d, lb_id)
         assert now["desired"] == count, now
-        assert len(serving(d, lb_id)) == count, now
+        assert len(d.allocated_amphorae(lb_id)) == count, now
         assert d.lb.get_load_balancer(lb_id).provisioning_status == "ACTIVE"
 
     eventually(reached, f"{count} amphorae serving", timeout=timeout)
     return scale(d, lb_id)
 
 
-class Probe(threading.Thread):
-    """A GET on a fresh connection every 50 ms until stopped; failures are kept."""
-
-    def __init__(self, address: str, port: int) -> None:
-        super().__init__(daemon=True)
-        self.address, self.port = address, port
-        self.done = threading.Event()
-        self.sent = 0
-        self.failures: list[str] = []
-
-    def run(self) -> None:
-        while not self.done.is_set():
-            self.sent += 1
-            try:
-                reply = dp.http_request(self.address, self.port, timeout=2)
-                if reply.status != 200 or reply.text.strip() != "m1":
-                    self.failures.append(f"{reply.status} {reply.text[:40]!r}")
-            except OSError as e:
-                self.failures.append(repr(e))
-            self.done.wait(0.05)
-
-    def stop(self) -> None:
-        self.done.set()
-        self.join(10)
-
-
 def test_load_grows_the_set_to_its_maximum_and_idleness_shrinks_it_back(
         up: Deployment) -> None:
     d = up
-    lb = d.lb.create_load_balancer(vip_subnet_id=d.vip_subnet_id,
-                                   flavor_id=active_active_flavor(d, 2, 3))
+    flavor_id = d.flavor(f"aa-{d.marker}", {"loadbalancer_topology": "ACTIVE_ACTIVE",
+                                            "amphora_count_min": 2, "amphora_count_max": 3})
+    lb = d.lb.create_load_balancer(vip_subnet_id=d.vip_subnet_id, flavor_id=flavor_id)
     d.wait_lb(lb.id, timeout=60)
-    listener = d.settle(lb.id, d.lb.create_listener, loadbalancer_id=lb.id,
-                        protocol="HTTP", protocol_port=80)
-    pool = d.settle(lb.id, d.lb.create_pool, listener_id=listener.id, protocol="HTTP",
-                    lb_algorithm="ROUND_ROBIN")
-    d.settle(lb.id, d.lb.create_member, pool.id, address=d.members.addresses["m1"],
-             protocol_port=dp.HTTP.port, subnet_id=d.member_subnet_id)
+    d.http_tree(lb.id)
     d.settle(lb.id, d.lb.create_listener, loadbalancer_id=lb.id, protocol="HTTP",
              protocol_port=81)  # no pool: HAProxy answers 503 itself
     vip = lb.vip_address
@@ -141,7 +94,7 @@ def test_load_grows_the_set_to_its_maximum_and_idleness_shrinks_it_back(
           f"load began: {grown['reason']}")
     assert grown["reason"].startswith("autoscaler: ") and " above " in grown["reason"]
 
-    probe = Probe(vip, 80)
+    probe = dp.Probe(lambda: _from_m1(vip), interval=0.05)
     probe.start()
     quiet = time.monotonic()
     try:
@@ -150,11 +103,11 @@ def test_load_grows_the_set_to_its_maximum_and_idleness_shrinks_it_back(
     finally:
         probe.stop()
     print(f"AUTOSCALE 3 -> 2 amphorae {time.monotonic() - quiet:.1f} s after the load "
-          f"stopped: {shrunk['reason']}; probe {probe.sent} requests, "
-          f"{len(probe.failures)} failed")
+          f"stopped: {shrunk['reason']}; probe {len(probe.results)} requests, "
+          f"{probe.failures()} failed")
     assert shrunk["reason"].startswith("autoscaler: ") and " below " in shrunk["reason"]
-    assert probe.sent > 50, "the probe hardly ran"
-    assert not probe.failures, probe.failures[:5]
+    assert len(probe.results) > 50, "the probe hardly ran"
+    assert probe.failures() == 0, probe.results
 
     events = requests.get(f"{d.url}/v2/octavia/events", timeout=10, params={
         "load_balancer_id": lb.id, "kind": "SCALED"}).json()["events"]
@@ -170,6 +123,12 @@ def test_load_grows_the_set_to_its_maximum_and_idleness_shrinks_it_back(
     d.lb.delete_load_balancer(lb.id, cascade=True)
     d.wait_gone(lb.id)
     eventually(lambda: _nothing_left(d), "nothing left of the load balancer", timeout=15)
+
+
+def _from_m1(vip: str) -> None:
+    """One GET on a fresh connection, answered by member m1 (raises otherwise)."""
+    reply = dp.http_request(vip, 80, timeout=2)
+    assert reply.status == 200 and reply.text.strip() == "m1", (reply.status, reply.text)
 
 
 def _nothing_left(d: Deployment) -> None:

@@ -37,12 +37,7 @@ def up() -> Iterator[Deployment]:
 
 
 def build_http_tree(d: Deployment, lb_id: str, names: tuple[str, ...]) -> tuple[Any, Any]:
-    listener = d.settle(lb_id, d.lb.create_listener, loadbalancer_id=lb_id,
-                      protocol="HTTP", protocol_port=80)
-    pool = d.settle(lb_id, d.lb.create_pool, listener_id=listener.id, protocol="HTTP",
-                  lb_algorithm="ROUND_ROBIN")
-    for name in names:
-        add_member(d, lb_id, pool.id, name)
+    listener, pool = d.http_tree(lb_id, names)
     d.settle(lb_id, d.lb.create_health_monitor, pool_id=pool.id, type="HTTP", delay=1,
            timeout=1, max_retries=1, max_retries_down=1, url_path="/")
     return listener, pool

@@ -36,12 +36,7 @@ def lb(up: Deployment) -> Iterator[Any]:
     d = up
     lb = d.lb.create_load_balancer(vip_subnet_id=d.vip_subnet_id)
     d.wait_lb(lb.id)
-    listener = d.settle(lb.id, d.lb.create_listener, loadbalancer_id=lb.id,
-                      protocol="HTTP", protocol_port=80)
-    pool = d.settle(lb.id, d.lb.create_pool, listener_id=listener.id, protocol="HTTP",
-                  lb_algorithm="ROUND_ROBIN")
-    d.settle(lb.id, d.lb.create_member, pool.id, address=d.members.addresses["m1"],
-           protocol_port=dp.HTTP.port, subnet_id=d.member_subnet_id)
+    d.http_tree(lb.id)
     eventually(lambda: _serves_http(lb.vip_address), "HTTP through the VIP")
     yield lb
     d.lb.delete_load_balancer(lb.id, cascade=True)
