@@ -136,6 +136,23 @@ def test_a_late_heartbeat_or_missing_listener_withholds_the_health_refresh(url: 
     assert row(url, m.AmphoraHealth, amp) is None
 
 
+def test_a_heartbeat_heard_before_a_listeners_change_says_nothing_of_its_absence(
+        url: str) -> None:
+    """The agent built it before it applied the listener; the worker marked the load
+    balancer ACTIVE before the batch ran: no false ERROR (the README walkthrough saw one
+    8 ms after 'applied, ACTIVE'). A later heartbeat without it is believed."""
+    t = tree(url)
+    amp = t["amphorae"][0]
+    changed = NOW - dt.timedelta(seconds=0.5)
+    with engine.transaction(url=url) as session:
+        session.execute(sql_update(m.Listener).where(m.Listener.id == t["listener"])
+                        .values(updated_at=changed))
+    apply(url, beat(amp, 1, {}, {}, waited=0.6))  # heard 0.1 s before the change
+    assert row(url, m.Listener, t["listener"]).operating_status == "OFFLINE"
+    apply(url, beat(amp, 2, {}, {}, waited=0.4))  # heard after it
+    assert row(url, m.Listener, t["listener"]).operating_status == "ERROR"
+
+
 def test_listener_count_is_not_checked_while_the_load_balancer_is_busy(url: str) -> None:
     t = tree(url)
     amp = t["amphorae"][0]

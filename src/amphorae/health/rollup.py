@@ -3,6 +3,8 @@ them (reference §3.3). Pure: the current statuses and the message in, the new o
 
 - listener: OPEN -> ONLINE; FULL -> DEGRADED (the load balancer too); any other status
   -> ERROR; absent -> ERROR when it is enabled and the load balancer ACTIVE, else OFFLINE;
+  unchanged when the heartbeat was heard before the listener's last change (ours: the
+  agent built it before it applied the listener, so its absence says nothing);
 - pool (key ``<pool_id>:<listener_id>``, or the bare id): UP -> ONLINE; DOWN -> ERROR
   (the load balancer too); absent -> OFFLINE;
 - member: UP... -> ONLINE; DOWN... -> ERROR (its pool and the load balancer DEGRADED
@@ -14,6 +16,7 @@ them (reference §3.3). Pure: the current statuses and the message in, the new o
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 from collections.abc import Mapping
 from typing import Any
 
@@ -31,6 +34,7 @@ class Tree:
     listeners: Mapping[str, tuple[bool, str]]  # id -> (enabled, operating_status)
     pools: Mapping[str, str]
     members: Mapping[str, tuple[str, str]]  # id -> (pool_id, operating_status)
+    listeners_changed: Mapping[str, dt.datetime] = dataclasses.field(default_factory=dict)
 
 
 @dataclasses.dataclass
@@ -59,8 +63,10 @@ def _member_status(reported: str, current: str) -> str | None:
         reported, None if reported == "RESTARTING" else current)
 
 
-def rollup(tree: Tree, message: Mapping[str, Any]) -> Statuses:
-    """Every object's new operating status (all of them; the caller writes changes)."""
+def rollup(tree: Tree, message: Mapping[str, Any], heard_at: dt.datetime | None = None
+           ) -> Statuses:
+    """Every object's new operating status (all of them; the caller writes changes).
+    ``heard_at``: when the heartbeat arrived, on the clock of ``listeners_changed``."""
     out = Statuses()
     lb_status = c.ONLINE if tree.lb_enabled else c.OFFLINE
 
@@ -70,9 +76,13 @@ def rollup(tree: Tree, message: Mapping[str, Any]) -> Statuses:
             lb_status = to
 
     reported_listeners = message.get("listeners") or {}
-    for listener_id, (enabled, _current) in tree.listeners.items():
+    for listener_id, (enabled, current) in tree.listeners.items():
         entry = reported_listeners.get(listener_id)
-        if entry is None:
+        changed = tree.listeners_changed.get(listener_id)
+        if entry is None and heard_at is not None and changed is not None \
+                and heard_at < changed:
+            status = current
+        elif entry is None:
             status = c.ERROR if enabled and tree.lb_active else c.OFFLINE
         elif entry.get("status") == "OPEN":
             status = c.ONLINE

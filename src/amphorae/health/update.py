@@ -12,7 +12,9 @@ written, health rows and statistics are upserted with executemany. Per amphora:
 - statuses: rollup.rollup on the newest heartbeat of the batch; each change is an
   event (health/transitions.py). None while the load balancer is PENDING_*: the worker
   is changing its amphorae (a failover's new amphora reports nothing until it is
-  configured), and the next heartbeat after it settles tells the truth;
+  configured), and the next heartbeat after it settles tells the truth. A listener that
+  a heartbeat heard before the listener's last change leaves out keeps its status: the
+  agent built that heartbeat before it applied the listener;
 - its load (the heartbeat's ``load``, HAProxy's busy share) goes with the health row;
 - statistics: version 3 deltas added to the (listener, amphora) row, current connections
   replaced.
@@ -83,7 +85,8 @@ def apply(session: Session, batch: Sequence[Received], now: dt.datetime,
         else:
             outcome.withheld += 1
         if settled:
-            _diff(tree_obj, rollup.rollup(tree_obj, item.message), changes)
+            heard_at = now - dt.timedelta(seconds=processed_at - item.received_at)
+            _diff(tree_obj, rollup.rollup(tree_obj, item.message, heard_at), changes)
     stats = [row for item in batch if amps.get(item.message["id"], (None,))[0] in trees
              for row in _stats(item.message)]
     outcome.status_changes = _write_statuses(session, changes)
@@ -129,13 +132,17 @@ def _trees(session: Session, lbs: dict[str, LbRow]
     if not lbs:
         return {}
     listeners: dict[str, dict[str, tuple[bool, str]]] = {i: {} for i in lbs}
+    changed: dict[str, dict[str, dt.datetime]] = {i: {} for i in lbs}
     counted: dict[str, int] = dict.fromkeys(lbs, 0)
-    for lb_id, listener_id, enabled, status, protocol, provisioning in session.execute(
-            subtree.select_under(m.Listener, lbs, "id", "enabled", "operating_status",
-                                 "protocol", "provisioning_status")).all():
+    for lb_id, listener_id, enabled, status, protocol, provisioning, updated in \
+            session.execute(subtree.select_under(
+                m.Listener, lbs, "id", "enabled", "operating_status", "protocol",
+                "provisioning_status", "updated_at")).all():
         if protocol in NOT_REPORTED:
             continue
         listeners[lb_id][listener_id] = (enabled, status)
+        if updated is not None:
+            changed[lb_id][listener_id] = updated
         if enabled and provisioning not in (c.ERROR, c.PENDING_DELETE):
             counted[lb_id] += 1
     pools: dict[str, dict[str, str]] = {i: {} for i in lbs}
@@ -152,7 +159,7 @@ def _trees(session: Session, lbs: dict[str, LbRow]
         tree = rollup.Tree(lb_id=lb_id, lb_enabled=enabled,
                            lb_active=provisioning == c.ACTIVE, lb_status=status,
                            listeners=listeners[lb_id], pools=pools[lb_id],
-                           members=members[lb_id])
+                           members=members[lb_id], listeners_changed=changed[lb_id])
         out[lb_id] = (tree, counted[lb_id] if check else None,
                       not provisioning.startswith("PENDING_"))
     return out
