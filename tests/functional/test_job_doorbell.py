@@ -65,3 +65,42 @@ def test_the_worker_wakeup_for_sqlite_is_the_doorbell(sqlite_url: str) -> None:
 def _enqueue(url: str) -> None:
     with engine.transaction(url=url) as session:
         jobs.enqueue(session, None, action="test")
+
+
+def test_an_idle_worker_sleeps_until_the_next_due_job_and_a_stop_wakes_it(
+        sqlite_url: str) -> None:
+    """The claim loop of a real Worker: no polling while nothing is due (it waits
+    IDLE_BACKSTOP), a job retried for later is claimed when it is due, and stop()
+    ends the loop at once."""
+    from amphorae.worker.queue import JobQueue
+    from amphorae.worker.service import IDLE_BACKSTOP, Worker
+
+    queue = JobQueue("idle", 30, sqlite_url)
+    seen: list[tuple[float, str | None]] = []
+    done = threading.Event()
+
+    class Reconciler:
+        def run(self, claim: object, fence: object) -> None:
+            seen.append((time.monotonic(), getattr(claim, "load_balancer_id", None)))
+            done.set()
+
+    worker = Worker(Reconciler(), queue, wakeup.for_url(sqlite_url),  # type: ignore[arg-type]
+                    threads=1)
+    assert worker._idle_wait() == IDLE_BACKSTOP
+    with engine.transaction(url=sqlite_url) as session:
+        jobs.enqueue(session, "lb-later", action="test")
+    claim = queue.claim()
+    assert claim is not None
+    queue.retry(claim, 1.5)
+    assert 1.0 < worker._idle_wait() <= 1.6
+    runner = threading.Thread(target=worker.run)
+    started = time.monotonic()
+    runner.start()
+    try:
+        assert done.wait(5), "the retried job was never claimed"
+        assert 1.0 < seen[0][0] - started < 2.5 and seen[0][1] == "lb-later"
+    finally:
+        stopping = time.monotonic()
+        worker.stop()
+        runner.join(5)
+    assert not runner.is_alive() and time.monotonic() - stopping < 1.5

@@ -176,3 +176,26 @@ def test_concurrent_workers_never_share_a_target(url: str) -> None:
     # Every job done exactly once: a job claimed twice would push the count over 60.
     # (Ids alone cannot tell: SQLite hands a deleted row's id to the next insert.)
     assert len(done_jobs) == 60
+
+
+def test_next_due_is_the_nearest_time_a_job_may_become_claimable(url: str) -> None:
+    """What an idle worker sleeps until: a retried job's delay, another worker's lease;
+    None when only an alarm-free wake-up (a new job) can bring work."""
+    queue, other = JobQueue("w", 30, url), JobQueue("other", 5, url)
+    assert queue.next_due() is None  # no job at all
+    lb1, lb2 = str(uuid.uuid4()), str(uuid.uuid4())
+    add_jobs(url, (lb1, c.JOB_RECONCILE))
+    leased = other.claim()
+    assert leased is not None
+    due = queue.next_due()
+    assert due is not None and 4 < due <= 5  # when other's lease runs out
+    add_jobs(url, (lb2, c.JOB_RECONCILE))
+    retried = queue.claim()
+    assert retried is not None and retried.load_balancer_id == lb2
+    queue.retry(retried, 2.0)
+    due = queue.next_due()
+    assert due is not None and 1 < due <= 2  # the retry comes first
+    other.done(leased)
+    with engine.transaction(url=url) as session:  # as if the retried job were done
+        session.execute(delete(m.Job).where(m.Job.id.in_(retried.job_ids)))
+    assert queue.next_due() is None

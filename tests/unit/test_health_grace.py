@@ -162,6 +162,35 @@ def test_no_failover_for_heartbeats_lost_in_an_outage_but_silence_still_counts(
     assert provisioning(url, alive["lb"]) == "ACTIVE"
 
 
+def test_without_health_rows_the_stale_check_leaves_the_database_alone(
+        manager: service.HealthManager, clock: Clock) -> None:
+    """Idle is idle: once a check found no health row, the next ones do not open a
+    transaction (the Outage would fail it) until a heartbeat is written or a
+    heartbeat_timeout passed (another health manager may have written some)."""
+    url = manager.url
+    first = manager.check_stale()
+    assert first is not None and not first.watched
+    outage = Outage(url.split(":///", 1)[1])
+    try:
+        skipped = manager.check_stale()
+        assert skipped is not None and skipped.stale == []  # no transaction: no failure
+        assert manager._silent_since is not None
+        manager._silent_since = (manager._silent_since[0], time.monotonic() - TIMEOUT)
+        assert manager.check_stale() is None  # a timeout later it looks again
+    finally:
+        outage.end()
+    t = tree(url)
+    assert manager.check_stale() is not None
+    beats(manager, [t], seq=1)  # a heartbeat written: the check looks from now on
+    result = manager.check_stale()
+    assert result is not None and result.watched
+    outage = Outage(url.split(":///", 1)[1])
+    try:
+        assert manager.check_stale() is None
+    finally:
+        outage.end()
+
+
 def test_grace_rule() -> None:
     now = [0.0]
     g = grace.Grace(10, clock=lambda: now[0])

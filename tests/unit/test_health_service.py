@@ -131,3 +131,29 @@ def test_the_counter_line_is_logged_when_something_changed_and_parses(
     assert (parsed.batches, parsed.write_mean_ms, parsed.write_max_ms,
             parsed.wait_max_ms) == (2, 20.0, 30.0, 200.0)
     assert manager.batches.count == 0  # each line covers its own interval
+
+
+def test_the_autoscaler_samples_only_while_heartbeats_are_written(
+        manager: service.HealthManager) -> None:
+    """No heartbeat written, no load to sample: the loop sleeps instead of ticking every
+    interval; each written batch allows one tick; stop() ends the wait."""
+    import threading
+
+    ticks: list[float] = []
+    manager.autoscaler = types.SimpleNamespace(tick=ticks.append)  # type: ignore[assignment]
+    manager.autoscale_interval = 0.02
+    loop = threading.Thread(target=manager._autoscale_loop)
+    loop.start()
+    try:
+        time.sleep(0.3)
+        assert ticks == []
+        manager.written.set()
+        deadline = time.monotonic() + 2
+        while not ticks and time.monotonic() < deadline:
+            time.sleep(0.01)
+        time.sleep(0.1)
+        assert len(ticks) == 1
+    finally:
+        manager.stop()
+        loop.join(2)
+    assert not loop.is_alive()

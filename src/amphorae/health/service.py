@@ -140,6 +140,11 @@ class HealthManager:
         self.grace = grace.Grace(self.timeout)
         self.ready = threading.Event()
         self.arrived = threading.Event()  # datagrams read since the writer last looked
+        self.written = threading.Event()  # a batch committed since the autoscaler looked
+        # When the last stale check saw no health row: ("written" then, monotonic time).
+        # Until a heartbeat is written here only a gone instance gives the check work;
+        # another health manager's writes are looked for once per heartbeat_timeout.
+        self._silent_since: tuple[int, float] | None = None
         self._wake_receiver: Callable[[], object] = lambda: None
         self.batches = BatchTimes()
         self._logged: tuple[dict[str, int], float] = ({}, time.monotonic())
@@ -174,6 +179,7 @@ class HealthManager:
     def stop(self) -> None:
         self.stopping.set()
         self.arrived.set()
+        self.written.set()
         with contextlib.suppress(RuntimeError):  # the loop has already ended
             self._wake_receiver()
 
@@ -225,6 +231,7 @@ class HealthManager:
                 outcome = update.apply(session, batch, utcnow(), time.monotonic(),
                                        self.interval)
             self.grace.succeeded()
+            self.written.set()
             self.counters["written"] += len(batch)
             self.counters["ignored"] += outcome.ignored
             self.counters["withheld"] += outcome.withheld
@@ -273,8 +280,13 @@ class HealthManager:
             self.stopping.wait(self.check_interval)
 
     def _autoscale_loop(self) -> None:
+        # A sample per interval while heartbeats are written; with none there is no load
+        # to sample, and an idle control plane stays asleep.
         while not self.stopping.wait(self.autoscale_interval):
-            self.autoscale()
+            self.written.wait()
+            self.written.clear()
+            if not self.stopping.is_set():
+                self.autoscale()
 
     def autoscale(self) -> None:
         """One look at every ACTIVE_ACTIVE load balancer's load (decisions are logged,
@@ -292,6 +304,11 @@ class HealthManager:
         except Exception:  # the compute side's trouble: check the heartbeats anyway
             LOG.exception("listing the amphora instances failed")
             gone = []
+        written, now = self.counters["written"], time.monotonic()
+        if not gone and self._silent_since is not None \
+                and self._silent_since[0] == written \
+                and now - self._silent_since[1] < self.timeout:
+            return stale.CheckResult(stale=[], failed_over=[], stopped=[], watched=False)
         judging = self.grace.judging()  # before the transaction that may end a grace
         try:
             with engine.transaction(url=self.url) as session:
@@ -302,6 +319,7 @@ class HealthManager:
             outage.log_failure(LOG, "stale amphora check failed", exc)
             return None
         self.grace.succeeded()
+        self._silent_since = None if result.watched else (written, now)
         self.partition = bool(result.stopped)
         failovers(result.failed_over, gone)
         return result

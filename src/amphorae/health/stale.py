@@ -42,6 +42,7 @@ class CheckResult:
     stale: list[str]
     failed_over: list[str]
     stopped: list[str]  # by the circuit breaker
+    watched: bool = True  # any health row: False, nothing can go stale before one is written
 
 
 def check(session: Session, now: dt.datetime, timeout: float,
@@ -58,9 +59,11 @@ def check(session: Session, now: dt.datetime, timeout: float,
         .where(m.AmphoraHealth.busy.is_(False), m.AmphoraHealth.last_update < cutoff,
                m.Amphora.status.in_(WATCHED))
         .order_by(m.AmphoraHealth.last_update)).all()
+    watched = rows or session.scalar(select(m.AmphoraHealth.amphora_id).limit(1)) is not None
     if not judge_silence:  # the query ran all the same: it shows the database answers
         rows = []
-    result = CheckResult(stale=[r.id for r in rows], failed_over=[], stopped=[])
+    result = CheckResult(stale=[r.id for r in rows], failed_over=[], stopped=[],
+                         watched=bool(watched))
     if threshold and len(rows) >= threshold:
         result.stopped = [r.id for r in rows]
         session.execute(update(m.Amphora).where(m.Amphora.id.in_(result.stopped))

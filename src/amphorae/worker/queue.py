@@ -124,6 +124,18 @@ class JobQueue:
                      actions=frozenset((r.action, r.amphora_id) for r in rows),
                      attempts=max(r.attempts for r in rows) + 1)
 
+    def next_due(self) -> float | None:
+        """Seconds until a job that cannot be claimed now may become claimable (its
+        not_before, or the end of another worker's lease); None when no job waits on a
+        time. A lower bound: a worker that wakes then and finds nothing looks again."""
+        with engine.transaction(write=False, url=self.url) as session:
+            now = utcnow()
+            times = session.execute(select(
+                func.min(Job.not_before).filter(Job.not_before > now),
+                func.min(Job.lease_expires_at).filter(Job.lease_expires_at >= now))).one()
+        due = [t for t in times if t is not None]
+        return max((min(due) - now).total_seconds(), 0.0) if due else None
+
     # -- while working and after -------------------------------------------------------
 
     def renew(self, claims: Sequence[Claim]) -> set[str]:

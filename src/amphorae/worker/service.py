@@ -31,7 +31,10 @@ from amphorae.worker.wakeup import Wakeup
 
 LOG = logging.getLogger(__name__)
 MAX_ATTEMPTS = 5
-IDLE_WAIT = 1.0  # seconds between claims when nothing wakes the worker
+IDLE_WAIT = 1.0  # seconds before claiming again after the database failed
+# The longest an idle worker sleeps: a job written wakes it (wakeup.py), a job due later
+# is waited for exactly (JobQueue.next_due); this only covers a lost wake-up.
+IDLE_BACKSTOP = 10.0
 
 
 class QueueFence(Fence):
@@ -93,12 +96,23 @@ class Worker:
                     if claim is not None:
                         self._start(pool, claim)
                         continue
-                self.wakeup.wait(IDLE_WAIT)
+                self.wakeup.wait(self._idle_wait())
         self.wakeup.close()
         renewer.join(timeout=5)
 
     def stop(self) -> None:
         self.stopping.set()
+        with contextlib.suppress(OSError):
+            self.wakeup.interrupt()
+
+    def _idle_wait(self) -> float:
+        """How long to sleep with no job to claim: until the next job comes due."""
+        try:
+            due = self.queue.next_due()
+        except Exception as exc:  # the database is away: the claim will say so
+            outage.log_failure(LOG, "looking for the next due job failed", exc)
+            return IDLE_WAIT
+        return IDLE_BACKSTOP if due is None else min(due + 0.01, IDLE_BACKSTOP)
 
     def _busy(self) -> int:
         with self._lock:

@@ -4,7 +4,12 @@ PostgreSQL: LISTEN on the channel the API NOTIFYs when its transaction commits, 
 worker starts within milliseconds and otherwise sleeps. SQLite has no notifications:
 the worker waits on a doorbell beside the database file, rung after every commit that
 enqueued a job (common/doorbell.py). Either way the worker's loop still claims once per
-timeout as a slow backstop (jobs due later, a lost ring, another host's API).
+timeout as a slow backstop (a lost ring, another host's API); jobs due later are waited
+for exactly (JobQueue.next_due).
+
+``interrupt`` wakes a wait for a stop, from a signal handler: the doorbell rings itself;
+a PostgreSQL wait is instead cut to :data:`STOP_LATENCY` (a NOTIFY needs a transaction,
+not a thing to start in a signal handler).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from amphorae.db import engine, jobs
 
 LOG = logging.getLogger(__name__)
 POLL_INTERVAL = 0.05  # seconds between claims when nothing can wake the worker
+STOP_LATENCY = 1.0  # the longest a wait without interrupt() delays a stop
 
 
 class PollingWakeup:
@@ -33,6 +39,9 @@ class PollingWakeup:
 
     def poke(self) -> None:
         pass  # the next claim is at most an interval away
+
+    def interrupt(self) -> None:
+        pass
 
     def close(self) -> None:
         pass
@@ -48,6 +57,9 @@ class DoorbellWakeup:
         self.bell.wait(timeout)
 
     def poke(self) -> None:
+        self.bell.poke()
+
+    def interrupt(self) -> None:
         self.bell.poke()
 
     def close(self) -> None:
@@ -71,6 +83,7 @@ class PostgresWakeup:
 
     def wait(self, timeout: float) -> None:
         started = time.monotonic()
+        timeout = min(timeout, STOP_LATENCY)
         try:
             for _ in self._connect().notifies(timeout=timeout, stop_after=1):
                 pass
@@ -84,6 +97,9 @@ class PostgresWakeup:
         other workers wake too and find nothing, which is cheap."""
         with engine.transaction(url=self.sqlalchemy_url) as session:
             jobs.notify(session)
+
+    def interrupt(self) -> None:
+        pass  # its waits end within STOP_LATENCY
 
     def close(self) -> None:
         if self.conn is not None:
