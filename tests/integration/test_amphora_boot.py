@@ -11,6 +11,7 @@ random in 198.19.128.0/17 like in test_netns_compute, so a running controller's 
 from __future__ import annotations
 
 import concurrent.futures
+import os
 import secrets
 import shutil
 import statistics
@@ -28,6 +29,7 @@ from amphorae.common import pki
 from amphorae.drivers import agent_client
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
+from amphorae.drivers.compute import zygote
 from amphorae.drivers.compute.base import DELETED
 from amphorae.drivers.network import ownership
 from tests import leftovers, netns
@@ -125,6 +127,30 @@ def test_boot_two_amphorae(booter, new_id):
     assert_gone(booter, amps[1])
 
 
+def test_a_forked_agent_is_placed_as_a_started_one_and_outlives_its_zygote(
+        booter, new_id):
+    """The zygote's child: in the amphora's network namespace, leader of its own
+    session, working in the amphora's folder, named amphorae-agent, logging to
+    agent.log; closing the zygote (the worker stops) leaves it serving, and a later
+    boot starts a new zygote."""
+    amp = booter.create(new_id())
+    pid = amp.agent_pid
+    namespace = os.stat(f"/run/netns/{amp.compute_id}").st_ino
+    assert os.stat(f"/proc/{pid}/ns/net").st_ino == namespace
+    assert os.getsid(pid) == pid
+    assert os.readlink(f"/proc/{pid}/cwd") == os.path.realpath(booter.folder(amp.amphora_id))
+    assert Path(f"/proc/{pid}/comm").read_text().strip() == "amphorae-agent"
+    assert os.readlink(f"/proc/{pid}/fd/1") == str(
+        booter.folder(amp.amphora_id) / f"{boot.AGENT_NAME}.log")
+    booter.driver.zygote.close()
+    assert booter.client(amp.amphora_id, amp.management_ip, max_retries=0).info()
+    other = booter.create(new_id())
+    assert other.agent_pid != pid
+    for booted in (amp, other):
+        booter.delete(booted.amphora_id)
+        assert_gone(booter, booted)
+
+
 def test_foreign_certificates_refused(booter, new_id, tmp_path: Path):
     amp = booter.create(new_id())
     other_ca = pki.create_ca("amphorae foreign CA", validity=CERT_VALIDITY)
@@ -164,9 +190,24 @@ def test_repeated_create_keeps_the_agent(booter, new_id):
     assert_gone(booter, first)
 
 
-def test_agent_that_dies_leaves_nothing(booter, new_id, monkeypatch):
-    monkeypatch.setattr(boot, "agent_command",
-                        lambda: ["sh", "-c", "echo amph-test-failure; exit 3", "agent"])
+@pytest.mark.parametrize("how", ["forked", "cold"])
+def test_agent_that_dies_leaves_nothing(booter, new_id, monkeypatch, how):
+    """The agent exits at once on a bad option (forked from the zygote, or started
+    cold when the zygote is not there): the error and its log come back, the amphora
+    is removed."""
+    install = boot.AmphoraBooter._install
+
+    def broken(self, amphora_id, management_ip, folder):  # type: ignore[no-untyped-def]
+        expiration = install(self, amphora_id, management_ip, folder)
+        with open(folder / boot.AGENT_CONF, "a") as conf:
+            conf.write("\n[amphora_agent]\nbind_port = amph-test-failure\n")
+        return expiration
+
+    monkeypatch.setattr(boot.AmphoraBooter, "_install", broken)
+    if how == "cold":
+        def refuse(*args: object) -> int:
+            raise zygote.ZygoteError("no zygote in this test")
+        monkeypatch.setattr(booter.driver.zygote, "spawn", refuse)
     amp_id = new_id()
     with pytest.raises(boot.AmphoraBootError, match="amph-test-failure"):
         booter.create(amp_id)

@@ -3,8 +3,8 @@
 :class:`AmphoraBooter` ties three pieces together: the netns compute driver (namespace and
 management address), the controller's local CA (the agent's server certificate and the
 controller's client certificate) and the agent itself (``amphorae agent``, started in the
-namespace through the driver's ``start_process``). An amphora is booted once its agent
-answers ``/info`` over mutual TLS on ``https://<management ip>:9443``.
+namespace through the driver's ``start_agent``: forked from a warm zygote). An amphora is
+booted once its agent answers ``/info`` over mutual TLS on ``https://<management ip>:9443``.
 
 Files in the amphora's state directory (next to the driver's own):
 
@@ -13,7 +13,7 @@ Files in the amphora's state directory (next to the driver's own):
 - ``client_ca.pem``: the CA a controller's client certificate must chain to;
 - ``agent.conf``: the agent's configuration (0600);
 - ``lb/``: the agent's ``base_path`` (per load balancer HAProxy files);
-- ``agent.log`` / ``agent.pid``: written by the driver's ``start_process``.
+- ``agent.log`` / ``agent.pid``: written by the driver's ``start_agent``.
 
 Deleting is the driver's delete: it kills every process in the namespace (the agent and
 any HAProxy it started) and removes the state directory.
@@ -132,8 +132,8 @@ class AmphoraBooter(base.ComputeDriver):
             pid = self.driver.pid(amphora_id, AGENT_NAME)
             if pid is None:
                 expiration = self._install(amphora_id, amp.management_ip, folder)
-                pid = self.driver.start_process(
-                    amphora_id, [*agent_command(), "--config-file", str(folder / AGENT_CONF)],
+                pid = self.driver.start_agent(
+                    amphora_id, agent_command(), ["--config-file", str(folder / AGENT_CONF)],
                     name=AGENT_NAME)
             else:  # already booted (a repeated call): keep the agent and its certificate
                 expiration = pki.cert_expiration(pki.load(folder / SERVER_CERT).cert)

@@ -26,6 +26,7 @@ import dataclasses
 import functools
 import ipaddress
 import json
+import logging
 import os
 import shutil
 import signal
@@ -38,9 +39,12 @@ from pathlib import Path
 from oslo_config import cfg
 
 from amphorae.common import config, filelock
+from amphorae.drivers.compute import zygote
 from amphorae.drivers.compute.base import ACTIVE, BUILDING, DELETED, ERROR
 from amphorae.drivers.network import ownership
 from amphorae.drivers.network import plumbing as plumbing_mod
+
+LOG = logging.getLogger(__name__)
 
 NAMESPACE_PREFIX = "amphora-"
 MGMT_IFNAME = "mgmt0"
@@ -122,6 +126,7 @@ class NetnsComputeDriver:
         if self._bridge:
             plumbing_mod.check_name(self._bridge)
         self._children: dict[str, list[subprocess.Popen]] = {}
+        self.zygote = zygote.Zygote()
         self._lock = threading.Lock()
 
     @functools.cached_property
@@ -186,22 +191,43 @@ class NetnsComputeDriver:
                       name: str | None = None) -> int:
         """Run ``argv`` inside the amphora's namespace, detached in a session of its own,
         output to ``<name>.log``, pid in ``<name>.pid``. Returns the pid."""
-        short = short_id(amphora_id)
-        ns = namespace_name(short)
-        if not self.plumbing.netns_exists(ns):
-            raise RuntimeError(f"amphora {short} has no namespace")
-        name = name or os.path.basename(argv[0])
-        path = self._dir(short)
-        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        short, path, name = self._process_place(amphora_id, name or os.path.basename(argv[0]))
         with open(path / f"{name}.log", "ab") as log:
             # `ip netns exec` execs the command itself, so the pid is the command's.
-            proc = subprocess.Popen(["ip", "netns", "exec", ns, *argv], stdin=subprocess.DEVNULL,
-                                    stdout=log, stderr=subprocess.STDOUT, cwd=path,
+            proc = subprocess.Popen(["ip", "netns", "exec", namespace_name(short), *argv],
+                                    stdin=subprocess.DEVNULL, stdout=log,
+                                    stderr=subprocess.STDOUT, cwd=path,
                                     start_new_session=True)
-        (path / f"{name}.pid").write_text(f"{proc.pid}\n")
         with self._lock:
             self._children.setdefault(short, []).append(proc)
-        return proc.pid
+        return self._started(path, name, proc.pid)
+
+    def start_agent(self, amphora_id: str, command: Sequence[str], args: Sequence[str],
+                    name: str) -> int:
+        """Start ``amphorae agent`` as :meth:`start_process` does, forked from the warm
+        zygote (drivers/compute/zygote.py) when it can: ``command`` is the cold way
+        (the entry point and ``agent``), ``args`` follow either."""
+        short, path, name = self._process_place(amphora_id, name)
+        try:
+            pid = self.zygote.spawn(namespace_name(short), path, path / f"{name}.log",
+                                    [command[-1], *args])
+        except zygote.ZygoteError as exc:
+            LOG.warning("%s; starting the agent of amphora %s without it", exc, short)
+            return self.start_process(amphora_id, [*command, *args], name=name)
+        return self._started(path, name, pid)
+
+    def _process_place(self, amphora_id: str, name: str) -> tuple[str, Path, str]:
+        short = short_id(amphora_id)
+        if not self.plumbing.netns_exists(namespace_name(short)):
+            raise RuntimeError(f"amphora {short} has no namespace")
+        path = self._dir(short)
+        path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        return short, path, name
+
+    @staticmethod
+    def _started(path: Path, name: str, pid: int) -> int:
+        (path / f"{name}.pid").write_text(f"{pid}\n")
+        return pid
 
     def pid(self, amphora_id: str, name: str) -> int | None:
         """The pid of a process started under ``name`` when it is still running inside."""
@@ -348,13 +374,14 @@ class NetnsComputeDriver:
 
 def pids_in_netns(inode: int, marker: str) -> list[int]:
     """Processes whose network namespace has this inode (named or not) and whose
-    command line mentions ``marker``."""
-    found = []
+    command line mentions ``marker`` or whose working directory it is (an agent forked
+    from the zygote carries the zygote's command line)."""
+    found, directory = [], os.path.realpath(marker)
     for entry in os.scandir("/proc"):
         if entry.name.isdigit():
             with contextlib.suppress(OSError):
-                if (os.stat(f"/proc/{entry.name}/ns/net").st_ino == inode
-                        and marker.encode() in Path(f"/proc/{entry.name}/cmdline")
-                        .read_bytes()):
+                if os.stat(f"/proc/{entry.name}/ns/net").st_ino == inode and (
+                        marker.encode() in Path(f"/proc/{entry.name}/cmdline").read_bytes()
+                        or os.readlink(f"/proc/{entry.name}/cwd") == directory):
                     found.append(int(entry.name))
     return found
