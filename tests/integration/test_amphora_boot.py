@@ -251,3 +251,18 @@ def test_boot_time(booter, new_id):
     print(f"\namphora boot (create() call to agent /info over mTLS): median "
           f"{median * 1000:.0f} ms, all {[round(s * 1000) for s in seconds]} ms")
     assert median < 2.0  # target 0.5 s; generous here, the 2-core CI box is shared
+
+
+def test_the_zygote_answers_an_error_for_a_child_it_cannot_place(tmp_path: Path):
+    """A namespace that does not exist: the child says why before the parent answers,
+    and the zygote serves the next request."""
+    z = zygote.Zygote()
+    try:
+        with pytest.raises(zygote.ZygoteError, match="amph-test-no-such-ns"):
+            z.spawn("amph-test-no-such-ns", tmp_path, tmp_path / "agent.log",
+                    str(tmp_path / "agent.conf"))
+        with pytest.raises(zygote.ZygoteError, match="amph-test-no-such-ns-2"):
+            z.spawn("amph-test-no-such-ns-2", tmp_path, tmp_path / "agent.log",
+                    str(tmp_path / "agent.conf"))
+    finally:
+        z.close()

@@ -5,7 +5,7 @@ An agent's start was mostly Python's: the interpreter and the agent's imports co
 the work). The zygote imports them once and forks a child per amphora. The child
 joins the amphora's network namespace, starts a session of its own, takes the
 amphora's directory as its working directory and its log as stdout/stderr, and runs
-``amphorae agent`` as the command line would: from there on it is the same agent.
+the agent's main as ``amphorae agent`` would: from there on it is the same agent.
 
 The host side (drivers/compute/zygote.py) starts ``python -m amphorae.agent.zygote``
 with pipes: one JSON request per line on stdin, one JSON answer per line on stdout
@@ -30,9 +30,8 @@ import traceback
 from collections.abc import Mapping
 from typing import Any, BinaryIO
 
-# What an agent imports (cli parses its command line): loaded once, here.
-from amphorae import cli
-from amphorae.agent import main as _main  # noqa: F401
+# What an agent imports: loaded once, here.
+from amphorae.agent import main as agent_main
 from amphorae.agent import server as _server  # noqa: F401
 
 CLONE_NEWNET = 0x40000000
@@ -75,8 +74,8 @@ def _child(request: Mapping[str, Any], answer: int) -> None:
         sys.stdin = open(0, closefd=False)  # noqa: SIM115 - the process's own streams
         sys.stdout = open(1, "w", buffering=1, closefd=False)  # noqa: SIM115
         sys.stderr = open(2, "w", buffering=1, closefd=False)  # noqa: SIM115
-        sys.argv = ["amphorae", *request["argv"]]
-        code = cli.main(list(request["argv"]))
+        sys.argv = ["amphorae", "agent", *request["config_args"]]
+        code = agent_main.main(list(request["config_args"]))
     except SystemExit as stop:
         code = stop.code if isinstance(stop.code, int) else 1
     except BaseException as exc:  # the child must end here, whatever happened
@@ -93,7 +92,8 @@ def _child(request: Mapping[str, Any], answer: int) -> None:
 
 
 def spawn(request: Mapping[str, Any]) -> dict[str, Any]:
-    """Fork an agent for ``request`` (netns, cwd, log, argv); its pid or the error."""
+    """Fork an agent for ``request`` (netns, cwd, log, config_args: ``--config-file=PATH``
+    as amphorae.cli hands them on); its pid or the error."""
     ready, answer = os.pipe()
     pid = os.fork()
     if pid == 0:

@@ -132,9 +132,8 @@ class AmphoraBooter(base.ComputeDriver):
             pid = self.driver.pid(amphora_id, AGENT_NAME)
             if pid is None:
                 expiration = self._install(amphora_id, amp.management_ip, folder)
-                pid = self.driver.start_agent(
-                    amphora_id, agent_command(), ["--config-file", str(folder / AGENT_CONF)],
-                    name=AGENT_NAME)
+                pid = self.driver.start_agent(amphora_id, agent_command(),
+                                              str(folder / AGENT_CONF), name=AGENT_NAME)
             else:  # already booted (a repeated call): keep the agent and its certificate
                 expiration = pki.cert_expiration(pki.load(folder / SERVER_CERT).cert)
             self._wait_ready(amphora_id, amp.management_ip, pid, deadline)

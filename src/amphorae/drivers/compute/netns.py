@@ -202,18 +202,19 @@ class NetnsComputeDriver:
             self._children.setdefault(short, []).append(proc)
         return self._started(path, name, proc.pid)
 
-    def start_agent(self, amphora_id: str, command: Sequence[str], args: Sequence[str],
+    def start_agent(self, amphora_id: str, command: Sequence[str], config_file: str,
                     name: str) -> int:
-        """Start ``amphorae agent`` as :meth:`start_process` does, forked from the warm
-        zygote (drivers/compute/zygote.py) when it can: ``command`` is the cold way
-        (the entry point and ``agent``), ``args`` follow either."""
+        """Start ``amphorae agent --config-file <config_file>`` as :meth:`start_process`
+        does, forked from the warm zygote (drivers/compute/zygote.py) when it can;
+        ``command`` (the entry point and ``agent``) is the cold way."""
         short, path, name = self._process_place(amphora_id, name)
         try:
             pid = self.zygote.spawn(namespace_name(short), path, path / f"{name}.log",
-                                    [command[-1], *args])
+                                    config_file)
         except zygote.ZygoteError as exc:
             LOG.warning("%s; starting the agent of amphora %s without it", exc, short)
-            return self.start_process(amphora_id, [*command, *args], name=name)
+            return self.start_process(
+                amphora_id, [*command, "--config-file", config_file], name=name)
         return self._started(path, name, pid)
 
     def _process_place(self, amphora_id: str, name: str) -> tuple[str, Path, str]:

@@ -15,7 +15,6 @@ import logging
 import subprocess
 import sys
 import threading
-from collections.abc import Sequence
 from pathlib import Path
 
 LOG = logging.getLogger(__name__)
@@ -30,12 +29,14 @@ class Zygote:
         self._proc: subprocess.Popen[bytes] | None = None
         self._lock = threading.Lock()
 
-    def spawn(self, netns: str, cwd: Path, log: Path, argv: Sequence[str]) -> int:
-        """Fork ``amphorae <argv>`` into network namespace ``netns`` (a name under
-        /run/netns), in a session of its own, working in ``cwd``, output appended to
-        ``log``; its pid once it is in the namespace."""
+    def spawn(self, netns: str, cwd: Path, log: Path, config_file: str) -> int:
+        """Fork ``amphorae agent --config-file <config_file>`` into network namespace
+        ``netns`` (a name under /run/netns), in a session of its own, working in
+        ``cwd``, output appended to ``log``; its pid once it is in the namespace."""
         request = json.dumps({"netns": f"/run/netns/{netns}", "cwd": str(cwd),
-                              "log": str(log), "argv": list(argv)}).encode() + b"\n"
+                              "log": str(log),
+                              "config_args": [f"--config-file={config_file}"]}
+                             ).encode() + b"\n"
         with self._lock:
             proc = self._running()
             try:
