@@ -13,7 +13,12 @@ def run() -> None:
     if connection is None:
         from amphorae.db.engine import get_engine
 
-        with get_engine(config.get_main_option("sqlalchemy.url")).connect() as conn:
+        # SQLite: the write lock from BEGIN on (BEGIN IMMEDIATE). Services sharing an
+        # embedded database each upgrade it at start; a deferred BEGIN reads the version
+        # and then needs the write lock, which fails at once ("database is locked")
+        # while another one migrates, where an immediate BEGIN waits its turn.
+        engine = get_engine(config.get_main_option("sqlalchemy.url"))
+        with engine.execution_options(sqlite_immediate=True).connect() as conn:
             _migrate(conn)
     else:
         _migrate(connection)

@@ -153,10 +153,15 @@ class LocalNetworkDriver(NetworkDriver):
             return [_port(row) for row in session.scalars(
                 select(IPAllocation).order_by(IPAllocation.port_id))]
 
+    @property
+    def _owner(self) -> str:
+        """The deployment whose bridges and distributors these are."""
+        return self.plugger.owner or ownership.local_deployment()
+
     def release_host(self) -> None:
         """The bridges of this deployment's networks (one another deployment made under
         the same name stays: its alias names its owner)."""
-        owner = self.plugger.owner or ownership.local_deployment()
+        owner = self._owner
         for network in networks().values():
             for subnet in network.subnets:
                 self.plugger.plumbing.delete_bridge(bridge_name(subnet), owner=owner)
@@ -280,8 +285,7 @@ class LocalNetworkDriver(NetworkDriver):
         return distributor.Distributor(self.plugger.plumbing)
 
     def _namespace(self, load_balancer_id: str) -> str:
-        return distributor_namespace(self.plugger.owner or ownership.local_deployment(),
-                                     load_balancer_id)
+        return distributor_namespace(self._owner, load_balancer_id)
 
     def _amphora_addresses(self, d: Distribution) -> dict[str, str]:
         """The serving amphorae's addresses on the distribution network, by id."""
@@ -313,9 +317,8 @@ class LocalNetworkDriver(NetworkDriver):
                     own[subnet.id] = self._allocate(session, subnet, device,
                                                     DISTRIBUTOR_OWNER).ip_address
         address = self._amphora_addresses(d)
-        owner = self.plugger.owner or ownership.local_deployment()
         for subnet in (vip_subnet, back):
-            self.plugger.plumbing.ensure_bridge(bridge_name(subnet), owner=owner)
+            self.plugger.plumbing.ensure_bridge(bridge_name(subnet), owner=self._owner)
         return distributor.Distribution(
             namespace=self._namespace(d.load_balancer_id),
             front=distributor.Leg(bridge_name(vip_subnet),
