@@ -65,9 +65,8 @@ from pathlib import Path
 
 from tests import vrrp_pair as pairs
 
-from amphorae.agent.haproxy import parse_show_proc, unix_command
+from amphorae.agent.haproxy import serving_pid, unix_command
 from amphorae.common import config
-from amphorae.contract.layout import LbFiles
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
 from amphorae.drivers.network import ownership
@@ -254,7 +253,8 @@ def measured_wrk(url: str, seconds: int, parts: dict[str, list[int]],
 
 
 def lb_pids(pair: pairs.Pair) -> list[int]:
-    """The MASTER's HAProxy processes (master, worker, old workers)."""
+    """The MASTER's HAProxy processes (the current one, any still finishing after a
+    reload)."""
     return [pid for pid in pair.pids(pair.master) if _comm(pid) == "haproxy"]
 
 
@@ -266,12 +266,9 @@ def _comm(pid: int) -> str | None:
 
 
 def lb_threads(pair: pairs.Pair) -> int:
-    """Threads of the current HAProxy worker (the master CLI's ``show proc``)."""
-    files = LbFiles(Path(pair.stats_socket(pair.master)).parent)
-    state = parse_show_proc(unix_command(files.master_socket, "show proc"))
-    if state is None or len(state.workers) != 1:
-        raise RuntimeError(f"not one current HAProxy worker: {state}")
-    return len(os.listdir(f"/proc/{state.workers[0]}/task"))
+    """Threads of the current HAProxy (the one answering on its stats socket)."""
+    pid = serving_pid(Path(pair.stats_socket(pair.master)))
+    return len(os.listdir(f"/proc/{pid}/task"))
 
 
 def pin(pids: list[int], cpus: set[int] | frozenset[int]) -> None:

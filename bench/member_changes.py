@@ -31,7 +31,7 @@ from typing import Any
 from tests import dataplane as dp
 from tests.deployment import Deployment, deployment
 
-from amphorae.agent.haproxy import parse_show_proc, unix_command
+from amphorae.agent.haproxy import serving_pid
 from amphorae.contract.layout import LbFiles
 from amphorae.drivers.compute import amphora_boot as boot
 from amphorae.drivers.compute import netns as compute
@@ -52,11 +52,20 @@ class Figures:
     reloads: int = 0
 
 
-def _reloads(files: LbFiles) -> int:
-    state = parse_show_proc(unix_command(files.master_socket, "show proc"))
-    if state is None:
-        raise RuntimeError("HAProxy's master does not answer")
-    return state.master_reloads
+class Reloads:
+    """Reloads of one HAProxy, seen as new processes: a reload starts one (a new pid),
+    a runtime update does not. Two reloads between two looks count as one."""
+
+    def __init__(self, files: LbFiles) -> None:
+        self.socket = files.stats_socket
+        self.pid = serving_pid(self.socket)
+        self.count = 0
+
+    def look(self) -> int:
+        pid = serving_pid(self.socket)
+        self.count += pid != self.pid
+        self.pid = pid
+        return self.count
 
 
 def _answer(vip: str, port: int) -> str:
@@ -116,14 +125,15 @@ def measure(rounds: int) -> dict[str, Figures]:
             figures = {}
             for name, port, _ in VARIANTS:
                 found = figures[name] = Figures()
-                before = _reloads(files)
+                reloads = Reloads(files)
                 for _ in range(rounds):
                     took, member = _serving(d, lb.vip_address, port, ports[port])
                     found.serving.append(took)
                     d.wait_lb(lb.id)
+                    reloads.look()
                     found.leaving.append(_leaving(d, lb.id, lb.vip_address, port,
                                                   ports[port], member))
-                found.reloads = _reloads(files) - before
+                    found.reloads = reloads.look()
             return figures
         finally:
             d.lb.delete_load_balancer(lb.id, cascade=True)

@@ -72,14 +72,16 @@ def _status(pid: int) -> tuple[str, int]:
 
 
 def role(pid: int) -> str:
-    """What a process of an amphora is: HAProxy's and keepalived's children run the
-    same binary as their parent, so the parent tells them apart."""
+    """What a process of an amphora is: keepalived's VRRP child runs the same binary as
+    its parent, so the parent tells them apart (HAProxy is one process)."""
     name, ppid = _status(pid)
-    with contextlib.suppress(OSError):
-        if name in ("haproxy", "keepalived") and _status(ppid)[0] == name:
-            return f"{name} {'worker' if name == 'haproxy' else 'child'}"
-    if name in ("haproxy", "keepalived"):
-        return f"{name} {'master' if name == 'haproxy' else 'parent'}"
+    if name == "keepalived":
+        with contextlib.suppress(OSError):
+            if _status(ppid)[0] == name:
+                return "keepalived child"
+        return "keepalived parent"
+    if name == "haproxy":
+        return name
     return "agent" if name.startswith("python") or name == "amphorae" else name
 
 

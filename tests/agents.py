@@ -13,7 +13,7 @@ VENV_BIN = Path(sys.executable).parent
 
 def kill_everything_under(root: Path) -> None:
     """SIGKILL every process whose command line names ``root``: the agent and what it
-    started (HAProxy masters and workers, keepalived), which outlive the agent by design."""
+    started (HAProxy, keepalived), which outlive the agent by design."""
     marker = os.fsencode(root)
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit() or int(entry.name) == os.getpid():

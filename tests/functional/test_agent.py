@@ -23,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+from amphorae.agent import haproxy as hap
 from amphorae.common import pki
 from amphorae.contract import model
 from amphorae.drivers.agent_client import AgentClient, AgentRequestError, AgentUnavailable
@@ -393,8 +394,14 @@ def test_reloads_refuse_no_connection(agent: Agent, lb: RunningLb) -> None:
     assert results["failed"] == 0, errors[:5]
     assert results["ok"] >= 20
     assert slow == [b"member-says-hello"]
-    # The same master, reloaded: its pid file still names it.
-    assert int((agent.base / lb.lb_id / "haproxy.pid").read_text()) == pid
+    # Each reload started a new HAProxy; the ones told to finish are gone once their
+    # connections ended (the slow one above).
+    seen = hap.Supervisor(agent.base, "haproxy")
+    assert seen.pid(lb.lb_id) not in (None, pid)
+    deadline = time.monotonic() + 10
+    while seen.processes(lb.lb_id) != [seen.pid(lb.lb_id)]:
+        assert time.monotonic() < deadline, seen.processes(lb.lb_id)
+        time.sleep(0.05)
 
 
 def test_certificates(agent: Agent, lb: RunningLb) -> None:
@@ -472,11 +479,13 @@ def test_restarted_agent_adopts_running_haproxy(agent: Agent) -> None:
         launch(agent)
         assert agent.client().details()["haproxy_count"] >= 1
         assert agent.client().start(lb_id)["details"].endswith("already running")
-        agent.client().reload(lb_id)
-        assert int((agent.base / lb_id / "haproxy.pid").read_text()) == pid
+        agent.client().reload(lb_id)  # the adopted process hands over its sockets
+        reloaded = int((agent.base / lb_id / "haproxy.pid").read_text())
+        assert reloaded != pid
         assert http_get(port) == b"adopted"
         agent.client().delete_listeners(lb_id)
-        assert not Path(f"/proc/{pid}").exists() or _zombie(pid)
+        for gone in (pid, reloaded):
+            assert not Path(f"/proc/{gone}").exists() or _zombie(gone)
 
 
 def _zombie(pid: int) -> bool:

@@ -469,12 +469,9 @@ class Load:
             thread.join(dataplane.HTTP_TIMEOUT * 2)
 
 
-def reload_count(topo: dataplane.Topology, lb_id: str) -> int:
-    files = LbFiles(topo.agent_base / lb_id)
-    state = agent_haproxy.parse_show_proc(
-        agent_haproxy.unix_command(files.master_socket, "show proc"))
-    assert state is not None
-    return state.master_reloads
+def serving_pid(topo: dataplane.Topology, lb_id: str) -> int:
+    """HAProxy's own pid: each reload starts a new process."""
+    return agent_haproxy.serving_pid(LbFiles(topo.agent_base / lb_id).stats_socket)
 
 
 def test_reloads_under_load_lose_no_request(topo) -> None:
@@ -482,7 +479,7 @@ def test_reloads_under_load_lose_no_request(topo) -> None:
     lb = http_lb(topo, pool)
     windows = []  # (start, end) of each upload + reload
     with topo.serving(lb):
-        before = reload_count(topo, lb.id)
+        pids = [serving_pid(topo, lb.id)]
         with Load(topo) as load:
             wait_for(lambda: len(load.done) >= 10, "load flowing before the first reload")
             for i in range(RELOADS):
@@ -500,11 +497,12 @@ def test_reloads_under_load_lose_no_request(topo) -> None:
                 start = time.monotonic()
                 topo.reload(lb.id, topo.render(changed))
                 windows.append((start, time.monotonic()))
+                pids.append(serving_pid(topo, lb.id))
                 # The reload is live: the new worker runs with the new weight.
                 assert topo.member_stats(lb.id)["m1"]["weight"] == str(weight)
             served = len(load.done)
             wait_for(lambda: len(load.done) >= served + 10, "load flowing after the reloads")
-        assert reload_count(topo, lb.id) - before == RELOADS
+        assert len(set(pids)) == RELOADS + 1, pids  # a new HAProxy each time
     assert load.failures == [], load.failures[:5]
     # Requests were answered during every reload's interval (upload, check, re-exec).
     for start, end in windows:

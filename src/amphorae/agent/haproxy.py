@@ -1,12 +1,17 @@
-"""One HAProxy per load balancer, in master-worker mode, supervised by the agent.
+"""One HAProxy per load balancer, one process each, supervised by the agent.
 
 Each load balancer has a folder under the agent's base path (``contract.layout.LbFiles``,
 which the controller renders with too).
 
-The master runs in its own session so that it survives a restart of the agent; a new
-agent finds it again through the pid file. A reload is the master's (SIGUSR2): it
-re-executes itself and the new worker takes the listening sockets from the old one over
-the stats socket (``expose-fd listeners``), so no connection is refused meanwhile.
+HAProxy runs as a daemon (``-D``) in a session of its own, so that it outlives a restart
+of the agent; a new agent finds it again through the pid file. There is no master
+process: master-worker mode costs a second process (12 MiB RSS of an amphora's ~42,
+docs/memory.md) for what the agent does itself. A reload starts a new HAProxy on the
+new config that takes the listening sockets from the running one over its stats socket
+(``-x``; the config says ``expose-fd listeners``) and then tells it to finish (``-sf``:
+it stops accepting and serves its connections to their end or ``hard-stop-after``), so
+no connection is refused meanwhile. The launcher exits once the new process has bound
+its sockets and written the pid file: its exit status is the start's or reload's.
 """
 
 from __future__ import annotations
@@ -21,7 +26,6 @@ import socket
 import subprocess
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -64,30 +68,15 @@ def unix_command(path: Path, command: str, timeout: float = _CLI_TIMEOUT) -> str
     return b"".join(chunks).decode(errors="replace")
 
 
-@dataclass(frozen=True)
-class ProcState:
-    master_reloads: int
-    workers: tuple[int, ...]  # current workers (not the old ones still draining)
+def parse_info(text: str) -> dict[str, str]:
+    """The stats socket's ``show info``: field -> value."""
+    return {key: value.strip() for key, sep, value in
+            (line.partition(":") for line in text.splitlines()) if sep}
 
 
-def parse_show_proc(text: str) -> ProcState | None:
-    """The master CLI's ``show proc``: the master's reload count and current workers."""
-    reloads = None
-    workers: list[int] = []
-    section = "master"
-    for line in text.splitlines():
-        if line.startswith("#"):
-            section = "workers" if line.startswith("# workers") else (
-                "master" if reloads is None else "other")
-            continue
-        fields = line.split()
-        if len(fields) < 3 or not fields[0].isdigit():
-            continue
-        if fields[1] == "master" and fields[2].isdigit():
-            reloads = int(fields[2])
-        elif fields[1] == "worker" and section == "workers":
-            workers.append(int(fields[0]))
-    return None if reloads is None else ProcState(reloads, tuple(workers))
+def serving_pid(stats_socket: Path) -> int:
+    """The pid of the HAProxy answering on ``stats_socket``: a reload is a new pid."""
+    return int(parse_info(unix_command(stats_socket, "show info"))["Pid"])
 
 
 class Supervisor:
@@ -102,7 +91,6 @@ class Supervisor:
         self.peer = peer_name(amphora_id) if amphora_id else None
         self.start_timeout = start_timeout
         self.stop_timeout = stop_timeout
-        self._children: dict[str, subprocess.Popen[bytes]] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
         self.drains = runtime.Drains(unix_command, self.lock, self._record_server_state,
@@ -132,7 +120,7 @@ class Supervisor:
         drains the previous agent left; stale pid files of dead ones are removed."""
         running = []
         for lb_id in self.load_balancers():
-            if self.master_pid(lb_id) is not None:
+            if self.pid(lb_id) is not None:
                 running.append(lb_id)
                 self.drains.restore(lb_id)
             else:
@@ -141,24 +129,23 @@ class Supervisor:
             LOG.info("adopted running HAProxy of %s", ", ".join(running))
         return running
 
-    def master_pid(self, lb_id: str) -> int | None:
-        """The live master of ``lb_id``, or None. The pid must run HAProxy on this load
-        balancer's config, so a recycled pid is not mistaken for it."""
-        child = self._children.get(lb_id)
-        if child is not None and child.poll() is not None:
-            del self._children[lb_id]  # reaped
-            child = None
+    def pid(self, lb_id: str) -> int | None:
+        """The current HAProxy of ``lb_id``, or None. The pid must run HAProxy on this
+        load balancer's config, so a recycled pid is not mistaken for it."""
         files = self.files(lb_id)
         try:
-            pid: int | None = int(files.pid_file.read_text().split()[0])
+            pid = int(files.pid_file.read_text().split()[0])
         except (OSError, ValueError, IndexError):
-            pid = child.pid if child is not None else None
-        if pid is None or not _is_haproxy_for(pid, files.config):
             return None
-        return pid
+        return pid if _is_haproxy_for(pid, files.config) else None
+
+    def processes(self, lb_id: str) -> list[int]:
+        """Every HAProxy of ``lb_id``: the current one and those that reloads told to
+        finish and that still serve connections."""
+        return _haproxy_processes(self.files(lb_id).config)
 
     def running(self, lb_id: str) -> bool:
-        return self.master_pid(lb_id) is not None
+        return self.pid(lb_id) is not None
 
     def running_config(self, lb_id: str) -> bytes | None:
         """The config the running HAProxy of ``lb_id`` loaded; None when it is down."""
@@ -205,10 +192,10 @@ class Supervisor:
 
     def reload(self, lb_id: str) -> str:
         """Make the running HAProxy match the installed config: through the runtime API
-        when only members changed (runtime_plan), else the master's reload; a load
-        balancer whose HAProxy is down is started."""
+        when only members changed (runtime_plan), else a new HAProxy that takes over the
+        listening sockets; a load balancer whose HAProxy is down is started."""
         with self.lock(lb_id):
-            pid = self.master_pid(lb_id)
+            pid = self.pid(lb_id)
             if pid is None:
                 return self._start(lb_id)
             files = self.files(lb_id)
@@ -219,14 +206,8 @@ class Supervisor:
             self.drains.forget(lb_id)
             self.check(files.config)
             self._save_server_state(files)
-            offset = _bound_log(files.log)
-            before = self._proc(files)
-            if before is None:
-                raise HaproxyError("HAProxy master is not answering", _tail(files.log))
-            os.kill(pid, signal.SIGUSR2)
-            self._wait(files, lambda s: s.master_reloads > before.master_reloads
-                       and bool(s.workers) and not set(s.workers) & set(before.workers),
-                       pid, "reload", offset)
+            self._launch(lb_id, "reload", "-x", os.fspath(files.stats_socket),
+                         "-sf", str(pid))
             RunningCopy(files.running_config).loaded(loading)
             return "reloaded"
 
@@ -267,84 +248,64 @@ class Supervisor:
 
     def _start(self, lb_id: str) -> str:
         files = self.files(lb_id)
-        if self.master_pid(lb_id) is not None:
+        if self.pid(lb_id) is not None:
             return "already running"
         self.drains.forget(lb_id)
         if not files.config.is_file():
             raise FileNotFoundError(lb_id)
         loading = files.config.read_bytes()
         files.pid_file.unlink(missing_ok=True)
-        files.master_socket.unlink(missing_ok=True)
         # load-server-state-from-file needs the file at the first start; "1" is the
         # format version, with no server yet.
         if not files.server_state.exists():
             write_file(files.server_state, b"1\n", 0o600)
-        cmd = [self.haproxy_cmd, "-W", "-S", f"{files.master_socket},mode,600",
-               "-f", os.fspath(files.config), "-p", os.fspath(files.pid_file)]
+        pid = self._launch(lb_id, "start")
+        RunningCopy(files.running_config).loaded(loading)
+        LOG.info("started HAProxy of %s (pid %d)", lb_id, pid)
+        return "started"
+
+    def _launch(self, lb_id: str, what: str, *extra: str) -> int:
+        """Run HAProxy's launcher on the installed config; the new process's pid once
+        it has bound its sockets. On failure, HAProxy's messages are the details."""
+        files = self.files(lb_id)
+        cmd = [self.haproxy_cmd, "-D", "-f", os.fspath(files.config),
+               "-p", os.fspath(files.pid_file), *extra]
         if self.peer:
             cmd += ["-L", self.peer]
         offset = _bound_log(files.log)
-        with open(files.log, "ab") as log:
-            child = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                     start_new_session=True, close_fds=True)
-        self._children[lb_id] = child
-        self._wait(files, lambda s: bool(s.workers), child.pid, "start", offset)
-        RunningCopy(files.running_config).loaded(loading)
-        LOG.info("started HAProxy of %s (master %d)", lb_id, child.pid)
-        return "started"
+        try:
+            with open(files.log, "ab") as log:
+                launcher = subprocess.run(cmd, stdin=subprocess.DEVNULL, stdout=log,
+                                          stderr=log, start_new_session=True,
+                                          timeout=self.start_timeout, check=False)
+        except subprocess.TimeoutExpired:
+            raise HaproxyError(f"HAProxy did not {what} within {self.start_timeout}s",
+                               _tail(files.log, offset)) from None
+        pid = self.pid(lb_id)
+        if launcher.returncode != 0 or pid is None:
+            raise HaproxyError(f"HAProxy failed to {what}", _tail(files.log, offset))
+        return pid
 
     def _stop(self, lb_id: str) -> str:
         files = self.files(lb_id)
         self.drains.forget(lb_id)
-        pid = self.master_pid(lb_id)
-        if pid is not None:
+        current = self.pid(lb_id)
+        pids = self.processes(lb_id)
+        if pids:
             # Soft stop first (listeners close, established connections finish), then a
-            # hard one, then a kill: a stop ends with the process gone.
+            # hard one, then a kill: a stop ends with the processes gone, also those
+            # that earlier reloads left finishing their connections.
             steps = ((signal.SIGUSR1, self.stop_timeout), (signal.SIGTERM, 5.0),
                      (signal.SIGKILL, 5.0))
             for sig, grace in steps:
-                _signal(pid, sig)
-                if self._wait_gone(lb_id, pid, time.monotonic() + grace):
+                for pid in pids:
+                    _signal(pid, sig)
+                if _wait_gone(pids, time.monotonic() + grace):
                     break
             LOG.info("stopped HAProxy of %s", lb_id)
         files.pid_file.unlink(missing_ok=True)
-        files.master_socket.unlink(missing_ok=True)
         files.running_config.unlink(missing_ok=True)
-        return "not running" if pid is None else "stopped"
-
-    def _wait_gone(self, lb_id: str, pid: int, until: float) -> bool:
-        while time.monotonic() < until:
-            child = self._children.get(lb_id)
-            if child is not None and child.pid == pid:
-                if child.poll() is not None:
-                    self._children.pop(lb_id, None)
-                    return True
-            elif not _alive(pid):
-                return True
-            time.sleep(_POLL)
-        return False
-
-    def _proc(self, files: LbFiles) -> ProcState | None:
-        try:
-            return parse_show_proc(unix_command(files.master_socket, "show proc"))
-        except OSError:  # not listening yet, or mid re-exec
-            return None
-
-    def _wait(self, files: LbFiles, done: Callable[[ProcState], bool], pid: int,
-              what: str, log_offset: int = 0) -> None:
-        """Until ``done`` holds for the master's state; on failure, HAProxy's messages
-        since ``log_offset`` are the details."""
-        deadline = time.monotonic() + self.start_timeout
-        while time.monotonic() < deadline:
-            if not _alive(pid):
-                raise HaproxyError(f"HAProxy failed to {what}",
-                                   _tail(files.log, log_offset))
-            state = self._proc(files)
-            if state is not None and done(state):
-                return
-            time.sleep(_POLL)
-        raise HaproxyError(f"HAProxy did not {what} within {self.start_timeout}s",
-                           _tail(files.log, log_offset))
+        return "not running" if current is None else "stopped"
 
     def _save_server_state(self, files: LbFiles) -> None:
         """What the worker knows of its servers (health, weights, admin state), so that
@@ -408,6 +369,14 @@ def _alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[-1].split()[0] != "Z"
 
 
+def _wait_gone(pids: list[int], until: float) -> bool:
+    while any(_alive(pid) for pid in pids):
+        if time.monotonic() >= until:
+            return False
+        time.sleep(_POLL)
+    return True
+
+
 def _is_haproxy_for(pid: int, config: Path) -> bool:
     if not _alive(pid):
         return False
@@ -418,8 +387,15 @@ def _is_haproxy_for(pid: int, config: Path) -> bool:
     return os.fsencode(config) in argv and b"haproxy" in argv[0]
 
 
+def _haproxy_processes(config: Path) -> list[int]:
+    """Live HAProxy processes started on ``config`` (its path is in their command line;
+    each load balancer's config has a path of its own)."""
+    return [int(entry.name) for entry in os.scandir("/proc")
+            if entry.name.isdigit() and _is_haproxy_for(int(entry.name), config)]
+
+
 def _bound_log(path: Path) -> int:
-    """HAProxy's log, emptied once it passes LOG_LIMIT (the master appends with
+    """HAProxy's log, emptied once it passes LOG_LIMIT (HAProxy appends with
     O_APPEND, so it goes on writing at the new end); returns its current size."""
     try:
         size = path.stat().st_size

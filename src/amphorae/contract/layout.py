@@ -5,8 +5,7 @@ runs from these places; the controller renders configs that point at them
 One HAProxy per load balancer::
 
     <base>/<lb_id>/haproxy.cfg      the installed config (.new while validated)
-    <base>/<lb_id>/haproxy.pid      the master's pid, written by HAProxy (-p)
-    <base>/<lb_id>/master.sock      the master CLI (-S)
+    <base>/<lb_id>/haproxy.pid      the current process's pid, written by HAProxy (-p)
     <base>/<lb_id>/haproxy.sock     the stats socket the config declares
     <base>/<lb_id>/servers-state    server states kept across reloads
     <base>/<lb_id>/certs/           certificates
@@ -58,10 +57,6 @@ class LbFiles:
     @property
     def pid_file(self) -> Path:
         return self.root / "haproxy.pid"
-
-    @property
-    def master_socket(self) -> Path:
-        return self.root / "master.sock"
 
     @property
     def stats_socket(self) -> Path:

@@ -5,7 +5,7 @@ HAProxy's; they go to nftables.
 The shape follows Octavia's amphora template (reference §6.1) so that names keep their
 meaning for the heartbeat: frontend = listener id, backend = ``<pool_id>:<listener_id>``,
 server = member id. An admin-down load balancer renders only ``global`` and ``defaults``.
-The process runs in master-worker mode (``haproxy -W``), so there is no ``daemon``.
+The agent starts it as a daemon (``haproxy -D``, agent/haproxy.py), so there is no ``daemon``.
 
 Differences from Octavia, on purpose:
 - L7 policies are all ``http-request`` rules, so they run in position order whatever

@@ -16,22 +16,20 @@ import pytest
 from amphorae.agent import api
 from amphorae.agent import haproxy as hap
 
-SHOW_PROC = """#<PID>          <type>          <reloads>       <uptime>        <version>
-6854            master          3 [failed: 0]   0d00h00m00s     2.6.12-1+deb12u4
-# workers
-6901            worker          0               0d00h00m00s     2.6.12-1+deb12u4
-# old workers
-6857            worker          1               0d00h00m03s     2.6.12-1+deb12u4
-# programs
+SHOW_INFO = """Name: HAProxy
+Version: 2.6.12-1+deb12u4
+Pid: 6901
+Uptime: 0d 0h00m03s
+Description:
 
 """
 
 
-def test_parse_show_proc() -> None:
-    state = hap.parse_show_proc(SHOW_PROC)
-    assert state == hap.ProcState(master_reloads=3, workers=(6901,))
-    assert hap.parse_show_proc("") is None
-    assert hap.parse_show_proc("Unknown command\n") is None
+def test_parse_info() -> None:
+    info = hap.parse_info(SHOW_INFO)
+    assert info["Pid"] == "6901" and info["Uptime"] == "0d 0h00m03s"
+    assert info["Description"] == ""
+    assert hap.parse_info("Unknown command\n") == {}
 
 
 def test_parse_frontends() -> None:
